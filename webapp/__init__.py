@@ -1,0 +1,50 @@
+"""Outpost: an offline-first mobile CRM. `create_app` builds the Flask application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from flask import Flask
+
+from webapp.config import configure
+from webapp.crm.registry import Registry
+from webapp.db import Database, connect
+
+
+@dataclass
+class Services:
+    """What the app holds for its whole life: the database, the entity registry, the hasher."""
+
+    db: Database
+    registry: Registry
+    hasher: PasswordHasher
+
+
+def services(app: Flask) -> Services:
+    """The app's services (see `create_app`)."""
+    return app.extensions["outpost"]  # type: ignore[no-any-return]
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The application: configuration, database, schema, blueprints and error handlers."""
+    from webapp import schema
+    from webapp.api import register_api
+    from webapp.security.accounts import password_hasher
+    from webapp.shell import register_shell
+
+    app = Flask(__name__, instance_relative_config=True)
+    configure(app, test_config)
+    db = connect(app.config["DATABASE_URL"])
+    setup = app.config["SCHEMA_SETUP"]
+    if setup == "migrate":
+        schema.upgrade(db)
+    elif setup == "create_all":
+        schema.create_all(db)
+    app.extensions["outpost"] = Services(
+        db=db, registry=Registry(), hasher=password_hasher(fast=bool(app.config["FAST_PASSWORD_HASH"]))
+    )
+    register_api(app)
+    register_shell(app)
+    return app

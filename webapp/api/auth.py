@@ -1,0 +1,105 @@
+"""Sign-in, sign-out and "who am I" (PROTOCOL.md §3: sessions live on the server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+
+from webapp import services
+from webapp.api.context import caller, db_session, json_body, session_info
+from webapp.api.errors import ApiError
+from webapp.crm.tables import organization
+from webapp.security.accounts import (
+    SESSION_LIFETIME,
+    THROTTLE_WINDOW,
+    authenticate,
+    clear_failures,
+    end_session,
+    is_throttled,
+    record_failure,
+    start_session,
+    user_summary,
+)
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+
+
+def _org_summary(org_id: str) -> dict[str, Any]:
+    row = (
+        db_session()
+        .execute(
+            select(organization.c.organizationid, organization.c.name, organization.c.friendlyname).where(
+                organization.c.organizationid == org_id
+            )
+        )
+        .one()
+    )
+    return {"id": row.organizationid, "name": row.name, "friendly_name": row.friendlyname}
+
+
+@bp.post("/login")
+def login() -> Any:
+    """Check the credentials; on success start a session and set its cookie."""
+    body = json_body()
+    fields = {}
+    for key in ("org", "username", "password"):
+        value = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(value, str) or not value or len(value) > 256:
+            raise ApiError(400, "bad_request", f"'{key}' is required (a non-empty string).")
+        fields[key] = value
+    dbs = db_session()
+    remote = request.remote_addr or "unknown"
+    if is_throttled(dbs, fields["org"], fields["username"], remote):
+        retry = str(int(THROTTLE_WINDOW.total_seconds()))
+        raise ApiError(429, "throttled", "Too many failed sign-ins; wait and try again.", {"Retry-After": retry})
+    found = authenticate(dbs, services(current_app).hasher, fields["org"], fields["username"], fields["password"])
+    if found is None:
+        record_failure(dbs, fields["org"], fields["username"], remote)
+        dbs.commit()
+        raise ApiError(401, "invalid_credentials", "The organisation, username or password is wrong.")
+    org_id, user_id = found
+    clear_failures(dbs, fields["org"], fields["username"])
+    token, info = start_session(dbs, org_id, user_id)
+    model = services(current_app).registry.model(dbs, org_id)
+    body_out = {"user": user_summary(dbs, model, user_id), "org": _org_summary(org_id), "csrf_token": info.csrf_token}
+    dbs.commit()
+    resp: Response = jsonify(body_out)
+    resp.set_cookie(
+        current_app.config["SESSION_COOKIE_NAME"],
+        token,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="Lax",
+        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]),
+        path="/",
+    )
+    return resp
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    """End this session (the cookie stops working everywhere at once)."""
+    info = session_info()
+    if info is not None:
+        dbs = db_session()
+        end_session(dbs, info.token_hash)
+        dbs.commit()
+    resp: Response = jsonify({"signed_out": True})
+    resp.delete_cookie(current_app.config["SESSION_COOKIE_NAME"], path="/")
+    return resp
+
+
+@bp.get("/me")
+def me() -> Any:
+    """Who is signed in, their organisation, and the CSRF token for state-changing calls."""
+    c = caller()
+    dbs = db_session()
+    return jsonify(
+        {
+            "user": user_summary(dbs, c.model, c.actor.user_id or ""),
+            "org": _org_summary(c.model.org_id),
+            "csrf_token": c.session_info.csrf_token,
+        }
+    )

@@ -1,0 +1,101 @@
+"""Per-request state: the database session, the signed-in user, CSRF.
+
+A request that may write gets a write session (BEGIN IMMEDIATE on SQLite); views commit
+explicitly, and whatever was not committed is rolled back at teardown.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, g, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from webapp import services
+from webapp.api.errors import ApiError
+from webapp.crm.records import Actor
+from webapp.crm.registry import OrgModel
+from webapp.security.accounts import SessionInfo, load_session
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CSRF_EXEMPT = {"api.auth.login"}
+
+
+@dataclass
+class Caller:
+    """The signed-in user of this request, their organisation's model and acting identity."""
+
+    session_info: SessionInfo
+    model: OrgModel
+    actor: Actor
+
+
+def db_session() -> Session:
+    """This request's database session (created on first use)."""
+    if "dbs" not in g:
+        g.dbs = services(current_app).db.session(write=request.method in WRITE_METHODS)
+    return g.dbs  # type: ignore[no-any-return]
+
+
+def close_db_session(_exc: BaseException | None = None) -> None:
+    """Roll back anything uncommitted and release the connection."""
+    dbs = g.pop("dbs", None)
+    if dbs is not None:
+        dbs.close()
+
+
+def session_info() -> SessionInfo | None:
+    """The live session named by the cookie, if any."""
+    if "session_info" not in g:
+        token = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+        g.session_info = load_session(db_session(), token) if token else None
+    return g.session_info  # type: ignore[no-any-return]
+
+
+def caller() -> Caller:
+    """The signed-in caller, or a 401."""
+    if "caller" in g:
+        return g.caller  # type: ignore[no-any-return]
+    info = session_info()
+    if info is None:
+        raise ApiError(401, "unauthenticated", "Sign in first.")
+    dbs = db_session()
+    model = services(current_app).registry.model(dbs, info.org_id)
+    users = model.tables["systemuser"]
+    row = dbs.execute(
+        select(users.c.businessunitid, users.c.isdisabled).where(
+            users.c.organizationid == info.org_id, users.c.systemuserid == info.user_id
+        )
+    ).first()
+    if row is None or row.isdisabled:
+        raise ApiError(401, "unauthenticated", "This account is no longer active; sign in again.")
+    g.caller = Caller(info, model, Actor(info.org_id, info.user_id, row.businessunitid))
+    return g.caller  # type: ignore[no-any-return]
+
+
+def check_csrf() -> Any:
+    """Every state-changing call needs a session and the session's X-CSRF-Token."""
+    if request.method not in WRITE_METHODS or request.endpoint in CSRF_EXEMPT:
+        return None
+    info = session_info()
+    if info is None:
+        raise ApiError(401, "unauthenticated", "Sign in first.")
+    sent = request.headers.get("X-CSRF-Token", "")
+    if not sent or not hmac.compare_digest(sent, info.csrf_token):
+        raise ApiError(403, "csrf_failed", "The X-CSRF-Token header is missing or wrong; nothing was changed.")
+    return None
+
+
+def json_body() -> Any:
+    """The request's JSON body, or a 400 that says why it is not acceptable."""
+    if not request.data:
+        raise ApiError(400, "bad_request", "The request needs a JSON body.")
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "bad_request", "The body is not valid JSON.")
+    return data

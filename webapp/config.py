@@ -1,0 +1,56 @@
+"""Settings from the environment, with an embedded default that needs nothing installed.
+
+`DATABASE_URL` picks the database (default: SQLite under `instance/`). The secret key is
+generated once and kept beside the database, so a restarted server keeps its secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+
+def default_database_url(instance_path: str) -> str:
+    """SQLite in the instance folder."""
+    return f"sqlite:///{Path(instance_path) / 'outpost.db'}"
+
+
+def secret_dir(database_url: str, instance_path: str) -> Path:
+    """Where the secret key lives: beside the SQLite file, else in the instance folder."""
+    if database_url.startswith("sqlite:///"):
+        return Path(database_url[len("sqlite:///") :]).resolve().parent
+    return Path(instance_path)
+
+
+def load_secret(folder: Path) -> str:
+    """The key stored in `folder/secret_key`, created once with owner-only permissions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def configure(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Fill app.config from defaults, the environment, then `test_config`."""
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        DATABASE_URL=os.environ.get("DATABASE_URL") or default_database_url(app.instance_path),
+        SCHEMA_SETUP="migrate",  # migrate | create_all (tests) | none
+        FAST_PASSWORD_HASH=False,
+        SESSION_COOKIE_NAME="outpost_session",
+        SESSION_COOKIE_SECURE=os.environ.get("OUTPOST_SECURE_COOKIES", "") == "1",
+        MAX_PAGE_SIZE=5000,
+        MAX_CONTENT_LENGTH=8 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret(secret_dir(app.config["DATABASE_URL"], app.instance_path))

@@ -1,0 +1,310 @@
+"""Writing records: create, update, delete — each one change-logged, validated, derived.
+
+The owner, business unit, version and timestamps always come from here, never from the
+client. Functions take a session; the caller (request or socket handler) owns the
+transaction, so a command can group several writes into one all-or-nothing unit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from webapp.crm.changes import log_change, utcnow
+from webapp.crm.errors import DuplicateId, NotAllowed, NotFound, ValidationFailed
+from webapp.crm.metadata import Entity
+from webapp.crm.registry import OrgModel
+from webapp.crm.validation import Bind, parse_payload, raise_validation
+
+# Parental relationships: deleting the parent deletes these children. Every other lookup to a
+# deleted record is cleared ("remove link"), as the reference product does by default.
+FOUR_PLACES = Decimal("0.0001")  # money's scale
+CASCADE_DELETE = {("opportunityproduct", "opportunityid"), ("competitoraddress", "competitorid")}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who writes: the organisation, the acting user (None = the system) and their unit."""
+
+    org_id: str
+    user_id: str | None
+    business_unit_id: str | None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The owner a new record gets: a user or a team, and its business unit."""
+
+    id: str
+    type: str  # systemuser | team
+    business_unit_id: str
+
+
+def new_id() -> str:
+    """A fresh lower-case UUID."""
+    return str(uuid.uuid4())
+
+
+def fetch(
+    session: Session, model: OrgModel, entity: Entity, record_id: str, condition: Any = None
+) -> dict[str, Any] | None:
+    """One record's columns, or None if missing (or outside `condition`, e.g. a security scope)."""
+    src = model.selectable(entity)
+    stmt = select(src).where(src.c.organizationid == model.org_id, src.c[entity.primary_id] == record_id)
+    if condition is not None:
+        stmt = stmt.where(condition)
+    row = session.execute(stmt).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def activity_type_of(session: Session, model: OrgModel, record_id: str) -> Entity | None:
+    """Which activity entity holds `record_id` (activity ids are unique across the types)."""
+    pointer = model.entity("activitypointer")
+    for name in pointer.union_of:
+        entity = model.entity(name)
+        t = model.table(entity)
+        found = session.execute(
+            select(t.c.activityid).where(t.c.organizationid == model.org_id, t.c.activityid == record_id)
+        ).first()
+        if found is not None:
+            return entity
+    return None
+
+
+def _check_writable(entity: Entity) -> None:
+    if entity.union_of:
+        raise NotAllowed(
+            f"{entity.display_collection_name} are read-only here; write an appointment, task, phone call or email."
+        )
+    if not entity.api_writable:
+        raise NotAllowed(f"{entity.display_collection_name} are managed by an administrator, not through the data API.")
+
+
+def _check_binds(session: Session, model: OrgModel, binds: list[Bind]) -> dict[str, Any]:
+    """Resolve lookups to column values, refusing a lookup to a record that does not exist."""
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for b in binds:
+        values[b.attribute] = b.id
+        if b.id is None:
+            values[f"{b.attribute}__type"] = None
+            continue
+        values[f"{b.attribute}__type"] = b.target
+        target = model.entity(b.target or "")
+        t = model.selectable(target)
+        exists = session.execute(
+            select(t.c[target.primary_id]).where(t.c.organizationid == model.org_id, t.c[target.primary_id] == b.id)
+        ).first()
+        if exists is None:
+            errors.setdefault(b.attribute, []).append(f"There is no {target.logical_name} with id {b.id}.")
+    if errors:
+        raise_validation(errors)
+    return values
+
+
+def _apply_state(entity: Entity, merged: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Make statecode and statuscode agree (a status belongs to exactly one state)."""
+    if not entity.has_state:
+        return {}
+    status_attr = entity.attribute("statuscode")
+    assert status_attr is not None
+    state_of = {o.value: o.state for o in status_attr.options}
+    state, status = merged.get("statecode"), merged.get("statuscode")
+    out: dict[str, Any] = {}
+    if "statuscode" in given and "statecode" not in given and given["statuscode"] is not None:
+        state = state_of[given["statuscode"]]
+        out["statecode"] = state
+    if state is None:
+        state = 0
+        out["statecode"] = 0
+    if status is None or ("statecode" in given and "statuscode" not in given) or state_of.get(status) != state:
+        if "statuscode" in given and given["statuscode"] is not None and state_of.get(given["statuscode"]) != state:
+            raise ValidationFailed(
+                f"statuscode: {given['statuscode']} is not a status of state {state}.",
+                field="statuscode",
+                details={"statuscode": [f"{given['statuscode']} is not a status of state {state}."]},
+            )
+        out["statuscode"] = next(v for v, s in state_of.items() if s == state)
+    return out
+
+
+def _derive(entity: Entity, merged: dict[str, Any]) -> dict[str, Any]:
+    """Values the server computes from others (fullname, extendedamount)."""
+    out: dict[str, Any] = {}
+    names = entity.attribute_map
+    if "fullname" in names and "lastname" in names:
+        out["fullname"] = " ".join(p for p in (merged.get("firstname"), merged.get("lastname")) if p) or None
+    if entity.logical_name == "opportunityproduct":
+        q, p = merged.get("quantity"), merged.get("priceperunit")
+        out["extendedamount"] = (q * p).quantize(FOUR_PLACES) if q is not None and p is not None else None
+    return out
+
+
+def create(
+    session: Session,
+    model: OrgModel,
+    actor: Actor,
+    entity: Entity,
+    payload: Any,
+    owner: Owner | None = None,
+) -> dict[str, Any]:
+    """Validate and insert a record; returns its columns as stored."""
+    _check_writable(entity)
+    values, binds, record_id = parse_payload(entity, payload, model.entity_for_set, creating=True)
+    values.update(_check_binds(session, model, binds))
+    return insert_record(session, model, actor, entity, values, record_id, owner)
+
+
+def insert_record(
+    session: Session,
+    model: OrgModel,
+    actor: Actor,
+    entity: Entity,
+    values: dict[str, Any],
+    record_id: str | None = None,
+    owner: Owner | None = None,
+) -> dict[str, Any]:
+    """Insert already-validated column values (used by create and by commands)."""
+    table = model.table(entity)
+    record_id = record_id or new_id()
+    taken = fetch(session, model, entity, record_id)
+    if taken is None and entity.activity:
+        taken = fetch(session, model, model.entity("activitypointer"), record_id)
+    if taken is not None:
+        raise DuplicateId(f"A record with id {record_id} already exists.", field=entity.primary_id)
+    values = dict(values)
+    values.update(_apply_state(entity, values, values))
+    values.update(_derive(entity, values))
+    if entity.activity:
+        values["activitytypecode"] = entity.logical_name
+    if entity.ownership == "user":
+        if owner is None and actor.user_id is not None:
+            owner = Owner(actor.user_id, "systemuser", actor.business_unit_id or "")
+        owner_cols = (owner.id, owner.type, owner.business_unit_id) if owner else (None, None, None)
+    else:
+        owner_cols = (None, None, None)
+    now = utcnow()
+    changed = [k for k, v in values.items() if v is not None and not k.endswith("__type")]
+    version = log_change(
+        session, model.org_id, entity.logical_name, record_id, "create", changed, owner_cols, actor.user_id, now
+    )
+    if entity.logical_name == "incident" and not values.get("ticketnumber"):
+        values["ticketnumber"] = f"CAS-{version:06d}"
+    row = {
+        **values,
+        "organizationid": model.org_id,
+        entity.primary_id: record_id,
+        "ownerid": owner_cols[0],
+        "ownerid__type": owner_cols[1],
+        "owningbusinessunit": owner_cols[2],
+        "createdon": now,
+        "modifiedon": now,
+        "createdby": actor.user_id,
+        "modifiedby": actor.user_id,
+        "versionnumber": version,
+    }
+    session.execute(insert(table), row)
+    return {c.name: row.get(c.name) for c in table.columns}
+
+
+def patch(
+    session: Session,
+    model: OrgModel,
+    actor: Actor,
+    entity: Entity,
+    record_id: str,
+    payload: Any,
+    condition: Any = None,
+) -> dict[str, Any]:
+    """Validate a PATCH and apply it; returns the record's columns as stored."""
+    _check_writable(entity)
+    current = fetch(session, model, entity, record_id, condition)
+    if current is None:
+        raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")
+    values, binds, _ = parse_payload(entity, payload, model.entity_for_set, creating=False)
+    values.update(_check_binds(session, model, binds))
+    return update_record(session, model, actor, entity, current, values)
+
+
+def update_record(
+    session: Session, model: OrgModel, actor: Actor, entity: Entity, current: dict[str, Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply already-validated values to a loaded record (used by update and by commands)."""
+    merged = {**current, **values}
+    values = dict(values)
+    values.update(_apply_state(entity, merged, values))
+    merged.update(values)
+    values.update(_derive(entity, merged))
+    merged.update(values)
+    changed = [k for k, v in values.items() if not k.endswith("__type") and current.get(k) != v]
+    if not changed:
+        return current
+    record_id = current[entity.primary_id]
+    now = utcnow()
+    owner_cols = (current.get("ownerid"), current.get("ownerid__type"), current.get("owningbusinessunit"))
+    version = log_change(
+        session, model.org_id, entity.logical_name, record_id, "update", changed, owner_cols, actor.user_id, now
+    )
+    values.update({"modifiedon": now, "modifiedby": actor.user_id, "versionnumber": version})
+    table = model.table(entity)
+    session.execute(
+        update(table)
+        .where(table.c.organizationid == model.org_id, table.c[entity.primary_id] == record_id)
+        .values(**values)
+    )
+    return {**current, **values}
+
+
+def remove(
+    session: Session, model: OrgModel, actor: Actor, entity: Entity, record_id: str, condition: Any = None
+) -> None:
+    """Delete a record (through activitypointer only where its type allows delete)."""
+    if entity.union_of:
+        concrete = activity_type_of(session, model, record_id)
+        if concrete is None or (condition is not None and fetch(session, model, entity, record_id, condition) is None):
+            raise NotFound(f"There is no activity with id {record_id}.")
+        if "delete" not in concrete.offline_commands:
+            raise NotAllowed(f"{concrete.display_collection_name} cannot be deleted through activities.")
+        entity = concrete
+        condition = None
+    _check_writable(entity)
+    current = fetch(session, model, entity, record_id, condition)
+    if current is None:
+        raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")
+    delete_record(session, model, actor, entity, current)
+
+
+def delete_record(session: Session, model: OrgModel, actor: Actor, entity: Entity, current: dict[str, Any]) -> None:
+    """Delete a loaded record, leave a tombstone, and cascade or clear lookups to it."""
+    record_id = current[entity.primary_id]
+    table = model.table(entity)
+    now = utcnow()
+    owner_cols = (current.get("ownerid"), current.get("ownerid__type"), current.get("owningbusinessunit"))
+    log_change(session, model.org_id, entity.logical_name, record_id, "delete", [], owner_cols, actor.user_id, now)
+    session.execute(
+        delete(table).where(table.c.organizationid == model.org_id, table.c[entity.primary_id] == record_id)
+    )
+    for other in model.entities.values():
+        if other.union_of:
+            continue
+        for attr in other.lookups():
+            if entity.logical_name not in attr.targets:
+                continue
+            t = model.table(other)
+            cond = and_(t.c.organizationid == model.org_id, t.c[attr.logical_name] == record_id)
+            if attr.is_polymorphic:
+                cond = and_(cond, t.c[f"{attr.logical_name}__type"] == entity.logical_name)
+            for row in session.execute(select(t).where(cond)).mappings().all():
+                if (other.logical_name, attr.logical_name) in CASCADE_DELETE:
+                    delete_record(session, model, actor, other, dict(row))
+                else:
+                    clear = {attr.logical_name: None}
+                    if attr.is_polymorphic:
+                        clear[f"{attr.logical_name}__type"] = None
+                    update_record(session, model, actor, other, dict(row), clear)

@@ -1,0 +1,247 @@
+"""Payload validation: marshmallow schemas built from metadata, and `@odata.bind` lookups.
+
+`parse_payload` turns a Web API body into column values or raises ValidationFailed whose
+`details` names every bad field, so nothing is written from a half-valid payload.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from webapp.crm.errors import ValidationFailed
+from webapp.crm.metadata import Attribute, Entity
+
+BIND_RE = re.compile(r"^/?(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?P<id>[0-9a-fA-F-]{36})\)$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SERVER_OWNED = {
+    "ownerid": "ownerid is set by the server; change the owner with the assign action.",
+    "owningbusinessunit": "owningbusinessunit follows the owner and is set by the server.",
+    "versionnumber": "versionnumber is set by the server.",
+    "createdon": "createdon is set by the server.",
+    "modifiedon": "modifiedon is set by the server.",
+    "createdby": "createdby is set by the server.",
+    "modifiedby": "modifiedby is set by the server.",
+}
+
+
+class StrictNumber(fields.Decimal):
+    """A JSON number only: strings and booleans are refused (no silent coercion)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError("Not a valid number.")
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            raise ValidationError("Not a valid number.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictString(fields.String):
+    """A JSON string only."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid string.")
+        if "\x00" in value:
+            raise ValidationError("Must not contain NUL characters.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class UtcDateTime(fields.DateTime):
+    """ISO 8601; aware values are converted to naive UTC, naive ones taken as UTC."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid datetime.")
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+        return parsed.replace(microsecond=0)
+
+
+class StrictDate(fields.Date):
+    """YYYY-MM-DD only."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValidationError("Not a valid date; use YYYY-MM-DD.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def field_for(attr: Attribute) -> fields.Field:
+    """The marshmallow field that accepts exactly the JSON form of an attribute."""
+    kw: dict[str, Any] = {"required": attr.required, "allow_none": not attr.required}
+    t = attr.type
+    if t in ("string", "memo"):
+        return StrictString(validate=validate.Length(max=attr.max_length), **kw)
+    if t == "integer":
+        rng = validate.Range(min=attr.min_value, max=attr.max_value)
+        return fields.Integer(strict=True, validate=rng, **kw)
+    if t in ("decimal", "money"):
+        lo = decimal.Decimal(str(attr.min_value)) if attr.min_value is not None else None
+        hi = decimal.Decimal(str(attr.max_value)) if attr.max_value is not None else None
+        return StrictNumber(validate=validate.Range(min=lo, max=hi), **kw)
+    if t == "boolean":
+        return fields.Boolean(truthy={True}, falsy={False}, **kw)
+    if t == "datetime":
+        return UtcDateTime(format="iso", **kw)
+    if t == "date":
+        return StrictDate(**kw)
+    if t == "optionset":
+        values = sorted(attr.option_values())
+        return fields.Integer(
+            strict=True,
+            validate=validate.OneOf(values, error=f"Must be one of {', '.join(map(str, values))}."),
+            **kw,
+        )
+    raise ValueError(f"no field for type {t}")
+
+
+_schema_cache: dict[tuple[int, bool], type[Schema]] = {}
+
+
+def schema_for(entity: Entity, creating: bool) -> type[Schema]:
+    """A Schema class with one field per client-writable scalar attribute."""
+    key = (id(entity), creating)
+    cached = _schema_cache.get(key)
+    if cached is not None:
+        return cached
+    attrs: dict[str, fields.Field] = {}
+    for a in entity.attributes:
+        if a.read_only or a.type in ("lookup", "uniqueidentifier"):
+            continue
+        f = field_for(a)
+        if not creating or a.logical_name in ("statecode", "statuscode"):
+            f.required = False
+        attrs[a.logical_name] = f
+    cls = Schema.from_dict(attrs, name=f"{entity.logical_name}_{'create' if creating else 'update'}")
+    _schema_cache[key] = cls
+    return cls
+
+
+@dataclass
+class Bind:
+    """A lookup value from `<attr>@odata.bind`: the target entity and id, or None to clear."""
+
+    attribute: str
+    target: str | None
+    id: str | None
+
+
+def parse_payload(
+    entity: Entity, payload: Any, entity_for_set: Any, creating: bool
+) -> tuple[dict[str, Any], list[Bind], str | None]:
+    """Split a Web API body into (scalar values, lookup binds, client-minted primary id).
+
+    `entity_for_set` maps an entity-set name to its Entity (raising on unknown). Every
+    problem is collected and raised together as ValidationFailed.
+    """
+    if not isinstance(payload, dict):
+        raise ValidationFailed("The body must be a JSON object.")
+    errors: dict[str, list[str]] = {}
+    scalars: dict[str, Any] = {}
+    binds: list[Bind] = []
+    record_id: str | None = None
+    for key, value in payload.items():
+        if not isinstance(key, str):
+            continue
+        if key.endswith("@odata.bind"):
+            bind = _parse_bind(entity, key[: -len("@odata.bind")], value, entity_for_set, errors)
+            if bind is not None:
+                binds.append(bind)
+            continue
+        if key == entity.primary_id:
+            if not creating:
+                errors.setdefault(key, []).append("The primary id cannot be changed.")
+            elif not isinstance(value, str) or not UUID_RE.match(value):
+                errors.setdefault(key, []).append("Must be a lower-case UUID.")
+            else:
+                record_id = value
+            continue
+        if key in SERVER_OWNED or key.startswith("_ownerid") or key.startswith("_owningbusinessunit"):
+            errors.setdefault(key, []).append(SERVER_OWNED.get(key, f"{key} is set by the server."))
+            continue
+        if key.startswith("@") or "@" in key:
+            continue  # annotations (formatted values, etags) a client echoes back are ignored
+        attr = entity.attribute(key)
+        if attr is None:
+            if key.startswith("_") and key.endswith("_value"):
+                errors.setdefault(key, []).append(
+                    f"Lookups are written as '{key[1:-6]}@odata.bind': '/<entityset>(<id>)'."
+                )
+            else:
+                errors.setdefault(key, []).append(f"'{key}' is not an attribute of {entity.logical_name}.")
+            continue
+        if attr.type == "lookup":
+            errors.setdefault(key, []).append(f"Lookups are written as '{key}@odata.bind': '/<entityset>(<id>)'.")
+            continue
+        if attr.read_only:
+            errors.setdefault(key, []).append(f"{key} is computed by the server and cannot be written.")
+            continue
+        scalars[key] = value
+    try:
+        loaded = schema_for(entity, creating)().load(scalars, partial=not creating)
+    except ValidationError as exc:
+        for k, msgs in exc.normalized_messages().items():
+            errors.setdefault(str(k), []).extend(msgs if isinstance(msgs, list) else [str(msgs)])
+        loaded = {}
+    if creating:
+        bound = {b.attribute for b in binds if b.id is not None}
+        for a in entity.lookups():
+            if a.required and a.logical_name not in bound:
+                errors.setdefault(a.logical_name, []).append("Missing data for required field.")
+    else:
+        for b in binds:
+            attr = entity.attribute(b.attribute)
+            if attr is not None and attr.required and b.id is None:
+                errors.setdefault(b.attribute, []).append("Field may not be null.")
+    if errors:
+        raise_validation(errors)
+    return loaded, binds, record_id
+
+
+def raise_validation(errors: dict[str, list[str]]) -> None:
+    """Raise ValidationFailed naming the first bad field, with every message in details."""
+    first = sorted(errors)[0]
+    raise ValidationFailed(f"{first}: {errors[first][0]}", field=first, details=errors)
+
+
+def _parse_bind(
+    entity: Entity, name: str, value: Any, entity_for_set: Any, errors: dict[str, list[str]]
+) -> Bind | None:
+    attr = entity.attribute(name)
+    target_hint = None
+    if attr is None and "_" in name:
+        base, _, target_hint = name.rpartition("_")
+        attr = entity.attribute(base)
+    if attr is None or attr.type != "lookup":
+        errors.setdefault(name, []).append(f"'{name}' is not a lookup of {entity.logical_name}.")
+        return None
+    key = attr.logical_name
+    if value is None:
+        return Bind(key, None, None)
+    if not isinstance(value, str):
+        errors.setdefault(key, []).append("A lookup is bound with a string '/<entityset>(<id>)'.")
+        return None
+    m = BIND_RE.match(value)
+    if not m:
+        errors.setdefault(key, []).append(f"'{value}' is not of the form '/<entityset>(<id>)'.")
+        return None
+    try:
+        target = entity_for_set(m["set"])
+    except Exception:
+        errors.setdefault(key, []).append(f"'{m['set']}' is not an entity set.")
+        return None
+    if target.logical_name not in attr.targets:
+        allowed = ", ".join(attr.targets)
+        errors.setdefault(key, []).append(f"{key} can point at {allowed}, not {target.logical_name}.")
+        return None
+    if target_hint is not None and target_hint != target.logical_name:
+        errors.setdefault(key, []).append(f"{name} must point at a {target_hint}.")
+        return None
+    return Bind(key, target.logical_name, m["id"].lower())
