@@ -1,0 +1,274 @@
+"""The `outpost` command: run the demo, serve, and administer organisations from the shell.
+
+Every command works on the database named by DATABASE_URL (default: SQLite under
+instance/). A refused command prints `error: <why>` and exits with status 2, changing
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from webapp import Services, create_app, services
+from webapp.crm.errors import CrmError
+from webapp.crm.registry import OrgModel
+
+
+def make_app() -> Flask:
+    """The application for a command (schema migrated to the newest version)."""
+    return create_app()
+
+
+@contextmanager
+def org_session(org: str | None = None) -> Iterator[tuple[Services, Session, OrgModel | None]]:
+    """A write transaction (and the organisation's model), committed if the block succeeds."""
+    from webapp.crm.orgs import org_id_by_name
+
+    svc = services(make_app())
+    dbs = svc.db.session(write=True)
+    try:
+        model = svc.registry.model(dbs, org_id_by_name(dbs, org)) if org else None
+        yield svc, dbs, model
+        dbs.commit()
+    except CrmError as exc:
+        dbs.rollback()
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)
+    finally:
+        dbs.close()
+        svc.db.dispose()
+
+
+def need(model: OrgModel | None) -> OrgModel:
+    """The model opened by org_session (always present when --org was given)."""
+    assert model is not None
+    return model
+
+
+def resolve(dbs: Session, model: OrgModel, entity: str, name: str | None) -> str | None:
+    """An id from a name (or an id given as is)."""
+    from webapp.crm.orgs import find_id
+
+    if not name:
+        return None
+    if len(name) == 36 and name.count("-") == 4:
+        return name.lower()
+    return find_id(dbs, model, entity, name)
+
+
+@click.group()
+def main() -> None:
+    """Outpost: the offline-first mobile CRM."""
+
+
+@main.command("init-db")
+def init_db() -> None:
+    """Create the database, or upgrade it in place to the newest schema."""
+    app = make_app()
+    click.echo(f"Database ready: {app.config['DATABASE_URL']}")
+    services(app).db.dispose()
+
+
+@main.command("create-org")
+@click.argument("name")
+@click.option("--friendly-name", default=None, help="Display name (default: NAME capitalised).")
+def create_org_cmd(name: str, friendly_name: str | None) -> None:
+    """Create an organisation with its root business unit."""
+    from webapp.crm.orgs import create_org
+
+    with org_session() as (svc, dbs, _):
+        model = create_org(dbs, svc.registry, name, friendly_name)
+        click.echo(f"Created organisation {name} ({model.org_id})")
+
+
+@main.command("create-business-unit")
+@click.option("--org", required=True)
+@click.option("--name", required=True)
+@click.option("--parent", default=None, help="Parent business unit (name or id; default: the root).")
+def create_business_unit_cmd(org: str, name: str, parent: str | None) -> None:
+    """Create a business unit."""
+    from webapp.crm.orgs import create_business_unit
+
+    with org_session(org) as (_, dbs, model):
+        m = need(model)
+        bu = create_business_unit(dbs, m, name, resolve(dbs, m, "businessunit", parent))
+        click.echo(f"Created business unit {name} ({bu})")
+
+
+@main.command("create-position")
+@click.option("--org", required=True)
+@click.option("--name", required=True)
+@click.option("--parent", default=None, help="Parent position (name or id).")
+def create_position_cmd(org: str, name: str, parent: str | None) -> None:
+    """Create a position (for position hierarchy security)."""
+    from webapp.crm.orgs import create_position
+
+    with org_session(org) as (_, dbs, model):
+        m = need(model)
+        pos = create_position(dbs, m, name, resolve(dbs, m, "position", parent))
+        click.echo(f"Created position {name} ({pos})")
+
+
+@main.command("create-team")
+@click.option("--org", required=True)
+@click.option("--name", required=True)
+@click.option("--business-unit", required=True, help="Business unit (name or id).")
+@click.option("--member", "members", multiple=True, help="A member's username (repeatable).")
+def create_team_cmd(org: str, name: str, business_unit: str, members: tuple[str, ...]) -> None:
+    """Create a team with members."""
+    from webapp.crm.orgs import create_team
+
+    with org_session(org) as (_, dbs, model):
+        m = need(model)
+        bu = resolve(dbs, m, "businessunit", business_unit) or ""
+        member_ids = [resolve(dbs, m, "systemuser", u) or "" for u in members]
+        team = create_team(dbs, m, name, bu, member_ids)
+        click.echo(f"Created team {name} ({team}) with {len(member_ids)} member(s)")
+
+
+@main.command("create-user")
+@click.option("--org", required=True)
+@click.option("--username", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Asked for when omitted.")
+@click.option("--business-unit", required=True, help="Business unit (name or id).")
+@click.option("--firstname", default=None)
+@click.option("--lastname", default=None, help="Default: the username.")
+@click.option("--email", default=None)
+@click.option("--manager", default=None, help="The manager's username.")
+@click.option("--position", default=None, help="Position (name or id).")
+def create_user_cmd(
+    org: str,
+    username: str,
+    password: str,
+    business_unit: str,
+    firstname: str | None,
+    lastname: str | None,
+    email: str | None,
+    manager: str | None,
+    position: str | None,
+) -> None:
+    """Create a user who can sign in."""
+    from webapp.security.accounts import create_user
+
+    with org_session(org) as (svc, dbs, model):
+        m = need(model)
+        user_id = create_user(
+            dbs,
+            m,
+            svc.hasher,
+            username,
+            password,
+            lastname or username,
+            resolve(dbs, m, "businessunit", business_unit) or "",
+            firstname=firstname,
+            manager_id=resolve(dbs, m, "systemuser", manager),
+            position_id=resolve(dbs, m, "position", position),
+            email=email,
+        )
+        click.echo(f"Created user {username} ({user_id})")
+
+
+@main.command("add-entity")
+@click.option("--org", required=True)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def add_entity_cmd(org: str, file: Path) -> None:
+    """Add a custom entity from a JSON definition (see examples/new_visitreport.json)."""
+    from webapp.crm.customizations import add_entity
+
+    try:
+        definition = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        click.echo(f"error: {file} is not valid JSON: {exc}", err=True)
+        sys.exit(2)
+    with org_session(org) as (svc, dbs, model):
+        entity = add_entity(dbs, svc.registry, need(model), definition)
+        click.echo(f"Added entity {entity.logical_name} (/api/data/{entity.entity_set})")
+
+
+@main.command("load-demo")
+@click.option("--org", default="contoso", show_default=True)
+@click.option("--records", type=click.IntRange(1, 10_000_000), required=True)
+@click.option("--progress/--no-progress", default=True)
+def load_demo_cmd(org: str, records: int, progress: bool) -> None:
+    """Bulk-load N more records into an organisation (for benchmarks)."""
+    from webapp.demo import load_bulk
+
+    started = time.perf_counter()
+    with org_session(org) as (svc, dbs, _):
+        counts = load_bulk(dbs, svc.registry, org, records, progress=progress)
+    elapsed = time.perf_counter() - started
+    summary = ", ".join(f"{n} {e}" for e, n in counts.items())
+    click.echo(f"Loaded {sum(counts.values())} records in {elapsed:.1f} s ({summary})")
+
+
+def ensure_demo(app: Flask, echo: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Load the demo organisation unless it is there already; return its sign-ins."""
+    from sqlalchemy import select
+
+    from webapp.crm.tables import organization
+    from webapp.demo import DEMO_ORG, build_demo, demo_signins
+
+    svc = services(app)
+    with svc.db.session(write=True) as dbs:
+        exists = dbs.execute(select(organization.c.organizationid).where(organization.c.name == DEMO_ORG)).first()
+        if exists is None:
+            echo("Loading the demo organisation 'contoso'…")
+            signins = build_demo(dbs, svc.registry, svc.hasher)
+            dbs.commit()
+            return signins
+    return demo_signins()
+
+
+@main.command("demo")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+def demo_cmd(port: int) -> None:
+    """Create the SQLite database and demo organisation if absent, then serve on 127.0.0.1."""
+    app = make_app()
+    signins = ensure_demo(app, click.echo)
+    click.echo(f"Database: {app.config['DATABASE_URL']}")
+    click.echo("Sign in to organisation 'contoso' as:")
+    for s in signins:
+        click.echo(f"  {s['username']:<10} {s['password']:<16} {s['role']} ({s['business_unit']})")
+    click.echo(f"Outpost is running at http://127.0.0.1:{port}/  (Ctrl+C to stop)", err=False)
+    sys.stdout.flush()
+    app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=64, show_default=True, type=click.IntRange(1, 10_000))
+def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
+    """Production serving with gunicorn (threaded workers)."""
+    from gunicorn.app.base import BaseApplication
+
+    make_app()  # migrate once before the workers start
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("accesslog", "-")
+
+        def load(self) -> Flask:
+            return create_app()
+
+    Server().run()
+
+
+if __name__ == "__main__":
+    main()
