@@ -311,9 +311,10 @@ def _column(table: Table, name: str, option: str) -> Any:
 
 _END = r"(?![A-Za-z0-9_.:\-+])"
 _DATETIME_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})" + r"(?![A-Za-z0-9_.:\-])"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:\d{2})(?![A-Za-z0-9_.:\-])",
+    re.ASCII,
 )
-_DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})" + _END)
+_DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})" + _END, re.ASCII)
 _GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}" + _END)
 _GUID_FULL_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?" + _END)
@@ -399,7 +400,10 @@ def _tokenize(text: str) -> list[_Token]:
                     continue
                 i = k + 1
                 break
-            tokens.append(_Token("string", "".join(parts), text[pos - 1 : i], pos))
+            value = "".join(parts)
+            if "\x00" in value:  # PostgreSQL refuses NUL in text; refuse it here, on both databases
+                raise ODataError(f"the string at position {pos} contains a NUL character", "$filter")
+            tokens.append(_Token("string", value, text[pos - 1 : i], pos))
             continue
         m = _DATETIME_RE.match(text, i)
         if m:
