@@ -20,9 +20,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from webapp import create_app, services
-from webapp.crm.orgs import create_business_unit, create_org
+from webapp.crm.orgs import create_business_unit, root_business_unit
 from webapp.db import metadata
-from webapp.security.accounts import create_user
+from webapp.security.roles import ADMIN_ROLE
+from webapp.security.setup import new_organization, new_user
 
 PG_URL = os.environ.get("OUTPOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PASSWORD = "correct-horse-1"
@@ -117,18 +118,19 @@ class Org:
 
 @pytest.fixture
 def org(app: Flask) -> Org:
-    """contoso (alice in Sales East, bob at the root) and fabrikam (carol)."""
+    """contoso (alice, an administrator in Sales East; bob, a salesperson at the root) and
+    fabrikam (carol, its administrator)."""
     svc = services(app)
     with svc.db.session(write=True) as dbs:
-        model = create_org(dbs, svc.registry, "contoso", "Contoso")
-        from webapp.crm.orgs import root_business_unit
-
+        model = new_organization(dbs, svc.registry, "contoso", "Contoso")
         root = root_business_unit(dbs, model)
         east = create_business_unit(dbs, model, "Sales East")
-        alice = create_user(dbs, model, svc.hasher, "alice", PASSWORD, "Able", east, firstname="Alice")
-        bob = create_user(dbs, model, svc.hasher, "bob", PASSWORD, "Baker", root, firstname="Bob")
-        other = create_org(dbs, svc.registry, "fabrikam", "Fabrikam")
-        carol = create_user(dbs, other, svc.hasher, "carol", PASSWORD, "Cole", root_business_unit(dbs, other))
+        alice = new_user(dbs, model, svc.hasher, "alice", PASSWORD, "Able", east, [ADMIN_ROLE], firstname="Alice")
+        bob = new_user(dbs, model, svc.hasher, "bob", PASSWORD, "Baker", root, ["Salesperson"], firstname="Bob")
+        other = new_organization(dbs, svc.registry, "fabrikam", "Fabrikam")
+        carol = new_user(
+            dbs, other, svc.hasher, "carol", PASSWORD, "Cole", root_business_unit(dbs, other), [ADMIN_ROLE]
+        )
         dbs.commit()
     return Org("contoso", model.org_id, root, east, alice, bob, other.org_id, carol)
 

@@ -50,6 +50,7 @@ def test_administration_commands_build_an_organisation_someone_can_sign_in_to(cl
     code, out = cli(
         "create-user", "--org", "northwind", "--username", "eli", "--password", "long-enough-2",
         "--business-unit", "Field East", "--lastname", "Ek", "--manager", "dana", "--position", "Rep",
+        "--role", "Salesperson",
     )  # fmt: skip
     assert code == 0, out
     code, out = cli(
@@ -221,7 +222,7 @@ def test_outpost_demo_serves_the_demo_organisation_and_a_restart_keeps_data_secr
             opener,
             "POST",
             f"{server.base}/api/auth/login",
-            {"org": "contoso", "username": "east1", "password": DEMO_PASSWORD},
+            {"org": "contoso", "username": "admin", "password": DEMO_PASSWORD},
         )
         assert status == 200, me
         csrf = me["csrf_token"]

@@ -83,11 +83,11 @@ def init_db() -> None:
 @click.argument("name")
 @click.option("--friendly-name", default=None, help="Display name (default: NAME capitalised).")
 def create_org_cmd(name: str, friendly_name: str | None) -> None:
-    """Create an organisation with its root business unit."""
-    from webapp.crm.orgs import create_org
+    """Create an organisation with its root business unit and the shipped security roles."""
+    from webapp.security.setup import new_organization
 
     with org_session() as (svc, dbs, _):
-        model = create_org(dbs, svc.registry, name, friendly_name)
+        model = new_organization(dbs, svc.registry, name, friendly_name)
         click.echo(f"Created organisation {name} ({model.org_id})")
 
 
@@ -141,6 +141,7 @@ def create_team_cmd(org: str, name: str, business_unit: str, members: tuple[str,
 @click.option("--username", required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Asked for when omitted.")
 @click.option("--business-unit", required=True, help="Business unit (name or id).")
+@click.option("--role", "roles", multiple=True, help="A security role's name (repeatable), e.g. Salesperson.")
 @click.option("--firstname", default=None)
 @click.option("--lastname", default=None, help="Default: the username.")
 @click.option("--email", default=None)
@@ -151,18 +152,19 @@ def create_user_cmd(
     username: str,
     password: str,
     business_unit: str,
+    roles: tuple[str, ...],
     firstname: str | None,
     lastname: str | None,
     email: str | None,
     manager: str | None,
     position: str | None,
 ) -> None:
-    """Create a user who can sign in."""
-    from webapp.security.accounts import create_user
+    """Create a user who can sign in, with their security roles."""
+    from webapp.security.setup import new_user
 
     with org_session(org) as (svc, dbs, model):
         m = need(model)
-        user_id = create_user(
+        user_id = new_user(
             dbs,
             m,
             svc.hasher,
@@ -170,12 +172,65 @@ def create_user_cmd(
             password,
             lastname or username,
             resolve(dbs, m, "businessunit", business_unit) or "",
+            list(roles),
             firstname=firstname,
             manager_id=resolve(dbs, m, "systemuser", manager),
             position_id=resolve(dbs, m, "position", position),
             email=email,
         )
         click.echo(f"Created user {username} ({user_id})")
+
+
+@main.command("create-role")
+@click.option("--org", required=True)
+@click.option("--name", required=True)
+def create_role_cmd(org: str, name: str) -> None:
+    """Create an empty security role (give it privileges with `outpost grant`)."""
+    from webapp.security.roles import create_role
+
+    with org_session(org) as (_, dbs, model):
+        rid = create_role(dbs, need(model), name)
+        click.echo(f"Created role {name} ({rid})")
+
+
+@main.command("grant")
+@click.option("--org", required=True)
+@click.option("--role", required=True, help="The role's name.")
+@click.option("--entity", required=True, help="An entity's logical name, or * for every entity.")
+@click.option(
+    "--privilege",
+    required=True,
+    type=click.Choice(["create", "read", "write", "delete", "append", "appendto", "assign", "share"]),
+)
+@click.option(
+    "--depth", required=True, type=click.Choice(["none", "user", "businessunit", "parentchild", "organization"])
+)
+def grant_cmd(org: str, role: str, entity: str, privilege: str, depth: str) -> None:
+    """Set the depth at which a role holds a privilege on an entity (none removes it)."""
+    from webapp.security.roles import depth_value, grant, role_id
+
+    with org_session(org) as (_, dbs, model):
+        m = need(model)
+        grant(dbs, m, role_id(dbs, m, role), entity, privilege, depth_value(depth))
+        click.echo(f"{role}: {privilege} on {entity} at depth {depth}")
+
+
+@main.command("set-hierarchy")
+@click.option("--org", required=True)
+@click.option("--model", "kind", required=True, type=click.Choice(["off", "manager", "position"]))
+@click.option("--depth", default=3, show_default=True, type=click.IntRange(1, 100))
+def set_hierarchy_cmd(org: str, kind: str, depth: int) -> None:
+    """Turn hierarchy security off, or on by manager or by position, to a depth."""
+    import copy
+
+    from webapp.crm.orgs import save_settings
+
+    with org_session(org) as (_, dbs, model):
+        m = need(model)
+        settings = copy.deepcopy(m.settings)
+        settings["hierarchy"] = {"model": kind, "depth": depth}
+        save_settings(dbs, m.org_id, settings)
+        click.echo(f"Hierarchy security: {kind}" + (f", depth {depth}" if kind != "off" else ""))
 
 
 @main.command("add-entity")

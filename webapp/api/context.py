@@ -19,6 +19,7 @@ from webapp.api.errors import ApiError
 from webapp.crm.records import Actor
 from webapp.crm.registry import OrgModel
 from webapp.security.accounts import SessionInfo, load_session
+from webapp.security.scope import Principal, load_principal
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_EXEMPT = {"api.auth.login"}
@@ -26,11 +27,12 @@ CSRF_EXEMPT = {"api.auth.login"}
 
 @dataclass
 class Caller:
-    """The signed-in user of this request, their organisation's model and acting identity."""
+    """The signed-in user of this request: organisation model, acting identity, security principal."""
 
     session_info: SessionInfo
     model: OrgModel
     actor: Actor
+    principal: Principal
 
 
 def db_session() -> Session:
@@ -72,7 +74,8 @@ def caller() -> Caller:
     ).first()
     if row is None or row.isdisabled:
         raise ApiError(401, "unauthenticated", "This account is no longer active; sign in again.")
-    g.caller = Caller(info, model, Actor(info.org_id, info.user_id, row.businessunitid))
+    principal = load_principal(dbs, model, info.user_id)
+    g.caller = Caller(info, model, Actor(info.org_id, info.user_id, row.businessunitid), principal)
     return g.caller  # type: ignore[no-any-return]
 
 

@@ -1,4 +1,8 @@
-"""The Web API: `/api/data/<entityset>` and `/api/data/<entityset>(<id>)` (PROTOCOL.md §3)."""
+"""The Web API: `/api/data/<entityset>` and `/api/data/<entityset>(<id>)` (PROTOCOL.md §3).
+
+Every call goes through `webapp.security.operations`, so the security model applies here
+exactly as it does to the sync replay.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,16 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, jsonify, request
 
 from webapp.api.context import Caller, caller, db_session, json_body
-from webapp.crm import records
 from webapp.crm.errors import BadRequest, NotFound
 from webapp.crm.metadata import Entity
-from webapp.crm.query import encode_skiptoken, parse_options, run_query, to_records
-from webapp.crm.serialize import serialize
+from webapp.crm.query import encode_skiptoken, parse_options
+from webapp.security import operations as ops
 
 bp = Blueprint("data", __name__, url_prefix="/data")
 TARGET_RE = re.compile(r"^(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<id>[^)]*)\))?$")
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 PREFER_RE = re.compile(r"odata\.maxpagesize=(\d+)")
+ACTIONS = {"assign": ops.assign, "share": ops.share, "unshare": ops.unshare}
 
 
 def resolve(c: Caller, target: str) -> tuple[Entity, str | None]:
@@ -35,6 +39,14 @@ def resolve(c: Caller, target: str) -> tuple[Entity, str | None]:
     return entity, record_id
 
 
+def record_target(c: Caller, target: str, verb: str) -> tuple[Entity, str]:
+    """Like `resolve`, for calls that need a record id."""
+    entity, record_id = resolve(c, target)
+    if record_id is None:
+        raise BadRequest(f"{verb} a record, e.g. /api/data/{entity.entity_set}(<id>).")
+    return entity, record_id
+
+
 def page_size() -> tuple[int, bool]:
     """The page size: the server's maximum, lowered by `Prefer: odata.maxpagesize=N`."""
     limit = int(current_app.config["MAX_PAGE_SIZE"])
@@ -42,11 +54,6 @@ def page_size() -> tuple[int, bool]:
     if m and 0 < int(m[1]) < limit:
         return int(m[1]), True
     return limit, bool(m)
-
-
-def one_record(c: Caller, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
-    """A stored row as its wire record."""
-    return serialize(db_session(), c.model, entity, [row])[0]
 
 
 @bp.get("/<target>")
@@ -57,19 +64,16 @@ def read(target: str) -> Any:
     dbs = db_session()
     opts = parse_options(request.args, entity, c.model, single=record_id is not None)
     if record_id is not None:
-        row = records.fetch(dbs, c.model, entity, record_id)
-        if row is None:
-            raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")
-        return jsonify(to_records(dbs, c.model, entity, [row], opts)[0])
+        return jsonify(ops.get(dbs, c.model, c.principal, entity, record_id, opts))
     size, preferred = page_size()
-    rows, more = run_query(dbs, c.model, entity, opts, size)
+    records, more = ops.query(dbs, c.model, c.principal, entity, opts, size)
     body: dict[str, Any] = {
         "@odata.context": f"{request.host_url}api/data/$metadata#{entity.entity_set}",
-        "value": to_records(dbs, c.model, entity, rows, opts),
+        "value": records,
     }
     if more:
         args = {k: v for k, v in request.args.items() if k != "$skiptoken"}
-        args["$skiptoken"] = encode_skiptoken(opts.skip + len(rows))
+        args["$skiptoken"] = encode_skiptoken(opts.skip + len(records))
         body["@odata.nextLink"] = f"{request.base_url}?{urlencode(args)}"
     resp = jsonify(body)
     if preferred:
@@ -86,8 +90,8 @@ def create(target: str) -> Any:
         raise BadRequest("Create by POSTing to the entity set, e.g. /api/data/accounts.")
     body = json_body()
     dbs = db_session()
-    row = records.create(dbs, c.model, c.actor, entity, body)
-    record = one_record(c, entity, row)
+    row = ops.create(dbs, c.model, c.principal, c.actor, entity, body)
+    record = ops.to_wire(dbs, c.model, c.principal, entity, row)
     dbs.commit()
     resp = jsonify(record)
     resp.status_code = 201
@@ -97,15 +101,13 @@ def create(target: str) -> Any:
 
 @bp.patch("/<target>")
 def update(target: str) -> Any:
-    """Update a record (never an upsert): 200 with the record, 404 if missing."""
+    """Update a record (never an upsert): 200 with the record, 404 if missing or unreadable."""
     c = caller()
-    entity, record_id = resolve(c, target)
-    if record_id is None:
-        raise BadRequest("PATCH a record, e.g. /api/data/accounts(<id>).")
+    entity, record_id = record_target(c, target, "PATCH")
     body = json_body()
     dbs = db_session()
-    row = records.patch(dbs, c.model, c.actor, entity, record_id, body)
-    record = one_record(c, entity, row)
+    row = ops.update(dbs, c.model, c.principal, c.actor, entity, record_id, body)
+    record = ops.to_wire(dbs, c.model, c.principal, entity, row)
     dbs.commit()
     return jsonify(record)
 
@@ -114,10 +116,27 @@ def update(target: str) -> Any:
 def delete(target: str) -> Any:
     """Delete a record: 204."""
     c = caller()
-    entity, record_id = resolve(c, target)
-    if record_id is None:
-        raise BadRequest("DELETE a record, e.g. /api/data/accounts(<id>).")
+    entity, record_id = record_target(c, target, "DELETE")
     dbs = db_session()
-    records.remove(dbs, c.model, c.actor, entity, record_id)
+    ops.remove(dbs, c.model, c.principal, c.actor, entity, record_id)
+    dbs.commit()
+    return "", 204
+
+
+@bp.post("/<target>/<action>")
+def record_action(target: str, action: str) -> Any:
+    """`assign` (200 with the record), `share` and `unshare` (204) — PROTOCOL.md §3."""
+    if action not in ACTIONS:
+        raise NotFound(f"There is no action '{action}'; use assign, share or unshare.")
+    c = caller()
+    entity, record_id = record_target(c, target, action.capitalize())
+    body = json_body()
+    dbs = db_session()
+    result = ACTIONS[action](dbs, c.model, c.principal, c.actor, entity, record_id, body)
+    if action == "assign":
+        # The new owner may be out of the caller's reach now: answer with what they may still see.
+        record = ops.to_wire(dbs, c.model, c.principal, entity, result) if result else None
+        dbs.commit()
+        return jsonify(record)
     dbs.commit()
     return "", 204

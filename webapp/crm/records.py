@@ -77,7 +77,7 @@ def activity_type_of(session: Session, model: OrgModel, record_id: str) -> Entit
     return None
 
 
-def _check_writable(entity: Entity) -> None:
+def check_writable(entity: Entity) -> None:
     if entity.union_of:
         raise NotAllowed(
             f"{entity.display_collection_name} are read-only here; write an appointment, task, phone call or email."
@@ -86,7 +86,7 @@ def _check_writable(entity: Entity) -> None:
         raise NotAllowed(f"{entity.display_collection_name} are managed by an administrator, not through the data API.")
 
 
-def _check_binds(session: Session, model: OrgModel, binds: list[Bind]) -> dict[str, Any]:
+def resolve_binds(session: Session, model: OrgModel, binds: list[Bind]) -> dict[str, Any]:
     """Resolve lookups to column values, refusing a lookup to a record that does not exist."""
     values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
@@ -155,9 +155,9 @@ def create(
     owner: Owner | None = None,
 ) -> dict[str, Any]:
     """Validate and insert a record; returns its columns as stored."""
-    _check_writable(entity)
+    check_writable(entity)
     values, binds, record_id = parse_payload(entity, payload, model.entity_for_set, creating=True)
-    values.update(_check_binds(session, model, binds))
+    values.update(resolve_binds(session, model, binds))
     return insert_record(session, model, actor, entity, values, record_id, owner)
 
 
@@ -223,12 +223,12 @@ def patch(
     condition: Any = None,
 ) -> dict[str, Any]:
     """Validate a PATCH and apply it; returns the record's columns as stored."""
-    _check_writable(entity)
+    check_writable(entity)
     current = fetch(session, model, entity, record_id, condition)
     if current is None:
         raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")
     values, binds, _ = parse_payload(entity, payload, model.entity_for_set, creating=False)
-    values.update(_check_binds(session, model, binds))
+    values.update(resolve_binds(session, model, binds))
     return update_record(session, model, actor, entity, current, values)
 
 
@@ -273,7 +273,7 @@ def remove(
             raise NotAllowed(f"{concrete.display_collection_name} cannot be deleted through activities.")
         entity = concrete
         condition = None
-    _check_writable(entity)
+    check_writable(entity)
     current = fetch(session, model, entity, record_id, condition)
     if current is None:
         raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")

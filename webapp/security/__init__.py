@@ -1,3 +1,5 @@
-"""Who may do what: accounts and sessions now; roles, scopes and sharing (DESIGN.md §4)."""
+"""Who may do what (DESIGN.md §4): accounts and sessions, roles and depths, scopes, sharing,
+hierarchy and field security — one implementation used by every path."""
 
 from webapp.security import accounts as accounts  # registers its tables on the shared metadata
+from webapp.security import tables as tables

@@ -1,0 +1,306 @@
+"""The CRM operations as a given user: every security check, then the write.
+
+The Web API and the sync replay both call these, so a rule holds on every path. A record
+the user may not read is NotFound (indistinguishable from a missing one); a record the user
+can read but not change is Forbidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from webapp.crm import odata, records
+from webapp.crm.changes import log_change, utcnow
+from webapp.crm.errors import BadRequest, Forbidden, NotFound, ValidationFailed
+from webapp.crm.metadata import Entity
+from webapp.crm.query import QueryOptions, run_query, to_records
+from webapp.crm.records import Actor
+from webapp.crm.registry import OrgModel
+from webapp.crm.validation import BIND_RE, Bind, parse_payload
+from webapp.security.scope import Principal, condition, may_append_new, may_create
+from webapp.security.tables import recordshare
+
+SHARE_RIGHTS = ("read", "write", "delete", "append", "appendto", "assign", "share")
+
+
+def read_condition(p: Principal, model: OrgModel, entity: Entity) -> Any:
+    """The user's read scope on an entity's table (or union)."""
+    return condition(p, model, entity, model.selectable(entity), "read")
+
+
+def fetch_readable(session: Session, model: OrgModel, p: Principal, entity: Entity, record_id: str) -> dict[str, Any]:
+    """A record the user may read, or NotFound."""
+    row = records.fetch(session, model, entity, record_id, read_condition(p, model, entity))
+    if row is None:
+        raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")
+    return row
+
+
+def require(session: Session, model: OrgModel, p: Principal, entity: Entity, record_id: str, privilege: str) -> None:
+    """Forbidden unless the user holds `privilege` on this (readable) record."""
+    src = model.selectable(entity)
+    cond = condition(p, model, entity, src, privilege)
+    if records.fetch(session, model, entity, record_id, cond) is None:
+        raise Forbidden(
+            f"You do not have the {privilege} privilege on this {entity.display_name.lower()}.", field=entity.primary_id
+        )
+
+
+def _check_fields(p: Principal, entity: Entity, keys: list[str], creating: bool) -> None:
+    for key in keys:
+        if not p.may_write_field(entity.logical_name, key, creating):
+            raise Forbidden(f"{key} is a secured field you may not {'set' if creating else 'change'}.", field=key)
+
+
+def _check_binds(session: Session, model: OrgModel, p: Principal, binds: list[Bind]) -> None:
+    """Each lookup target must be readable (else: no such record) and allow append-to."""
+    for b in binds:
+        if b.id is None:
+            continue
+        target = model.entity(b.target or "")
+        src = model.selectable(target)
+        if records.fetch(session, model, target, b.id, condition(p, model, target, src, "read")) is None:
+            msg = f"There is no {target.logical_name} with id {b.id}."
+            raise ValidationFailed(f"{b.attribute}: {msg}", field=b.attribute, details={b.attribute: [msg]})
+        if records.fetch(session, model, target, b.id, condition(p, model, target, src, "appendto")) is None:
+            raise Forbidden(
+                f"You may not link records to this {target.display_name.lower()} (no append-to privilege).",
+                field=b.attribute,
+            )
+
+
+def create(
+    session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, payload: Any
+) -> dict[str, Any]:
+    """Create a record owned by the user, after every check."""
+    records.check_writable(entity)
+    values, binds, record_id = parse_payload(entity, payload, model.entity_for_set, creating=True)
+    if not may_create(p, entity):
+        raise Forbidden(f"You do not have the create privilege on {entity.display_collection_name.lower()}.")
+    _check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=True)
+    if any(b.id is not None for b in binds) and not may_append_new(p, entity):
+        raise Forbidden(f"You do not have the append privilege on {entity.display_collection_name.lower()}.")
+    _check_binds(session, model, p, binds)
+    values.update(records.resolve_binds(session, model, binds))
+    return records.insert_record(session, model, actor, entity, values, record_id)
+
+
+def update(
+    session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, record_id: str, payload: Any
+) -> dict[str, Any]:
+    """Update a record the user may write, after every check."""
+    records.check_writable(entity)
+    current = fetch_readable(session, model, p, entity, record_id)
+    values, binds, _ = parse_payload(entity, payload, model.entity_for_set, creating=False)
+    require(session, model, p, entity, record_id, "write")
+    _check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=False)
+    if binds:
+        require(session, model, p, entity, record_id, "append")
+        _check_binds(session, model, p, binds)
+    values.update(records.resolve_binds(session, model, binds))
+    return records.update_record(session, model, actor, entity, current, values)
+
+
+def remove(session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, record_id: str) -> None:
+    """Delete a record the user may delete (through activitypointer: by its own type's rules)."""
+    fetch_readable(session, model, p, entity, record_id)
+    concrete = entity
+    if entity.union_of:
+        concrete = records.activity_type_of(session, model, record_id) or entity
+    require(session, model, p, concrete, record_id, "delete")
+    records.remove(session, model, actor, entity, record_id)
+
+
+def _principal_bind(session: Session, model: OrgModel, value: Any, field: str) -> tuple[str, str, str]:
+    """(id, systemuser|team, business unit) of a user or team named by `/systemusers(<id>)`."""
+    m = BIND_RE.match(value) if isinstance(value, str) else None
+    if not m or m["set"] not in ("systemusers", "teams"):
+        raise ValidationFailed(
+            f"{field}: use '/systemusers(<id>)' or '/teams(<id>)'.",
+            field=field,
+            details={field: ["Must be '/systemusers(<id>)' or '/teams(<id>)'."]},
+        )
+    kind = "systemuser" if m["set"] == "systemusers" else "team"
+    t = model.tables[kind]
+    pk = t.c[f"{kind}id"]
+    row = session.execute(
+        select(t.c.businessunitid).where(t.c.organizationid == model.org_id, pk == m["id"].lower())
+    ).first()
+    if row is None:
+        raise ValidationFailed(
+            f"{field}: there is no {kind} with id {m['id']}.", field=field, details={field: ["No such principal."]}
+        )
+    if kind == "systemuser":
+        disabled = session.execute(select(t.c.isdisabled).where(pk == m["id"].lower())).scalar()
+        if disabled:
+            raise ValidationFailed(f"{field}: that user is disabled.", field=field, details={field: ["Disabled user."]})
+    return m["id"].lower(), kind, row.businessunitid
+
+
+def _body(payload: Any, allowed: set[str]) -> Mapping[str, Any]:
+    if not isinstance(payload, dict):
+        raise ValidationFailed("The body must be a JSON object.")
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise ValidationFailed(
+            f"{unknown[0]}: not expected here.", field=unknown[0], details={k: ["Unknown field."] for k in unknown}
+        )
+    return payload
+
+
+def assign(
+    session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, record_id: str, payload: Any
+) -> dict[str, Any]:
+    """Give a record a new owner (user or team); its business unit follows the owner."""
+    if entity.ownership != "user" or entity.union_of or not entity.api_writable:
+        raise BadRequest(f"{entity.display_collection_name} have no owner to assign.")
+    body = _body(payload, {"ownerid@odata.bind"})
+    if "ownerid@odata.bind" not in body:
+        raise ValidationFailed("ownerid@odata.bind is required.", field="ownerid", details={"ownerid": ["Required."]})
+    current = fetch_readable(session, model, p, entity, record_id)
+    require(session, model, p, entity, record_id, "assign")
+    owner_id, kind, bu = _principal_bind(session, model, body["ownerid@odata.bind"], "ownerid")
+    values = {"ownerid": owner_id, "ownerid__type": kind, "owningbusinessunit": bu}
+    return records.update_record(session, model, actor, entity, current, values)
+
+
+def share(
+    session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, record_id: str, payload: Any
+) -> None:
+    """Share a record with a user or team for the given rights (replacing earlier rights)."""
+    if entity.ownership != "user" or entity.union_of:
+        raise BadRequest(f"{entity.display_collection_name} cannot be shared.")
+    body = _body(payload, {"principal@odata.bind", "rights"})
+    rights = body.get("rights")
+    if (
+        not isinstance(rights, list)
+        or not rights
+        or not set(rights) <= set(SHARE_RIGHTS)
+        or not all(isinstance(r, str) for r in rights)
+    ):
+        raise ValidationFailed(
+            f"rights: a non-empty list drawn from {', '.join(SHARE_RIGHTS)}.",
+            field="rights",
+            details={"rights": [f"Must be a non-empty list drawn from {', '.join(SHARE_RIGHTS)}."]},
+        )
+    current = fetch_readable(session, model, p, entity, record_id)
+    require(session, model, p, entity, record_id, "share")
+    principal_id, kind, _ = _principal_bind(session, model, body.get("principal@odata.bind"), "principal")
+    key = (
+        recordshare.c.organizationid == model.org_id,
+        recordshare.c.entity == entity.logical_name,
+        recordshare.c.recordid == record_id,
+        recordshare.c.principalid == principal_id,
+    )
+    session.execute(delete(recordshare).where(*key))
+    session.execute(
+        insert(recordshare),
+        {
+            "organizationid": model.org_id,
+            "entity": entity.logical_name,
+            "recordid": record_id,
+            "principalid": principal_id,
+            "principaltype": kind,
+            **{r: r in rights for r in SHARE_RIGHTS},
+        },
+    )
+    _log_access(session, model, actor, entity, current, "share", principal_id)
+
+
+def unshare(
+    session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, record_id: str, payload: Any
+) -> None:
+    """Withdraw every right shared with a user or team."""
+    body = _body(payload, {"principal@odata.bind"})
+    current = fetch_readable(session, model, p, entity, record_id)
+    require(session, model, p, entity, record_id, "share")
+    principal_id, _, _ = _principal_bind(session, model, body.get("principal@odata.bind"), "principal")
+    session.execute(
+        delete(recordshare).where(
+            recordshare.c.organizationid == model.org_id,
+            recordshare.c.entity == entity.logical_name,
+            recordshare.c.recordid == record_id,
+            recordshare.c.principalid == principal_id,
+        )
+    )
+    _log_access(session, model, actor, entity, current, "unshare", principal_id)
+
+
+def _log_access(
+    session: Session, model: OrgModel, actor: Actor, entity: Entity, row: dict[str, Any], op: str, principal_id: str
+) -> None:
+    """Note an access change in the change log (devices gain or lose the record by it)."""
+    owner = (row.get("ownerid"), row.get("ownerid__type"), row.get("owningbusinessunit"))
+    log_change(
+        session,
+        model.org_id,
+        entity.logical_name,
+        row[entity.primary_id],
+        op,
+        [principal_id],
+        owner,
+        actor.user_id,
+        utcnow(),
+    )
+
+
+def filter_fields(node: Any) -> set[str]:
+    """Every field a $filter names."""
+    if node is None:
+        return set()
+    if isinstance(node, odata.And | odata.Or):
+        return set().union(*(filter_fields(n) for n in node.items))
+    if isinstance(node, odata.Not):
+        return filter_fields(node.item)
+    return {node.field}
+
+
+def _check_query_fields(p: Principal, model: OrgModel, entity: Entity, opts: QueryOptions) -> None:
+    hidden = p.hidden_fields(entity)
+    if not hidden:
+        return
+    named = {odata.resolve_field(f, entity)[0] for f in filter_fields(opts.filter)} | {c for c, _ in opts.orderby}
+    blocked = sorted(named & hidden)
+    if blocked:
+        raise Forbidden(f"{blocked[0]} is a secured field you may not read or filter on.", field=blocked[0])
+
+
+def query(
+    session: Session, model: OrgModel, p: Principal, entity: Entity, opts: QueryOptions, page_size: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the records the user may read, as wire records, and whether more follow."""
+    _check_query_fields(p, model, entity, opts)
+    rows, more = run_query(session, model, entity, opts, page_size, read_condition(p, model, entity))
+    return _wire(session, model, p, entity, rows, opts), more
+
+
+def get(
+    session: Session, model: OrgModel, p: Principal, entity: Entity, record_id: str, opts: QueryOptions | None = None
+) -> dict[str, Any]:
+    """One readable record as a wire record (NotFound otherwise)."""
+    row = fetch_readable(session, model, p, entity, record_id)
+    return _wire(session, model, p, entity, [row], opts or QueryOptions())[0]
+
+
+def to_wire(session: Session, model: OrgModel, p: Principal, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as the user may see it (secured fields withheld)."""
+    return _wire(session, model, p, entity, [row], QueryOptions())[0]
+
+
+def _wire(
+    session: Session, model: OrgModel, p: Principal, entity: Entity, rows: list[dict[str, Any]], opts: QueryOptions
+) -> list[dict[str, Any]]:
+    hidden = {e.logical_name: p.hidden_fields(e) for e in [entity, *(model.entity(x.target) for x in opts.expand)]}
+    return to_records(
+        session,
+        model,
+        entity,
+        rows,
+        opts,
+        hidden=hidden,
+        expand_condition=lambda target, src: condition(p, model, target, src, "read"),
+    )
