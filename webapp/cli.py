@@ -266,6 +266,20 @@ def load_demo_cmd(org: str, records: int, progress: bool) -> None:
     click.echo(f"Loaded {sum(counts.values())} records in {elapsed:.1f} s ({summary})")
 
 
+@main.command("bench")
+@click.option("--records", default=50_000, show_default=True, type=click.IntRange(10, 10_000_000))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--only", multiple=True, help="Run only these benchmarks (repeatable).")
+def bench_cmd(records: int, json_path: Path | None, only: tuple[str, ...]) -> None:
+    """Run the benchmark suite and print its figures (and write them as JSON)."""
+    try:
+        from benchmarks import run_suite
+    except ImportError:
+        click.echo("error: the benchmarks/ folder is not importable; run from the source checkout.", err=True)
+        sys.exit(2)
+    run_suite(records, json_path, list(only) or None)
+
+
 def ensure_demo(app: Flask, echo: Callable[[str], None]) -> list[dict[str, Any]]:
     """Load the demo organisation unless it is there already; return its sign-ins."""
     from sqlalchemy import select

@@ -1012,10 +1012,13 @@ BULK_MAKERS: dict[str, Callable[[Bulk, int], tuple[dict[str, Any], OwnerCols]]] 
 }
 
 
-def bulk_counts(records: int) -> dict[str, int]:
-    """How `records` splits over the entities of BULK_MIX (the last one takes the rounding)."""
-    counts = {name: int(records * share) for name, share in BULK_MIX[:-1]}
-    counts[BULK_MIX[-1][0]] = records - sum(counts.values())
+def bulk_counts(records: int, mix: Sequence[tuple[str, float]] = BULK_MIX) -> dict[str, int]:
+    """How `records` splits over the entities of `mix` (the last one takes the rounding)."""
+    unknown = [name for name, _ in mix if name not in BULK_MAKERS]
+    if unknown or not mix:
+        raise ValueError(f"bulk loads make {', '.join(BULK_MAKERS)}; not {unknown}")
+    counts = {name: int(records * share) for name, share in mix[:-1]}
+    counts[mix[-1][0]] = records - sum(counts.values())
     return counts
 
 
@@ -1080,12 +1083,18 @@ def _bulk_insert(session: Session, model: OrgModel, bulk: Bulk, entity_name: str
 
 
 def load_bulk(
-    session: Session, registry: Registry, org_name: str, records: int, progress: bool = True
+    session: Session,
+    registry: Registry,
+    org_name: str,
+    records: int,
+    progress: bool = True,
+    mix: Sequence[tuple[str, float]] = BULK_MIX,
 ) -> dict[str, int]:
     """Add `records` generated records to an organisation, fast; returns the count per entity.
 
     About 40% accounts, 40% contacts (at the new accounts), 10% leads and 10% opportunities
-    (for the new accounts), owned by the organisation's enabled users. Rows go in with Core
+    (for the new accounts), owned by the organisation's enabled users; `mix` changes the split
+    (contacts and opportunities then go to the accounts loaded in the same call, if any). Rows go in with Core
     executemany in chunks of BULK_CHUNK; each record gets a change-log row and its change
     number as versionnumber. The caller owns the transaction (and commits it).
     """
@@ -1093,7 +1102,7 @@ def load_bulk(
         raise ValueError("records must be zero or more")
     model = registry.model(session, org_id_by_name(session, org_name))
     bulk = Bulk(random.Random(DEMO_SEED), _enabled_users(session, model), uuid.uuid4().hex[:6])
-    counts = bulk_counts(records)
+    counts = bulk_counts(records, mix)
     with tqdm(total=records, unit="rec", desc=f"Loading {org_name}", file=sys.stderr, disable=not progress) as bar:
         for entity_name, count in counts.items():
             _bulk_insert(session, model, bulk, entity_name, count, bar)

@@ -709,14 +709,23 @@ def _call_condition(node: Call, entity: Entity, table: Table) -> ColumnElement[b
             f"{node.name}() needs a quoted string; {node.value.text} is not a string", "$filter", node.field
         )
     col = _column(table, name, "$filter")
-    pattern = _like_pattern(node.value.value.lower())
+    prefix = node.value.value.lower()
+    pattern = _like_pattern(prefix)
     if node.name == "contains":
         pattern = f"%{pattern}%"
     elif node.name == "startswith":
         pattern = f"{pattern}%"
     else:
         pattern = f"%{pattern}"
-    return and_(col.is_not(None), ci_lower(col).like(pattern, escape="\\"))
+    matches = and_(col.is_not(None), ci_lower(col).like(pattern, escape="\\"))
+    if node.name == "startswith" and prefix and ord(prefix[-1]) < 0x10FFFF:
+        # The same rows, plus a code-point range the case-folded index can walk (LIKE on an
+        # expression cannot use it): every string starting with p lies in [p, p').
+        following = ord(prefix[-1]) + 1
+        upper = prefix[:-1] + chr(0xE000 if 0xD800 <= following <= 0xDFFF else following)  # skip surrogates
+        key = ci_sort_key(col)
+        matches = and_(matches, key >= prefix, key < upper)
+    return matches
 
 
 def filter_condition(node: Node, entity: Entity, table: Table) -> ColumnElement[bool]:
