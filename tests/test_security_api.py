@@ -80,7 +80,6 @@ def test_a_user_without_the_create_privilege_is_refused(app: Flask, org: Org) ->
     sam = sign_in(app, "contoso", "sam")
     resp = sam.post("/api/data/leads", json={"subject": "s", "lastname": "l"})
     assert resp.status_code == 403
-    assert sam.post().status_code == 422
     assert sam.post("/api/data/products", json={"name": "p", "productnumber": "1"}).status_code == 403
 
 
