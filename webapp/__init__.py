@@ -11,15 +11,17 @@ from flask import Flask
 from webapp.config import configure
 from webapp.crm.registry import Registry
 from webapp.db import Database, connect
+from webapp.sync.hub import Hub
 
 
 @dataclass
 class Services:
-    """What the app holds for its whole life: the database, the entity registry, the hasher."""
+    """What the app holds for its whole life: database, entity registry, hasher, live-push hub."""
 
     db: Database
     registry: Registry
     hasher: PasswordHasher
+    hub: Hub
 
 
 def services(app: Flask) -> Services:
@@ -33,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp.api import register_api
     from webapp.security.accounts import password_hasher
     from webapp.shell import register_shell
+    from webapp.sync.socket import register_sync
 
     app = Flask(__name__, instance_relative_config=True)
     configure(app, test_config)
@@ -43,8 +46,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     elif setup == "create_all":
         schema.create_all(db)
     app.extensions["outpost"] = Services(
-        db=db, registry=Registry(), hasher=password_hasher(fast=bool(app.config["FAST_PASSWORD_HASH"]))
+        db=db,
+        registry=Registry(),
+        hasher=password_hasher(fast=bool(app.config["FAST_PASSWORD_HASH"])),
+        hub=Hub(),
     )
     register_api(app)
+    register_sync(app)
     register_shell(app)
     return app

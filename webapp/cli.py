@@ -233,6 +233,43 @@ def set_hierarchy_cmd(org: str, kind: str, depth: int) -> None:
         click.echo(f"Hierarchy security: {kind}" + (f", depth {depth}" if kind != "off" else ""))
 
 
+@main.command("set-offline")
+@click.option("--org", required=True)
+@click.option("--on/--off", "enabled", default=None, help="The organisation-wide mobile offline switch.")
+@click.option("--entity", default=None, help="The entity whose profile to change.")
+@click.option("--enable/--disable", "entity_enabled", default=None, help="With --entity: offline or not.")
+@click.option("--filter", "filter_", default=None, help="With --entity: all|mine|myteams|mybu|modified:DAYS|related.")
+@click.option("--interval", default=None, type=click.IntRange(1, 1440), help="Sync interval in minutes.")
+@click.option("--conflict-detection", default=None, type=click.Choice(["on", "off"]))
+def set_offline_cmd(
+    org: str,
+    enabled: bool | None,
+    entity: str | None,
+    entity_enabled: bool | None,
+    filter_: str | None,
+    interval: int | None,
+    conflict_detection: str | None,
+) -> None:
+    """Change the offline profile and the conflict setting (devices then see updates available)."""
+    from webapp.sync.profile import set_offline
+
+    if entity is None and (entity_enabled is not None or filter_ is not None):
+        click.echo("error: --enable/--disable and --filter need --entity.", err=True)
+        sys.exit(2)
+    with org_session(org) as (_, dbs, model):
+        summary = set_offline(
+            dbs,
+            need(model),
+            enabled=enabled,
+            entity=entity,
+            entity_enabled=entity_enabled,
+            filter_spec=filter_,
+            interval=interval,
+            conflict_detection=None if conflict_detection is None else conflict_detection == "on",
+        )
+        click.echo(summary)
+
+
 @main.command("add-entity")
 @click.option("--org", required=True)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

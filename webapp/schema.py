@@ -14,6 +14,7 @@ from alembic.config import Config
 
 import webapp.crm.tables
 import webapp.security
+import webapp.sync
 from webapp.db import Database, metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -79,6 +79,14 @@ def caller() -> Caller:
     return g.caller  # type: ignore[no-any-return]
 
 
+def commit() -> None:
+    """Commit this request's writes, then wake the organisation's sync connections."""
+    db_session().commit()
+    c = g.get("caller")
+    if c is not None:
+        services(current_app).hub.notify(c.model.org_id)
+
+
 def check_csrf() -> Any:
     """Every state-changing call needs a session and the session's X-CSRF-Token."""
     if request.method not in WRITE_METHODS or request.endpoint in CSRF_EXEMPT:

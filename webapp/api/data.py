@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp.api.context import Caller, caller, db_session, json_body
+from webapp.api.context import Caller, caller, commit, db_session, json_body
 from webapp.crm.errors import BadRequest, NotFound
 from webapp.crm.metadata import Entity
 from webapp.crm.query import encode_skiptoken, parse_options
@@ -92,7 +92,7 @@ def create(target: str) -> Any:
     dbs = db_session()
     row = ops.create(dbs, c.model, c.principal, c.actor, entity, body)
     record = ops.to_wire(dbs, c.model, c.principal, entity, row)
-    dbs.commit()
+    commit()
     resp = jsonify(record)
     resp.status_code = 201
     resp.headers["OData-EntityId"] = f"{request.host_url}api/data/{entity.entity_set}({row[entity.primary_id]})"
@@ -108,7 +108,7 @@ def update(target: str) -> Any:
     dbs = db_session()
     row = ops.update(dbs, c.model, c.principal, c.actor, entity, record_id, body)
     record = ops.to_wire(dbs, c.model, c.principal, entity, row)
-    dbs.commit()
+    commit()
     return jsonify(record)
 
 
@@ -119,7 +119,7 @@ def delete(target: str) -> Any:
     entity, record_id = record_target(c, target, "DELETE")
     dbs = db_session()
     ops.remove(dbs, c.model, c.principal, c.actor, entity, record_id)
-    dbs.commit()
+    commit()
     return "", 204
 
 
@@ -136,7 +136,7 @@ def record_action(target: str, action: str) -> Any:
     if action == "assign":
         # The new owner may be out of the caller's reach now: answer with what they may still see.
         record = ops.to_wire(dbs, c.model, c.principal, entity, result) if result else None
-        dbs.commit()
+        commit()
         return jsonify(record)
-    dbs.commit()
+    commit()
     return "", 204

@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 
 import webapp.crm.tables
 import webapp.security
+import webapp.sync
 from webapp.db import metadata
 
 assert webapp.crm.tables.SYSTEM_TABLES

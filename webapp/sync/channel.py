@@ -1,0 +1,197 @@
+"""One sync connection's protocol (PROTOCOL.md §5), with no socket code: text in, frames out.
+
+The socket handler feeds each received frame to `Channel.receive` and sends what it returns;
+`Channel.wake` produces the live `changes` for this device after a commit elsewhere. Every
+message re-checks the session, so sign-out or expiry ends the channel (code 1008). A bad
+frame gets an error frame and never ends a good session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+
+from webapp import services
+from webapp.crm.changes import current_change, utcnow
+from webapp.crm.customizations import customizations
+from webapp.crm.errors import CrmError
+from webapp.crm.records import Actor
+from webapp.security.accounts import load_session, user_summary
+from webapp.security.scope import load_principal
+from webapp.sync import devices
+from webapp.sync.download import changes_since, download_page
+from webapp.sync.replay import PushError, Replay, push
+
+log = logging.getLogger("outpost.sync")
+MAX_FEED_FRAMES = 20  # changes frames sent for one pull or wake; the device pulls again if more
+
+
+class Closing(Exception):
+    """The channel must close with `code` after sending `frames`."""
+
+    def __init__(self, code: int, frames: list[dict[str, Any]]) -> None:
+        super().__init__(code)
+        self.code = code
+        self.frames = frames
+
+
+def error(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """An error frame."""
+    return {"type": "error", "code": code, "message": message, **extra}
+
+
+@dataclass
+class Channel:
+    """The state of one connection: whose session, which device, where its feed stands."""
+
+    app: Flask
+    token: str
+    org_id: str
+    user_id: str
+    device_id: str | None = None
+    cursor: int | None = None  # set by the first pull: from then on, changes are pushed live
+    stats: dict[str, int] = field(default_factory=lambda: {"ops": 0, "conflicts": 0, "rejected": 0, "frames": 0})
+    started: float = field(default_factory=time.monotonic)
+
+    def receive(self, text: Any) -> list[dict[str, Any]]:
+        """Handle one frame; returns the frames to send (raises Closing to end the channel)."""
+        self.stats["frames"] += 1
+        try:
+            msg = json.loads(text) if isinstance(text, str | bytes) else None
+        except (ValueError, RecursionError):
+            return [error("bad_message", "The frame is not valid JSON.")]
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            return [error("bad_message", "A frame is a JSON object with a 'type'.")]
+        kind = msg["type"]
+        if kind == "ping":
+            return [{"type": "pong"}]
+        if kind == "pong":
+            return []
+        handler = {"hello": self.hello, "push": self.push, "download": self.download, "pull": self.pull}.get(kind)
+        if handler is None:
+            return [error("unknown_type", f"Unknown message type '{kind[:40]}'.")]
+        if kind != "hello" and self.device_id is None:
+            return [error("bad_message", "Send hello first.")]
+        svc = services(self.app)
+        with svc.db.session(write=kind in ("hello", "push", "pull")) as s:
+            info = load_session(s, self.token)
+            if info is None:
+                raise Closing(1008, [error("unauthenticated", "The session has ended; sign in again.")])
+            try:
+                return handler(s, msg)
+            except CrmError as exc:
+                s.rollback()
+                return [error(exc.code, exc.message)]
+            except PushError as exc:
+                s.rollback()
+                return [exc.frame]
+
+    def _context(self, s: Any) -> tuple[Any, Any, Actor]:
+        svc = services(self.app)
+        model = svc.registry.model(s, self.org_id)
+        principal = load_principal(s, model, self.user_id)
+        return model, principal, Actor(self.org_id, self.user_id, principal.business_unit_id)
+
+    def hello(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """Register the device and tell it where the server stands."""
+        model, _, _ = self._context(s)
+        if msg.get("org") not in (None, model.name):
+            return [error("device_mismatch", "This device's store belongs to another organisation.")]
+        try:
+            row = devices.register(s, self.org_id, self.user_id, msg.get("device_id"), msg.get("app_version"))
+        except devices.DeviceError as exc:
+            s.rollback()
+            return [error(exc.code, exc.message)]
+        if row["status"] == "revoked":
+            s.commit()
+            raise Closing(1000, [{"type": "wipe", "reason": "This device was revoked by an administrator."}])
+        self.device_id = row["deviceid"]
+        pending = msg.get("pending_ops")
+        if isinstance(pending, int) and not isinstance(pending, bool) and pending >= 0:
+            devices.touch(s, self.device_id, pending_ops=pending)
+        s.commit()
+        return [
+            {
+                "type": "welcome",
+                "device_id": self.device_id,
+                "user": {k: v for k, v in user_summary(s, model, self.user_id).items() if k in ("id", "username")},
+                "next_seq": devices.next_seq(s, self.device_id),
+                "cursor": current_change(s),
+                "metadata_version": customizations(model)["version"],
+            }
+        ]
+
+    def push(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """Replay a batch; the ack is built only after the results are committed."""
+        model, principal, actor = self._context(s)
+        replay = Replay(s, model, principal, actor, self.device_id or "")
+        results, stopped = push(replay, msg.get("ops"))
+        devices.touch(s, self.device_id or "", last_sync=utcnow())
+        s.commit()
+        for r in results:
+            self.stats["ops"] += 1
+            self.stats["conflicts"] += r["status"] == "conflict"
+            self.stats["rejected"] += r["status"] == "rejected"
+        if results:
+            services(self.app).hub.notify(self.org_id)
+        frames: list[dict[str, Any]] = [{"type": "ack", "results": results}] if results else []
+        if stopped is not None:
+            frames.append(stopped.frame)
+        return frames
+
+    def download(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """One page of the first download."""
+        model, principal, _ = self._context(s)
+        page = download_page(s, model, principal, msg.get("entity"), msg.get("after"), msg.get("limit", 1000))
+        return [{"type": "page", **page}]
+
+    def pull(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """Changes after the device's cursor; from now on they are also pushed live."""
+        cursor = msg.get("cursor")
+        if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
+            return [error("bad_message", "pull needs a cursor (a whole number of zero or more).")]
+        frames = self._feed(s, cursor)
+        devices.touch(s, self.device_id or "", last_sync=utcnow(), cursor=self.cursor or 0)
+        s.commit()
+        return frames
+
+    def _feed(self, s: Any, cursor: int) -> list[dict[str, Any]]:
+        model, principal, _ = self._context(s)
+        frames = []
+        for _ in range(MAX_FEED_FRAMES):
+            batch = changes_since(s, model, principal, cursor)
+            frames.append(batch.to_message())
+            cursor = batch.cursor
+            if not batch.more:
+                break
+        self.cursor = cursor
+        return frames
+
+    def wake(self) -> list[dict[str, Any]]:
+        """After a commit elsewhere: the new changes for this device (nothing before its first pull)."""
+        if self.cursor is None or self.device_id is None:
+            return []
+        svc = services(self.app)
+        with svc.db.session() as s:
+            if load_session(s, self.token) is None:
+                raise Closing(1008, [error("unauthenticated", "The session has ended; sign in again.")])
+            frames = self._feed(s, self.cursor)
+        return [f for f in frames if f["upserts"] or f["removes"]]
+
+    def close_log(self) -> None:
+        """One structured line per sync session."""
+        log.info(
+            "sync session",
+            extra={
+                "device": self.device_id,
+                "user": self.user_id,
+                "org": self.org_id,
+                "seconds": round(time.monotonic() - self.started, 3),
+                **self.stats,
+            },
+        )

@@ -1,0 +1,70 @@
+"""Devices: registered at their first `hello`, bound to one user, revocable."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from webapp.crm.changes import utcnow
+from webapp.sync.tables import device, opledger
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class DeviceError(Exception):
+    """A hello that cannot be accepted: `code` is the error frame's code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def register(session: Session, org_id: str, user_id: str, device_id: Any, app_version: Any) -> dict[str, Any]:
+    """The device's row, created at its first hello; refuses another user's or a revoked id."""
+    if not isinstance(device_id, str) or not UUID_RE.match(device_id):
+        raise DeviceError("bad_message", "device_id must be a lower-case UUID.")
+    version = app_version if isinstance(app_version, str) else None
+    now = utcnow()
+    row = session.execute(select(device).where(device.c.deviceid == device_id)).mappings().first()
+    if row is None:
+        values = {
+            "deviceid": device_id,
+            "organizationid": org_id,
+            "systemuserid": user_id,
+            "app_version": (version or "")[:64],
+            "first_seen": now,
+            "last_seen": now,
+            "status": "active",
+            "pending_ops": 0,
+            "cursor": 0,
+        }
+        session.execute(insert(device), values)
+        return values
+    if row["organizationid"] != org_id or row["systemuserid"] != user_id:
+        raise DeviceError("device_mismatch", "This device id belongs to another user; reconfigure the device.")
+    session.execute(
+        update(device)
+        .where(device.c.deviceid == device_id)
+        .values(last_seen=now, app_version=(version or row["app_version"] or "")[:64])
+    )
+    return dict(row)
+
+
+def next_seq(session: Session, device_id: str) -> int:
+    """The seq the server expects next from this device (last applied + 1)."""
+    last = session.execute(select(func.max(opledger.c.seq)).where(opledger.c.deviceid == device_id)).scalar()
+    return int(last or 0) + 1
+
+
+def touch(session: Session, device_id: str, **values: Any) -> None:
+    """Record a sync (last sync time, cursor, pending operations reported)."""
+    session.execute(update(device).where(device.c.deviceid == device_id).values(last_seen=utcnow(), **values))
+
+
+def revoke(session: Session, device_id: str) -> None:
+    """Revoke a device: at its next connection it is told to wipe itself."""
+    session.execute(update(device).where(device.c.deviceid == device_id).values(status="revoked"))

@@ -1,0 +1,134 @@
+"""The first download, page by page, and the change feed after it (no socket code here).
+
+A download page is keyed by primary id (`after` = the last id received), so a connection lost
+halfway resumes where it stopped without fetching finished pages again. Each page carries
+the change number it is consistent with; the device starts its feed from the smallest
+cursor of its download, so nothing written meanwhile is missed (duplicates are harmless:
+the device keeps the higher version).
+
+The feed reads the change log after a cursor and, for each changed record, sends it if the
+device may hold it now, or a remove (`deleted` or `out_of_scope`) if not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from webapp.crm.changes import current_change
+from webapp.crm.errors import BadRequest
+from webapp.crm.registry import OrgModel
+from webapp.crm.tables import changelog
+from webapp.security.operations import to_wire
+from webapp.security.scope import Principal
+from webapp.sync.profile import device_scope, downloadable, is_offline
+
+MAX_PAGE = 5000
+FEED_BATCH = 500
+
+
+def download_page(
+    session: Session, model: OrgModel, p: Principal, entity_name: str, after: str | None, limit: int
+) -> dict[str, Any]:
+    """One page of an entity's first download: `{entity, records, next, total, cursor}`."""
+    if not isinstance(entity_name, str) or entity_name not in model.entities:
+        raise BadRequest(f"There is no entity '{entity_name}'.")
+    entity = model.entity(entity_name)
+    if entity.union_of or not is_offline(model, entity):
+        raise BadRequest(f"{entity_name} is not available offline.")
+    if after is not None and not isinstance(after, str):
+        raise BadRequest("after must be a record id or null.")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}.")
+    cursor = current_change(session)
+    src = model.selectable(entity)
+    scope = device_scope(model, p, entity)
+    base = select(src).where(src.c.organizationid == model.org_id, scope)
+    stmt = base.order_by(src.c[entity.primary_id])
+    if after:
+        stmt = stmt.where(src.c[entity.primary_id] > after)
+    rows = [dict(r) for r in session.execute(stmt.limit(limit + 1)).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    total = None
+    if after is None:
+        total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    records = [to_wire(session, model, p, entity, r) for r in rows] if rows else []
+    return {
+        "entity": entity_name,
+        "records": records,
+        "next": rows[-1][entity.primary_id] if more else None,
+        "total": total,
+        "cursor": cursor,
+    }
+
+
+@dataclass
+class Changes:
+    """A batch of the change feed."""
+
+    cursor: int
+    upserts: list[dict[str, Any]] = field(default_factory=list)
+    removes: list[dict[str, Any]] = field(default_factory=list)
+    more: bool = False
+
+    def to_message(self) -> dict[str, Any]:
+        """The `changes` frame."""
+        return {
+            "type": "changes",
+            "cursor": self.cursor,
+            "upserts": self.upserts,
+            "removes": self.removes,
+            "more": self.more,
+        }
+
+
+def changes_since(session: Session, model: OrgModel, p: Principal, cursor: int, limit: int = FEED_BATCH) -> Changes:
+    """What changed for this device after `cursor`: records it may now hold, and removes."""
+    if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
+        raise BadRequest("cursor must be a whole number of zero or more.")
+    rows = session.execute(
+        select(changelog.c.changenum, changelog.c.entity, changelog.c.recordid, changelog.c.operation)
+        .where(changelog.c.organizationid == model.org_id, changelog.c.changenum > cursor)
+        .order_by(changelog.c.changenum)
+        .limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    out = Changes(cursor=rows[-1].changenum if rows else cursor, more=more)
+    latest: dict[tuple[str, str], Any] = {}
+    for r in rows:
+        latest[(r.entity, r.recordid)] = r  # the last change of each record in this batch decides
+    for (entity_name, record_id), r in latest.items():
+        entity = model.entities.get(entity_name)
+        if entity is None or not is_offline(model, entity) or entity not in downloadable(model):
+            continue
+        if r.operation == "delete":
+            out.removes.append({"entity": entity_name, "id": record_id, "reason": "deleted"})
+            continue
+        src = model.selectable(entity)
+        row = (
+            session.execute(
+                select(src).where(
+                    src.c.organizationid == model.org_id,
+                    src.c[entity.primary_id] == record_id,
+                    device_scope(model, p, entity),
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            gone = session.execute(
+                select(src.c[entity.primary_id]).where(
+                    src.c.organizationid == model.org_id, src.c[entity.primary_id] == record_id
+                )
+            ).first()
+            reason = "out_of_scope" if gone is not None else "deleted"
+            out.removes.append({"entity": entity_name, "id": record_id, "reason": reason})
+        else:
+            out.upserts.append({"entity": entity_name, "record": to_wire(session, model, p, entity, dict(row))})
+    return out

@@ -1,0 +1,168 @@
+"""The offline profile: which entities a device holds, and which of their records.
+
+What a device holds = the profile's filter ∩ the user's read scope, both as SQL. Filters:
+`all`; `mine` (owned by the user); `myteams` (owned by the user or one of their teams);
+`mybu` (owned in the user's business unit); `modified` (changed in the last N days);
+`related` (referenced by, or referencing, a record of another offline entity that is itself
+held under a non-related filter — one level, so the rule stays explainable).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import and_, exists, false, or_, select, true
+
+from webapp.crm.changes import utcnow
+from webapp.crm.errors import BadRequest, ValidationFailed
+from webapp.crm.metadata import Entity
+from webapp.crm.orgs import save_settings
+from webapp.crm.registry import OrgModel
+from webapp.security.operations import read_condition
+from webapp.security.scope import Principal
+
+FILTERS = ("all", "mine", "myteams", "mybu", "modified", "related")
+
+
+def entity_settings(model: OrgModel, entity: Entity) -> dict[str, Any]:
+    """The profile's settings for one entity (disabled when absent)."""
+    offline = model.settings.get("offline", {})
+    return dict(offline.get("entities", {}).get(entity.logical_name, {"enabled": False, "filter": "all"}))
+
+
+def is_offline(model: OrgModel, entity: Entity) -> bool:
+    """Whether devices hold this entity: the organisation switch, the entity, and read offline."""
+    if not model.settings.get("offline", {}).get("enabled", False):
+        return False
+    if "read" not in entity.offline_commands:
+        return False
+    if entity.union_of:  # activitypointer: offline when any of its types is
+        return any(is_offline(model, model.entity(t)) for t in entity.union_of)
+    return bool(entity_settings(model, entity).get("enabled"))
+
+
+def downloadable(model: OrgModel) -> list[Entity]:
+    """The entities a device downloads (activitypointer is derived on the device from its types)."""
+    return [e for e in model.entities.values() if not e.union_of and is_offline(model, e)]
+
+
+def _plain_filter(model: OrgModel, p: Principal, entity: Entity, src: Any, now: dt.datetime) -> Any:
+    settings = entity_settings(model, entity)
+    kind = settings.get("filter", "all")
+    if entity.ownership != "user" and kind in ("mine", "myteams", "mybu"):
+        return true()  # organisation-owned records have no owner to filter on
+    if kind == "all":
+        return true()
+    if kind == "mine":
+        return src.c.ownerid == p.user_id
+    if kind == "myteams":
+        return src.c.ownerid.in_([p.user_id, *p.team_ids])
+    if kind == "mybu":
+        return src.c.owningbusinessunit == p.business_unit_id
+    if kind == "modified":
+        days = int(settings.get("days") or 30)
+        return src.c.modifiedon >= now - dt.timedelta(days=days)
+    raise BadRequest(f"Unknown offline filter '{kind}'.")
+
+
+def offline_filter(model: OrgModel, p: Principal, entity: Entity, src: Any, now: dt.datetime | None = None) -> Any:
+    """The profile's filter for an entity as SQL (without the security scope)."""
+    now = now or utcnow()
+    settings = entity_settings(model, entity)
+    if settings.get("filter", "all") != "related":
+        return _plain_filter(model, p, entity, src, now)
+    links = []
+    for other in downloadable(model):
+        if other.logical_name == entity.logical_name or entity_settings(model, other).get("filter") == "related":
+            continue
+        osrc = model.selectable(other)
+        held = and_(
+            osrc.c.organizationid == model.org_id,
+            _plain_filter(model, p, other, osrc, now),
+            read_condition(p, model, other),
+        )
+        for attr in entity.lookups():  # this record points at a held record
+            if other.logical_name in attr.targets:
+                cond = and_(held, osrc.c[other.primary_id] == src.c[attr.logical_name])
+                links.append(exists().where(cond))
+        for attr in other.lookups():  # a held record points at this one
+            if entity.logical_name in attr.targets:
+                cond = and_(held, osrc.c[attr.logical_name] == src.c[entity.primary_id])
+                if attr.is_polymorphic:
+                    cond = and_(cond, osrc.c[f"{attr.logical_name}__type"] == entity.logical_name)
+                links.append(exists().where(cond))
+    return or_(*links) if links else false()
+
+
+def device_scope(model: OrgModel, p: Principal, entity: Entity, now: dt.datetime | None = None) -> Any:
+    """What a device holds of an entity: the offline filter ∩ the user's read scope."""
+    src = model.selectable(entity)
+    if not is_offline(model, entity):
+        return false()
+    if entity.union_of:
+        return read_condition(p, model, entity)
+    return and_(offline_filter(model, p, entity, src, now), read_condition(p, model, entity))
+
+
+def validate_entity_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Check one entity's profile settings (enabled, filter, days) and return them clean."""
+    kind = settings.get("filter", "all")
+    if kind not in FILTERS:
+        raise ValidationFailed(f"filter must be one of {', '.join(FILTERS)}.", field="filter")
+    days = settings.get("days")
+    if kind == "modified" and (not isinstance(days, int) or not 1 <= days <= 3650):
+        raise ValidationFailed("modified needs a number of days from 1 to 3650.", field="days")
+    return {"enabled": bool(settings.get("enabled")), "filter": kind, "days": days if kind == "modified" else None}
+
+
+def select_held(model: OrgModel, p: Principal, entity: Entity) -> Any:
+    """SELECT of the rows a device holds (for counts and the admin's dry run)."""
+    src = model.selectable(entity)
+    return select(src).where(src.c.organizationid == model.org_id, device_scope(model, p, entity))
+
+
+def set_offline(
+    session: Any,
+    model: OrgModel,
+    enabled: bool | None = None,
+    entity: str | None = None,
+    entity_enabled: bool | None = None,
+    filter_spec: str | None = None,
+    interval: int | None = None,
+    conflict_detection: bool | None = None,
+) -> str:
+    """Change the offline profile (a new metadata version follows); returns a summary line."""
+    settings = copy.deepcopy(model.settings)
+    offline = settings.setdefault("offline", {})
+    entities = offline.setdefault("entities", {})
+    said = []
+    if enabled is not None:
+        offline["enabled"] = enabled
+        said.append(f"mobile offline {'on' if enabled else 'off'}")
+    if entity is not None:
+        target = model.entity(entity)
+        if "read" not in target.offline_commands or target.union_of:
+            raise ValidationFailed(f"{entity} cannot be taken offline.", field="entity")
+        current = dict(entities.get(entity, {"enabled": False, "filter": "all", "days": None}))
+        if entity_enabled is not None:
+            current["enabled"] = entity_enabled
+        if filter_spec is not None:
+            kind, _, days = filter_spec.partition(":")
+            current["filter"] = kind
+            current["days"] = int(days) if days.isdigit() else (days or None)  # validation names a bad value
+        entities[entity] = validate_entity_settings(current)
+        e = entities[entity]
+        said.append(
+            f"{entity}: {'enabled' if e['enabled'] else 'disabled'}, filter {e['filter']}"
+            + (f" {e['days']} days" if e["days"] else "")
+        )
+    if interval is not None:
+        offline["sync_interval_minutes"] = interval
+        said.append(f"sync every {interval} min")
+    if conflict_detection is not None:
+        settings["conflict_detection"] = conflict_detection
+        said.append(f"conflict detection {'on (server wins)' if conflict_detection else 'off (client wins)'}")
+    save_settings(session, model.org_id, settings)
+    return "; ".join(said) or "nothing changed"

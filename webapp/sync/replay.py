@@ -1,0 +1,314 @@
+"""Replaying a device's queued operations: in `seq` order, exactly once, as the user.
+
+Every operation passes the same checks as the Web API (`webapp.security.operations`), the
+entity's offline command set and the metadata schema. The idempotency ledger keeps
+`(device, seq) -> first result`, written in the same transaction as the operation's
+effects, so a re-sent operation gets its first answer again and is never applied twice,
+and a crash loses an operation and its ledger row together. A rejected operation never
+blocks the queue; operations that depend on a rejected create are rejected too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from webapp.crm import records
+from webapp.crm.changes import utcnow
+from webapp.crm.errors import CrmError, NotFound
+from webapp.crm.metadata import Entity
+from webapp.crm.records import Actor
+from webapp.crm.registry import OrgModel
+from webapp.crm.tables import changelog
+from webapp.security import operations as ops
+from webapp.security.operations import read_condition
+from webapp.security.scope import Principal
+from webapp.sync.conflicts import server_changed_fields, split_changes
+from webapp.sync.devices import next_seq
+from webapp.sync.profile import is_offline
+from webapp.sync.tables import opledger, syncerror
+
+MAX_OPS = 500
+KINDS = ("create", "update", "delete", "command")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class PushError(Exception):
+    """A push that stops at an operation: the error frame to send (after acking what applied)."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.frame = {"type": "error", "code": code, "message": message, **extra}
+
+
+@dataclass
+class Replay:
+    """One push's context: who, which device, and what this push already rejected."""
+
+    session: Session
+    model: OrgModel
+    principal: Principal
+    actor: Actor
+    device_id: str
+    rejected_creates: set[str] = field(default_factory=set)
+
+    @property
+    def conflict_detection(self) -> bool:
+        """The organisation's setting: server wins (True) or client wins (False)."""
+        return bool(self.model.settings.get("conflict_detection", False))
+
+
+def validate_ops(ops_: Any) -> list[dict[str, Any]]:
+    """Check the shape of every operation before any is applied (a bad batch changes nothing)."""
+    if not isinstance(ops_, list) or not ops_:
+        raise PushError("bad_message", "push needs a non-empty list 'ops'.")
+    if len(ops_) > MAX_OPS:
+        raise PushError("bad_message", f"push takes at most {MAX_OPS} operations.")
+    for i, op in enumerate(ops_):
+        where = f"ops[{i}]"
+        if not isinstance(op, dict):
+            raise PushError("bad_message", f"{where} must be an object.", index=i)
+        seq = op.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise PushError("bad_message", f"{where}.seq must be a whole number from 1.", index=i)
+        if not isinstance(op.get("op_id"), str) or not 1 <= len(op["op_id"]) <= 64:
+            raise PushError("bad_message", f"{where}.op_id must be a string of 1-64 characters.", index=i)
+        if op.get("kind") not in KINDS:
+            raise PushError("bad_message", f"{where}.kind must be one of {', '.join(KINDS)}.", index=i)
+        if not isinstance(op.get("entity"), str) or len(op["entity"]) > 64:
+            raise PushError("bad_message", f"{where}.entity must be an entity name.", index=i)
+        if not isinstance(op.get("id"), str) or not UUID_RE.match(op["id"]):
+            raise PushError("bad_message", f"{where}.id must be a lower-case UUID.", index=i)
+        base = op.get("base_version")
+        if base is not None and (not isinstance(base, int) or isinstance(base, bool) or base < 0):
+            raise PushError("bad_message", f"{where}.base_version must be a whole number or null.", index=i)
+        changes = op.get("changes", {})
+        if changes is None:
+            changes = {}
+        if not isinstance(changes, dict):
+            raise PushError("bad_message", f"{where}.changes must be an object.", index=i)
+        if op["kind"] == "command" and (
+            not isinstance(op.get("command"), str) or not isinstance(op.get("args", {}), dict)
+        ):
+            raise PushError(
+                "bad_message", f"{where}: a command needs 'command' (a name) and 'args' (an object).", index=i
+            )
+    seqs = [op["seq"] for op in ops_]
+    if seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
+        raise PushError("bad_message", "operations must be in increasing seq order without repeats.")
+    return ops_
+
+
+def push(replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | None]:
+    """Apply a batch in seq order; returns the results to ack and the error that stopped it, if any.
+
+    The caller commits after this returns and only then sends the ack.
+    """
+    batch = validate_ops(ops_)
+    s = replay.session
+    replay.rejected_creates |= set(
+        s.execute(
+            select(opledger.c.recordid).where(
+                opledger.c.deviceid == replay.device_id, opledger.c.kind == "create", opledger.c.status == "rejected"
+            )
+        ).scalars()
+    )
+    expected = next_seq(s, replay.device_id)
+    results: list[dict[str, Any]] = []
+    for op in batch:
+        first = s.execute(
+            select(opledger.c.op_id, opledger.c.result).where(
+                opledger.c.deviceid == replay.device_id, opledger.c.seq == op["seq"]
+            )
+        ).first()
+        if first is not None:
+            if first.op_id != op["op_id"]:
+                return results, PushError(
+                    "seq_reused", f"seq {op['seq']} was already used by another operation.", seq=op["seq"]
+                )
+            results.append(first.result)  # a re-sent op: its first result, nothing applied
+            continue
+        if op["seq"] != expected:
+            return results, PushError(
+                "seq_gap",
+                f"Expected seq {expected}, got {op['seq']}; nothing from the gap on was applied.",
+                expected_seq=expected,
+            )
+        result = apply_one(replay, op)
+        record_result(replay, op, result)
+        results.append(result)
+        expected += 1
+    return results, None
+
+
+def record_result(replay: Replay, op: dict[str, Any], result: dict[str, Any]) -> None:
+    """Store the ledger row (and a sync error for anything not applied as sent)."""
+    s = replay.session
+    now = utcnow()
+    s.execute(
+        insert(opledger),
+        {
+            "deviceid": replay.device_id,
+            "seq": op["seq"],
+            "op_id": op["op_id"],
+            "kind": op["kind"],
+            "entity": op["entity"][:64],
+            "recordid": op["id"],
+            "status": result["status"],
+            "result": result,
+            "appliedon": now,
+        },
+    )
+    if result["status"] != "applied":
+        reason = result.get("reason") or {}
+        kept = result["records"][0]["record"] if result.get("records") else None
+        s.execute(
+            insert(syncerror),
+            {
+                "organizationid": replay.model.org_id,
+                "deviceid": replay.device_id,
+                "systemuserid": replay.principal.user_id,
+                "seq": op["seq"],
+                "entity": op["entity"][:64],
+                "recordid": op["id"],
+                "status": result["status"],
+                "code": str(reason.get("code", ""))[:64],
+                "message": str(reason.get("message", ""))[:1000],
+                "sent": op,
+                "kept": kept,
+                "createdon": now,
+            },
+        )
+
+
+def _result(op: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"op_id": op["op_id"], "seq": op["seq"], "status": status, "records": [], "removed": []}
+    out.update(extra)
+    return out
+
+
+def _server_view(replay: Replay, entity: Entity, record_id: str) -> dict[str, Any]:
+    """What the device should hold of a record now: it as the user may see it, or a removal."""
+    s, m, p = replay.session, replay.model, replay.principal
+    row = records.fetch(s, m, entity, record_id, read_condition(p, m, entity))
+    if row is None:
+        return {"records": [], "removed": [{"entity": entity.logical_name, "id": record_id}]}
+    return {"records": [{"entity": entity.logical_name, "record": ops.to_wire(s, m, p, entity, row)}], "removed": []}
+
+
+def _depends_on_rejected(replay: Replay, op: dict[str, Any]) -> bool:
+    """Whether the op touches, links to (a bind) or names (a command argument) a rejected create."""
+    if op["id"] in replay.rejected_creates and op["kind"] != "create":
+        return True
+    values = list((op.get("changes") or {}).values()) + list((op.get("args") or {}).values())
+    text = " ".join(v for v in values if isinstance(v, str))
+    return any(rid in text for rid in replay.rejected_creates)
+
+
+def apply_one(replay: Replay, op: dict[str, Any]) -> dict[str, Any]:
+    """Apply one operation inside a savepoint; any refusal rolls back just this operation."""
+    s, m = replay.session, replay.model
+    entity = m.entities.get(op["entity"])
+    if entity is None:
+        return _rejected(replay, op, None, "unknown_entity", f"There is no entity '{op['entity']}'.")
+    allowed = op["command"] if op["kind"] == "command" else op["kind"]
+    if allowed not in entity.offline_commands or not is_offline(m, entity):
+        what = op.get("command") if op["kind"] == "command" else op["kind"]
+        return _rejected(
+            replay, op, entity, "not_allowed_offline", f"{what} is not available offline for {entity.logical_name}."
+        )
+    if _depends_on_rejected(replay, op):
+        return _rejected(replay, op, entity, "depends_on_rejected", "This operation depends on a rejected operation.")
+    savepoint = s.begin_nested()
+    try:
+        result = _apply(replay, op, entity)
+        savepoint.commit()
+        return result
+    except CrmError as exc:
+        savepoint.rollback()
+        return _rejected(replay, op, entity, exc.code, exc.message, exc.field)
+
+
+def _rejected(
+    replay: Replay, op: dict[str, Any], entity: Entity | None, code: str, message: str, field_: str | None = None
+) -> dict[str, Any]:
+    if op["kind"] == "create":
+        replay.rejected_creates.add(op["id"])
+    reason: dict[str, Any] = {"code": code, "message": message}
+    if field_:
+        reason["field"] = field_
+    view = _server_view(replay, entity, op["id"]) if entity is not None else {}
+    return _result(op, "rejected", reason=reason, **view)
+
+
+def _lookup_names(entity: Entity) -> dict[str, str]:
+    names = {}
+    for a in entity.lookups():
+        for t in a.targets:
+            names[f"{a.logical_name}_{t}"] = a.logical_name
+    return names
+
+
+def _apply(replay: Replay, op: dict[str, Any], entity: Entity) -> dict[str, Any]:
+    s, m, p, actor = replay.session, replay.model, replay.principal, replay.actor
+    changes = dict(op.get("changes") or {})
+    kind = op["kind"]
+    if kind == "create":
+        if entity.primary_id in changes and changes[entity.primary_id] != op["id"]:
+            return _rejected(replay, op, entity, "bad_request", "The record's id differs from the operation's id.")
+        changes[entity.primary_id] = op["id"]
+        row = ops.create(s, m, p, actor, entity, changes)
+        return _result(
+            op, "applied", records=[{"entity": entity.logical_name, "record": ops.to_wire(s, m, p, entity, row)}]
+        )
+    if kind == "command":
+        return _rejected(
+            replay, op, entity, "not_supported", f"The command {op['command']} is not available on this server yet."
+        )
+    current = records.fetch(s, m, entity, op["id"])
+    if current is None:
+        if kind == "delete":
+            return _result(op, "applied", removed=[{"entity": entity.logical_name, "id": op["id"]}])
+        deleted = s.execute(
+            select(changelog.c.changenum).where(
+                changelog.c.organizationid == m.org_id,
+                changelog.c.recordid == op["id"],
+                changelog.c.operation == "delete",
+            )
+        ).first()
+        if deleted is not None:
+            raise NotFound("The record was deleted on the server; your change could not be applied.")
+        raise NotFound(f"There is no {entity.logical_name} with id {op['id']}.")
+    base = op.get("base_version")
+    stale = base is not None and current["versionnumber"] > base
+    if kind == "delete":
+        if stale and replay.conflict_detection:
+            ops.fetch_readable(s, m, p, entity, op["id"])
+            return _result(
+                op,
+                "conflict",
+                reason={
+                    "code": "conflict",
+                    "message": "Automatically resolved: the record changed on the server and was kept.",
+                },
+                **_server_view(replay, entity, op["id"]),
+            )
+        ops.remove(s, m, p, actor, entity, op["id"])
+        return _result(op, "applied", removed=[{"entity": entity.logical_name, "id": op["id"]}])
+    lost: list[str] = []
+    if stale and replay.conflict_detection:
+        server_fields = server_changed_fields(s, m.org_id, entity.logical_name, op["id"], base or 0)
+        changes, lost = split_changes(changes, server_fields, _lookup_names(entity))
+    if changes:
+        ops.update(s, m, p, actor, entity, op["id"], changes)
+    else:
+        ops.fetch_readable(s, m, p, entity, op["id"])
+    view = _server_view(replay, entity, op["id"])
+    if lost:
+        message = f"Automatically resolved: the server's values were kept for {', '.join(lost)}."
+        return _result(op, "conflict", reason={"code": "conflict", "message": message, "fields": lost}, **view)
+    return _result(op, "applied", **view)

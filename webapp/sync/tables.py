@@ -1,0 +1,61 @@
+"""The sync engine's tables: devices, the idempotency ledger, and the sync error log."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, String, Table
+
+from webapp.crm.tables import ID
+from webapp.db import metadata
+
+# A device = one (organisation, user) store on a phone. A new store (after Reconfigure or a
+# wipe) mints a new id, so a revoked id stays revoked.
+device = Table(
+    "device",
+    metadata,
+    Column("deviceid", ID, primary_key=True),
+    Column("organizationid", ID, nullable=False),
+    Column("systemuserid", ID, nullable=False),
+    Column("app_version", String(64)),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    Column("last_sync", DateTime),
+    Column("status", String(16), nullable=False),  # active | revoked
+    Column("pending_ops", Integer, nullable=False, default=0),  # as the device last reported
+    Column("cursor", BigInteger, nullable=False, default=0),
+    Index("ix_device_user", "organizationid", "systemuserid"),
+)
+
+# (device, seq) -> the first result: a re-sent op gets it back and is never applied twice.
+opledger = Table(
+    "opledger",
+    metadata,
+    Column("deviceid", ID, primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("op_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("recordid", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # applied | conflict | rejected
+    Column("result", JSON, nullable=False),
+    Column("appliedon", DateTime, nullable=False),
+)
+
+# Every rejected or automatically resolved operation: what was sent and what the server kept.
+syncerror = Table(
+    "syncerror",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("organizationid", ID, nullable=False),
+    Column("deviceid", ID, nullable=False),
+    Column("systemuserid", ID, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("recordid", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("message", String(1000), nullable=False),
+    Column("sent", JSON, nullable=False),
+    Column("kept", JSON),
+    Column("createdon", DateTime, nullable=False),
+    Index("ix_syncerror_org", "organizationid", "createdon"),
+)
