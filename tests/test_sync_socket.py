@@ -1,0 +1,204 @@
+"""The sync channel over a real WebSocket, against a real server process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import simple_websocket
+
+from tests.live import HttpSession, LiveServer, SyncClient
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("sync")).start()
+    yield live
+    live.stop()
+
+
+def upgrade_status(server: LiveServer, cookie: str | None, origin: str | None) -> int:
+    """The status of a raw WebSocket upgrade request (101 = upgraded)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    if cookie:
+        headers["Cookie"] = cookie
+    if origin:
+        headers["Origin"] = origin
+    conn.request("GET", "/api/sync", headers=headers)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_the_handshake_is_refused_before_the_upgrade_without_a_session_or_from_a_foreign_origin(
+    server: LiveServer,
+) -> None:
+    admin = HttpSession(server.base, "admin")
+    assert upgrade_status(server, None, server.base) == 403
+    assert upgrade_status(server, admin.cookie, "http://evil.example") == 403
+    assert upgrade_status(server, admin.cookie, None) == 403
+    assert upgrade_status(server, "outpost_session=forged", server.base) == 403
+    assert upgrade_status(server, admin.cookie, server.base) == 101
+
+
+def test_hello_push_ack_and_pull_over_a_real_socket(server: LiveServer) -> None:
+    device = SyncClient(HttpSession(server.base, "east1"))
+    welcome = device.hello()
+    assert welcome["type"] == "welcome"
+    assert welcome["next_seq"] == 1
+    rid = str(uuid.uuid4())
+    op = {
+        "op_id": str(uuid.uuid4()),
+        "seq": 1,
+        "kind": "create",
+        "entity": "account",
+        "id": rid,
+        "changes": {"name": "Socket Co"},
+    }
+    ack = device.request({"type": "push", "ops": [op]})
+    assert ack["type"] == "ack"
+    assert ack["results"][0]["status"] == "applied"
+    assert ack["results"][0]["records"][0]["record"]["name"] == "Socket Co"
+    page = device.request({"type": "download", "entity": "account", "after": None, "limit": 10})
+    assert page["type"] == "page" and len(page["records"]) == 10 and page["total"] > 10
+    device.close()
+
+
+def test_a_bad_frame_gets_an_error_and_the_session_goes_on(server: LiveServer) -> None:
+    device = SyncClient(HttpSession(server.base, "east1"))
+    device.hello()
+    assert device.request({"type": "nope"})["code"] == "unknown_type"
+    device.ws.send("{not json")
+    assert device.receive()["code"] == "bad_message"
+    assert device.request({"type": "ping"}, timeout=5) == {"type": "pong"}
+    device.close()
+
+
+def test_a_frame_over_one_mebibyte_closes_the_socket_with_1009(server: LiveServer) -> None:
+    device = SyncClient(HttpSession(server.base, "east1"))
+    device.hello()
+    device.ws.send('{"type":"ping","pad":"' + "x" * (1 << 20) + '"}')
+    with pytest.raises(simple_websocket.ConnectionClosed) as info:
+        device.receive(timeout=10)
+    assert info.value.reason == 1009
+    # The server is fine: a well-behaved device still syncs.
+    other = SyncClient(HttpSession(server.base, "east2"))
+    assert other.hello()["type"] == "welcome"
+    other.close()
+
+
+def test_a_change_on_one_device_is_pushed_live_to_another(server: LiveServer) -> None:
+    a = SyncClient(HttpSession(server.base, "manager"))
+    b = SyncClient(HttpSession(server.base, "manager"))
+    a.hello()
+    b.hello()
+    feed = b.request({"type": "pull", "cursor": 0}, timeout=30)
+    while feed["more"]:
+        feed = b.receive(timeout=30)
+    rid = str(uuid.uuid4())
+    op = {
+        "op_id": str(uuid.uuid4()),
+        "seq": 1,
+        "kind": "create",
+        "entity": "lead",
+        "id": rid,
+        "changes": {"subject": "Live", "lastname": "L"},
+    }
+    assert a.request({"type": "push", "ops": [op]})["type"] == "ack"
+    pushed = b.receive(timeout=10)
+    assert pushed["type"] == "changes"
+    assert [u["record"]["leadid"] for u in pushed["upserts"]] == [rid]
+    # A write through the Web API reaches the device live too.
+    admin = HttpSession(server.base, "admin")
+    status, _ = admin.call("PATCH", f"/api/data/leads({rid})", {"subject": "Edited on the web"})
+    assert status == 200
+    pushed = b.receive(timeout=10)
+    assert pushed["upserts"][0]["record"]["subject"] == "Edited on the web"
+    a.close()
+    b.close()
+
+
+def replay_with_kills(tmp: Path, ops_count: int, kills: int, seed: int) -> None:
+    """Replay `ops_count` operations in batches while the server is SIGKILLed `kills` times."""
+    rng = random.Random(seed)
+    server = LiveServer(tmp).start()
+    try:
+        device_id = str(uuid.uuid4())
+        ids = [str(uuid.uuid4()) for _ in range(ops_count // 2)]
+        ops: list[dict[str, Any]] = []
+        for i, rid in enumerate(ids):
+            ops.append({"kind": "create", "entity": "account", "id": rid, "changes": {"name": f"Op {i:03d}"}})
+        for i, rid in enumerate(ids):
+            ops.append({"kind": "update", "entity": "account", "id": rid, "changes": {"name": f"Op {i:03d} updated"}})
+        for seq, op in enumerate(ops, start=1):
+            op.update(seq=seq, op_id=str(uuid.uuid4()), base_version=None)
+        kill_after = sorted(rng.sample(range(1, ops_count // 10), kills))
+        batches_sent = 0
+        done = 0
+        while done < len(ops):
+            client = SyncClient(HttpSession(server.base, "admin"), device_id=device_id)
+            start = client.hello()["next_seq"] - 1
+            assert start >= done  # the server never forgets an acked operation
+            done = start
+            try:
+                while done < len(ops):
+                    batch = ops[done : done + 10]
+                    client.send({"type": "push", "ops": batch})
+                    batches_sent += 1
+                    if kill_after and batches_sent == kill_after[0]:
+                        kill_after.pop(0)
+                        server.kill()  # mid-replay: the batch may or may not have committed
+                        break
+                    ack = client.receive(timeout=30)
+                    assert ack["type"] == "ack", ack
+                    assert [r["seq"] for r in ack["results"]] == [o["seq"] for o in batch]
+                    assert all(r["status"] == "applied" for r in ack["results"]), ack
+                    done += len(batch)
+            finally:
+                client.close()
+            if server.proc is None:
+                server.start()
+        assert not kill_after
+    finally:
+        server.stop()
+    db = sqlite3.connect(tmp / "outpost.db")
+    try:
+        ledger = db.execute("SELECT seq, result FROM opledger WHERE deviceid = ? ORDER BY seq", (device_id,)).fetchall()
+        assert [s for s, _ in ledger] == list(range(1, ops_count + 1))
+        marks = ",".join("?" * len(ids))
+        per_record = dict(
+            db.execute(
+                "SELECT recordid, COUNT(*) FROM changelog"
+                f" WHERE entity = 'account' AND recordid IN ({marks}) GROUP BY recordid",
+                ids,
+            ).fetchall()
+        )
+        assert per_record == {rid: 2 for rid in ids}  # one create and one update each: exactly once
+        names = dict(db.execute(f"SELECT accountid, name FROM account WHERE accountid IN ({marks})", ids).fetchall())
+        assert names == {rid: f"Op {i:03d} updated" for i, rid in enumerate(ids)}
+        versions = [json.loads(r)["records"][0]["record"]["versionnumber"] for _, r in ledger]
+        assert versions == sorted(versions) and len(set(versions)) == len(versions)  # applied in seq order
+    finally:
+        db.close()
+
+
+def test_sigkill_during_a_replay_of_200_operations_applies_each_exactly_once_in_order(tmp_path: Path) -> None:
+    replay_with_kills(tmp_path, ops_count=200, kills=3, seed=5)
+
+
+@pytest.mark.slow
+def test_twenty_sigkills_during_a_replay_of_500_operations_apply_each_exactly_once_in_order(tmp_path: Path) -> None:
+    replay_with_kills(tmp_path, ops_count=500, kills=20, seed=20)
