@@ -1,0 +1,318 @@
+// @ts-check
+/**
+ * The app: who is signed in, the device store and sync loop for that (organisation, user),
+ * the "Offline Updates Available" flow, the "More" menu and hash routing to the screens in
+ * views/ (each exports `render(ctx, params)` and returns an element).
+ *
+ * Start-up works with no network: the last identity is remembered, and its store opens from
+ * IndexedDB; the session is checked when the server answers again.
+ */
+import { ApiError, call, setCsrf } from "./api.js";
+import { Data } from "./data.js";
+import { ask, h, replace, toast } from "./dom.js";
+import { listStores } from "./idb.js";
+import { Store } from "./store.js";
+import { Sync } from "./sync.js";
+
+const LAST_IDENTITY = "outpost:identity";
+const SKIPPED = "outpost:skipped-version"; // the server version whose updates the user skipped
+const ROUTES = {
+  "": "home",
+  list: "list",
+  record: "record",
+  new: "record",
+  search: "search",
+  status: "status",
+  user: "userinfo",
+  signin: "signin",
+};
+
+/**
+ * @typedef {{org: {id: string, name: string, friendly_name?: string}, user: {id: string, username: string, fullname?: string, business_unit_id?: string}}} Identity
+ * @typedef {{identity: Identity|null, store: Store|null, sync: Sync|null, data: Data|null, online: boolean,
+ *   navigate: (hash: string) => void, render: () => Promise<void>, signIn: (org: string, username: string, password: string) => Promise<void>,
+ *   signOut: (clear: boolean) => Promise<void>, reconfigure: () => Promise<void>, clearDevice: () => Promise<void>,
+ *   updateOffline: () => Promise<void>}} Ctx
+ */
+
+/** @type {Ctx} */
+const ctx = {
+  identity: null,
+  store: null,
+  sync: null,
+  data: null,
+  online: navigator.onLine,
+  navigate: (hash) => {
+    if (location.hash === hash) ctx.render();
+    else location.hash = hash;
+  },
+  render: () => render(),
+  signIn,
+  signOut,
+  reconfigure,
+  clearDevice,
+  updateOffline,
+};
+Object.defineProperty(window, "Outpost", { value: { ctx }, configurable: true });
+
+function viewRoot() {
+  return document.getElementById("view") || document.body.appendChild(h("main", { id: "view" }));
+}
+
+function moreButton() {
+  return [...document.querySelectorAll("button")].find((b) => (b.getAttribute("aria-label") || b.textContent || "").trim() === "More");
+}
+
+/** Remember who signed in last, so the app can open offline. @param {Identity|null} identity */
+function remember(identity) {
+  if (identity) localStorage.setItem(LAST_IDENTITY, JSON.stringify(identity));
+  else localStorage.removeItem(LAST_IDENTITY);
+}
+
+/** @returns {Identity|null} */
+function remembered() {
+  try {
+    return JSON.parse(localStorage.getItem(LAST_IDENTITY) || "null");
+  } catch {
+    return null;
+  }
+}
+
+/** Open the store and start the sync loop for an identity. @param {Identity} identity */
+async function openDevice(identity) {
+  if (ctx.store && ctx.identity?.user.id === identity.user.id && ctx.identity?.org.name === identity.org.name) return;
+  ctx.sync?.stop();
+  ctx.store?.close();
+  ctx.identity = identity;
+  ctx.store = await Store.open(identity.org.name, identity.user);
+  ctx.sync = new Sync(ctx.store, { onWipe: onWiped });
+  ctx.data = new Data(ctx.store, ctx.sync);
+  ctx.store.subscribe(() => scheduleRefresh());
+  let prompting = false;
+  ctx.sync.subscribe((status) => {
+    document.documentElement.dataset.connection = status.connection;
+    const skipped = sessionStorage.getItem(SKIPPED) === status.serverVersion;
+    if (status.updatesAvailable && status.serverVersion && !skipped && !prompting && !status.download) {
+      prompting = true;
+      offerUpdates(status.serverVersion).finally(() => {
+        prompting = false;
+      });
+    }
+  });
+  await ctx.sync.start();
+  try {
+    const xrm = await import("./xrm.js");
+    xrm.install(ctx);
+  } catch (err) {
+    console.warn("offline client APIs unavailable", err);
+  }
+}
+
+let refreshTimer = 0;
+/** Re-render the current screen soon after data changed (coalesced). */
+function scheduleRefresh() {
+  clearTimeout(refreshTimer);
+  refreshTimer = window.setTimeout(() => {
+    const active = document.activeElement;
+    // Do not pull a form out from under someone typing in it.
+    if (active && viewRoot().contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName)) return;
+    if (viewRoot().dataset.live === "true") render();
+  }, 150);
+}
+
+/** "Offline Updates Available": Update, or Skip for now (not asked again for this version). @param {string} version */
+async function offerUpdates(version) {
+  if (document.querySelector("dialog[open]")) return;
+  const choice = await ask({
+    title: "Offline Updates Available",
+    body: ["Your administrator has changed what is available offline. Download the updates now to keep working without a connection."],
+    buttons: [
+      { label: "Skip for now", value: "skip" },
+      { label: "Update", value: "update", kind: "primary" },
+    ],
+  });
+  if (choice === "update") await updateOffline();
+  else sessionStorage.setItem(SKIPPED, version);
+}
+
+/** Download the customizations (metadata, views, forms, profile), then the offline data. */
+async function updateOffline() {
+  if (!ctx.store || !ctx.sync) return;
+  const doc = await call("GET", "/api/metadata");
+  await ctx.store.setMeta("customizations", doc);
+  ctx.store.useCustomizations(doc);
+  ctx.sync.requestDownload();
+  ctx.navigate("#/status");
+}
+
+/** @param {string} org @param {string} username @param {string} password */
+async function signIn(org, username, password) {
+  const me = await call("POST", "/api/auth/login", { org, username, password });
+  setCsrf(me.csrf_token);
+  /** @type {Identity} */
+  const identity = { org: me.org, user: me.user };
+  remember(identity);
+  await openDevice(identity);
+  if (!ctx.store?.customizations) {
+    // First sign-in on this device: the screens need the customizations even online-only.
+    // Taking the offline data is the user's choice, offered when the sync channel says hello.
+    const doc = await call("GET", "/api/metadata");
+    await ctx.store?.setMeta("customizations", doc);
+    ctx.store?.useCustomizations(doc);
+  }
+  ctx.navigate("#/");
+}
+
+/** Ask before anything unsynced would be lost; true when the user agrees to go on. @param {string} what */
+async function confirmLoss(what) {
+  const pending = ctx.store ? await ctx.store.pendingCount() : 0;
+  const body =
+    pending > 0
+      ? [`${pending} change${pending === 1 ? " has" : "s have"} not been synced yet and will be lost.`, `${what}?`]
+      : [`${what}? Every record and setting of this organisation on this device will be deleted.`];
+  const choice = await ask({
+    title: what,
+    body,
+    buttons: [
+      { label: "Cancel", value: "cancel" },
+      { label: what, value: "go", kind: "danger" },
+    ],
+  });
+  return choice === "go";
+}
+
+/** Sign out; with `clear`, also delete this organisation's store from the device. @param {boolean} clear */
+async function signOut(clear) {
+  if (clear && !(await confirmLoss("Sign out and clear this device"))) return;
+  await call("POST", "/api/auth/logout").catch(() => {});
+  ctx.sync?.stop();
+  if (clear) await ctx.store?.destroy();
+  else ctx.store?.close();
+  Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
+  remember(null);
+  setCsrf("");
+  ctx.navigate("#/signin");
+}
+
+/** Reconfigure: delete this organisation's data, metadata and queue, then start afresh. */
+async function reconfigure() {
+  if (!ctx.store || !ctx.identity) return;
+  if (!(await confirmLoss("Reconfigure"))) return;
+  const identity = ctx.identity;
+  ctx.sync?.stop();
+  await ctx.store.destroy();
+  Object.assign(ctx, { store: null, sync: null, data: null });
+  await openDevice(identity);
+  const doc = await call("GET", "/api/metadata").catch(() => null);
+  if (doc) {
+    await ctx.store?.setMeta("customizations", doc);
+    ctx.store?.useCustomizations(doc);
+  }
+  sessionStorage.removeItem(SKIPPED);
+  toast("This organisation's data was removed from the device.");
+  ctx.navigate("#/");
+}
+
+/** Remove every organisation's data from this device. */
+async function clearDevice() {
+  if (!(await confirmLoss("Clear this device"))) return;
+  await call("POST", "/api/auth/logout").catch(() => {});
+  ctx.sync?.stop();
+  ctx.store?.close();
+  for (const name of await listStores()) {
+    await new Promise((resolve) => {
+      const req = indexedDB.deleteDatabase(name);
+      req.onsuccess = req.onerror = req.onblocked = () => resolve(undefined);
+    });
+  }
+  Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
+  remember(null);
+  ctx.navigate("#/signin");
+}
+
+/** @param {string} reason */
+function onWiped(reason) {
+  Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
+  remember(null);
+  setCsrf("");
+  toast(reason, "error");
+  call("POST", "/api/auth/logout").catch(() => {});
+  ctx.navigate("#/signin");
+}
+
+/** The "…" menu: Offline Status and User Information (and the way home). */
+function openMenu() {
+  const existing = document.getElementById("more-menu");
+  if (existing) {
+    existing.remove();
+    return;
+  }
+  const button = moreButton();
+  const close = () => {
+    menu.remove();
+    button?.setAttribute("aria-expanded", "false");
+    button?.focus();
+  };
+  const item = (/** @type {string} */ label, /** @type {string} */ hash) =>
+    h("button", { type: "button", role: "menuitem", class: "menu-item", onclick: () => { close(); ctx.navigate(hash); } }, label);
+  const menu = h(
+    "div",
+    { id: "more-menu", class: "menu", role: "menu", "aria-label": "More", onkeydown: (/** @type {KeyboardEvent} */ e) => e.key === "Escape" && close() },
+    item("Home", "#/"),
+    item("Search", "#/search"),
+    item("Offline Status", "#/status"),
+    item("User Information", "#/user"),
+  );
+  document.body.appendChild(menu);
+  button?.setAttribute("aria-expanded", "true");
+  /** @type {HTMLElement|null} */ (menu.querySelector("button"))?.focus();
+}
+
+/** Render the screen the hash names. */
+async function render() {
+  const root = viewRoot();
+  const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const route = parts[0] || "";
+  let name = /** @type {Record<string, string>} */ (ROUTES)[route] || "home";
+  if (!ctx.identity && name !== "signin") name = "signin";
+  const params = { parts: parts.slice(1), query: new URLSearchParams(query), isNew: route === "new" };
+  try {
+    const view = await import(`./views/${name}.js`);
+    const el = await view.render(ctx, params);
+    root.dataset.live = String(Boolean(view.live));
+    replace(root, el);
+    const heading = root.querySelector("h1, h2");
+    if (heading && document.activeElement === document.body) /** @type {HTMLElement} */ (heading).setAttribute("tabindex", "-1");
+  } catch (err) {
+    console.error(err);
+    replace(root, h("section", { class: "screen" }, h("h1", null, "Something went wrong"), h("p", { role: "alert" }, String(/** @type {any} */ (err)?.message || err))));
+  }
+}
+
+async function boot() {
+  moreButton()?.addEventListener("click", openMenu);
+  addEventListener("hashchange", () => render());
+  addEventListener("online", () => (ctx.online = true));
+  addEventListener("offline", () => (ctx.online = false));
+  const last = remembered();
+  try {
+    const me = await call("GET", "/api/auth/me");
+    setCsrf(me.csrf_token);
+    /** @type {Identity} */
+    const identity = { org: me.org, user: me.user };
+    remember(identity);
+    await openDevice(identity);
+  } catch (err) {
+    const e = /** @type {ApiError} */ (err);
+    if (e.status === 0 && last) {
+      await openDevice(last); // offline start: everything comes from the device
+    } else if (e.status === 401 && last) {
+      // The session ended; the queue waits on the device until the same user signs in again.
+      ctx.identity = null;
+    }
+  }
+  await render();
+}
+
+boot().catch((err) => console.error("boot failed", err));

@@ -1,0 +1,263 @@
+// @ts-check
+/**
+ * Where screens read and write. Once the device is offline-ready, every read comes from the
+ * device store through the OData engine and every write goes to the store and the queue in one
+ * transaction (then the sync loop pushes it). Before that ("Skip for now") the app is
+ * online-only and talks to the Web API. Writes are validated on the device against the
+ * metadata (required, length, type, options) with the server's messages.
+ */
+import { call } from "./api.js";
+import { runQuery } from "./odata.js";
+import { uuid } from "./store.js";
+
+/** A rejection shaped like the reference's offline API errors. */
+export class DataError extends Error {
+  /** @param {string} errorCode @param {string} message @param {string} [field] */
+  constructor(errorCode, message, field) {
+    super(message);
+    this.errorCode = errorCode;
+    this.field = field;
+  }
+}
+
+const SERVER_OWNED = ["ownerid", "owningbusinessunit", "versionnumber", "createdon", "modifiedon", "createdby", "modifiedby"];
+
+export class Data {
+  /** @param {import("./store.js").Store} store @param {import("./sync.js").Sync} sync */
+  constructor(store, sync) {
+    this.store = store;
+    this.sync = sync;
+  }
+
+  /** Whether reads and writes go to the device (offline-ready) rather than the server. */
+  get local() {
+    return this.sync.status.offlineReady;
+  }
+
+  /** @param {string} entity */
+  meta(entity) {
+    return this.store.entity(entity);
+  }
+
+  /**
+   * A page of records for OData options ("$filter=…&$orderby=…").
+   * @param {string} entity @param {string} options @param {number} [maxPageSize]
+   * @returns {Promise<{entities: any[], nextSkip: number|null}>}
+   */
+  async query(entity, options, maxPageSize = 5000) {
+    const meta = this.meta(entity);
+    if (!this.local) {
+      const q = options.replace(/^\?/, "");
+      const page = await call("GET", `/api/data/${meta.entity_set}${q ? `?${q}` : ""}`);
+      return { entities: page.value, nextSkip: page["@odata.nextLink"] ? 1 : null };
+    }
+    const records = await this.store.all(entity);
+    const targets = await this.#expandTargets(meta, options);
+    const result = runQuery(records, options, meta, {
+      maxPageSize,
+      entities: this.store.entities,
+      resolve: (/** @type {string} */ target, /** @type {string} */ id) => targets.get(`${target}|${id}`),
+    });
+    return { entities: result.value, nextSkip: result.nextSkip };
+  }
+
+  /** Records that $expand may need, keyed "entity|id". @param {any} meta @param {string} options */
+  async #expandTargets(meta, options) {
+    /** @type {Map<string, any>} */
+    const out = new Map();
+    const m = /(?:^|[?&])\$expand=([^&]*)/.exec(options);
+    if (!m) return out;
+    for (const part of decodeURIComponent(m[1]).split(",")) {
+      const nav = part.split("(")[0].trim();
+      const attr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === nav || nav.startsWith(`${a.logical_name}_`));
+      for (const target of attr?.targets || []) {
+        const t = this.store.entities[target];
+        if (!t) continue;
+        for (const r of await this.store.all(target)) out.set(`${target}|${r[t.primary_id]}`, r);
+      }
+    }
+    return out;
+  }
+
+  /** @param {string} entity @param {string} id */
+  async retrieve(entity, id) {
+    const meta = this.meta(entity);
+    if (!this.local) return call("GET", `/api/data/${meta.entity_set}(${id})`);
+    const record = await this.store.get(entity, id);
+    if (!record) throw new DataError("not_found", `There is no ${entity} with id ${id} on this device.`);
+    return record;
+  }
+
+  /** @param {string} entity @param {Record<string, any>} data @returns {Promise<string>} the id */
+  async create(entity, data) {
+    const meta = this.meta(entity);
+    const changes = this.validate(meta, data, true);
+    const id = changes[meta.primary_id] || uuid();
+    delete changes[meta.primary_id];
+    if (!this.local) {
+      const created = await call("POST", `/api/data/${meta.entity_set}`, { ...changes, [meta.primary_id]: id });
+      return created[meta.primary_id];
+    }
+    this.#allowed(meta, "create");
+    await this.store.write("create", entity, id, changes);
+    this.sync.kick();
+    return id;
+  }
+
+  /** @param {string} entity @param {string} id @param {Record<string, any>} data */
+  async update(entity, id, data) {
+    const meta = this.meta(entity);
+    const changes = this.validate(meta, data, false);
+    if (!this.local) {
+      await call("PATCH", `/api/data/${meta.entity_set}(${id})`, changes);
+      return;
+    }
+    this.#allowed(meta, "update");
+    await this.store.write("update", entity, id, changes);
+    this.sync.kick();
+  }
+
+  /** @param {string} entity @param {string} id */
+  async remove(entity, id) {
+    const meta = this.meta(entity);
+    if (!this.local) {
+      await call("DELETE", `/api/data/${meta.entity_set}(${id})`);
+      return;
+    }
+    this.#allowed(meta, "delete");
+    let target = entity;
+    if (entity === "activitypointer") {
+      const record = await this.retrieve(entity, id);
+      target = record.activitytypecode;
+      this.#allowed(this.meta(target), "delete");
+    }
+    await this.store.write("delete", target, id, {});
+    this.sync.kick();
+  }
+
+  /** @param {any} meta @param {string} command */
+  #allowed(meta, command) {
+    if (!meta.offline_commands.includes(command)) {
+      throw new DataError("not_allowed_offline", `${command} is not available offline for ${meta.display_collection_name}.`);
+    }
+  }
+
+  /**
+   * Check a Web API payload against the metadata, as the server would; returns the changes.
+   * Lookups: `x@odata.bind` ("/accounts(<id>)" or null) or the older `{logicalname, id}` form.
+   * @param {any} meta @param {Record<string, any>} data @param {boolean} creating
+   */
+  validate(meta, data, creating) {
+    if (!data || typeof data !== "object" || Array.isArray(data)) throw new DataError("validation_failed", "The data must be an object.");
+    /** @type {Record<string, any>} */
+    const out = {};
+    const attrs = new Map(meta.attributes.map((/** @type {any} */ a) => [a.logical_name, a]));
+    const bound = new Set();
+    for (const [key, value] of Object.entries(data)) {
+      if (key === meta.primary_id) {
+        if (!creating) throw new DataError("validation_failed", "The primary id cannot be changed.", key);
+        if (typeof value !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value)) {
+          throw new DataError("validation_failed", `${key}: Must be a lower-case UUID.`, key);
+        }
+        out[key] = value;
+        continue;
+      }
+      if (key.endsWith("@odata.bind")) {
+        const name = key.slice(0, -"@odata.bind".length);
+        const attr = attrs.get(name) || attrs.get(name.slice(0, name.lastIndexOf("_")));
+        if (!attr || attr.type !== "lookup") throw new DataError("unknown_attribute", `'${name}' is not a lookup of ${meta.logical_name}.`, name);
+        if (value !== null) {
+          const target = typeof value === "string" ? this.store.parseBind(value) : null;
+          if (!target || !attr.targets.includes(target.entity)) {
+            throw new DataError("validation_failed", `${attr.logical_name} can point at ${attr.targets.join(", ")}.`, attr.logical_name);
+          }
+        } else if (attr.required) {
+          throw new DataError("validation_failed", `${attr.logical_name}: Field may not be null.`, attr.logical_name);
+        }
+        out[key] = value;
+        bound.add(attr.logical_name);
+        continue;
+      }
+      if (SERVER_OWNED.includes(key)) throw new DataError("validation_failed", `${key} is set by the server.`, key);
+      const attr = attrs.get(key);
+      if (!attr) throw new DataError("unknown_attribute", `'${key}' is not an attribute of ${meta.logical_name}.`, key);
+      if (attr.type === "lookup") {
+        // The older form: {logicalname, id}.
+        if (value && typeof value === "object" && typeof value.logicalname === "string" && typeof value.id === "string") {
+          const target = this.store.entities[value.logicalname];
+          if (!target || !attr.targets.includes(value.logicalname)) {
+            throw new DataError("validation_failed", `${key} can point at ${attr.targets.join(", ")}.`, key);
+          }
+          out[`${key}${attr.targets.length > 1 ? `_${value.logicalname}` : ""}@odata.bind`] = `/${target.entity_set}(${value.id.toLowerCase()})`;
+          bound.add(key);
+          continue;
+        }
+        throw new DataError("validation_failed", `Lookups are written as '${key}@odata.bind': '/<entityset>(<id>)'.`, key);
+      }
+      if (attr.read_only) throw new DataError("validation_failed", `${key} is computed by the server and cannot be written.`, key);
+      out[key] = checkValue(attr, value);
+    }
+    if (creating) {
+      for (const attr of meta.attributes) {
+        if (!attr.required || attr.logical_name === meta.primary_id) continue;
+        const present = attr.type === "lookup" ? bound.has(attr.logical_name) : out[attr.logical_name] !== undefined && out[attr.logical_name] !== null;
+        if (!present) throw new DataError("validation_failed", `${attr.display_name || attr.logical_name}: Missing data for required field.`, attr.logical_name);
+      }
+    }
+    return out;
+  }
+}
+
+/** One value against its attribute's type, with the server's messages. @param {any} attr @param {any} value */
+export function checkValue(attr, value) {
+  const name = attr.logical_name;
+  const fail = (/** @type {string} */ msg) => {
+    throw new DataError("validation_failed", `${name}: ${msg}`, name);
+  };
+  if (value === null || value === undefined) {
+    if (attr.required) fail("Field may not be null.");
+    return null;
+  }
+  switch (attr.type) {
+    case "string":
+    case "memo":
+      if (typeof value !== "string") fail("Not a valid string.");
+      if (attr.max_length && [...value].length > attr.max_length) fail(`Longer than maximum length ${attr.max_length}.`);
+      return value;
+    case "integer":
+      if (typeof value !== "number" || !Number.isInteger(value)) fail("Not a valid integer.");
+      break;
+    case "decimal":
+    case "money":
+      if (typeof value !== "number" || !Number.isFinite(value)) fail("Not a valid number.");
+      break;
+    case "boolean":
+      if (typeof value !== "boolean") fail("Not a valid boolean.");
+      return value;
+    case "date":
+      if (typeof value !== "string" || !/^\d{4}-\d{2}-\d{2}$/.test(value) || Number.isNaN(Date.parse(`${value}T00:00:00Z`)) || new Date(`${value}T00:00:00Z`).toISOString().slice(0, 10) !== value) {
+        fail("Not a valid date; use YYYY-MM-DD.");
+      }
+      return value;
+    case "datetime": {
+      const t = typeof value === "string" ? Date.parse(value) : NaN;
+      if (Number.isNaN(t)) fail("Not a valid datetime.");
+      return new Date(t).toISOString().replace(/\.\d{3}Z$/, "Z");
+    }
+    case "optionset": {
+      const values = attr.options.map((/** @type {any} */ o) => o.value);
+      if (typeof value !== "number" || !Number.isInteger(value)) fail("Not a valid integer.");
+      if (!values.includes(value)) fail(`Must be one of ${values.join(", ")}.`);
+      return value;
+    }
+    default:
+      return value;
+  }
+  if (attr.min_value !== undefined && attr.min_value !== null && value < attr.min_value) {
+    fail(`Must be greater than or equal to ${attr.min_value}${attr.max_value != null ? ` and less than or equal to ${attr.max_value}` : ""}.`);
+  }
+  if (attr.max_value !== undefined && attr.max_value !== null && value > attr.max_value) {
+    fail(`Must be ${attr.min_value != null ? `greater than or equal to ${attr.min_value} and ` : ""}less than or equal to ${attr.max_value}.`);
+  }
+  return value;
+}

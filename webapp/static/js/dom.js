@@ -1,0 +1,83 @@
+// @ts-check
+/** Tiny DOM helpers: build elements without innerHTML, so no markup is ever injected. */
+
+/**
+ * Create an element. `attrs`: properties and attributes; `on*` functions become listeners;
+ * `class`, `role`, `aria-*`, `data-*` and `for` are set as attributes.
+ * @param {string} tag
+ * @param {Record<string, any> | null} [attrs]
+ * @param {...(Node|string|number|null|undefined|false|(Node|string)[])} children
+ * @returns {HTMLElement}
+ */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2).toLowerCase(), value);
+    else if (key === "class" || key === "role" || key === "for" || key.startsWith("aria-") || key.startsWith("data-")) el.setAttribute(key, String(value));
+    else if (key === "style" && typeof value === "object") Object.assign(el.style, value);
+    else if (key in el) /** @type {any} */ (el)[key] = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+/** @param {Node} parent @param {any[]} children */
+function append(parent, children) {
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    parent.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** Replace an element's children. @param {Element} el @param {...any} children */
+export function replace(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
+/**
+ * Show a modal <dialog> and resolve with the value of the button pressed (or null on Escape).
+ * @param {{title: string, body?: (Node|string)[], buttons: {label: string, value: string, kind?: string}[], label?: string}} spec
+ * @returns {Promise<string|null>}
+ */
+export function ask(spec) {
+  return new Promise((resolve) => {
+    const titleId = `dlg-${Math.random().toString(36).slice(2)}`;
+    const dialog = /** @type {HTMLDialogElement} */ (
+      h(
+        "dialog",
+        { class: "dialog", "aria-labelledby": titleId },
+        h("h2", { id: titleId }, spec.title),
+        ...(spec.body || []).map((b) => (typeof b === "string" ? h("p", null, b) : b)),
+        h(
+          "div",
+          { class: "dialog-actions" },
+          spec.buttons.map((b) =>
+            h("button", { type: "button", class: `btn ${b.kind || "secondary"}`, onclick: () => close(b.value) }, b.label),
+          ),
+        ),
+      )
+    );
+    const close = (/** @type {string|null} */ value) => {
+      dialog.close();
+      dialog.remove();
+      resolve(value);
+    };
+    dialog.addEventListener("cancel", (e) => {
+      e.preventDefault();
+      close(null);
+    });
+    document.body.appendChild(dialog);
+    dialog.showModal();
+  });
+}
+
+/** A short message for screen readers and eyes. @param {string} text @param {"info"|"error"} [kind] */
+export function toast(text, kind = "info") {
+  const region = document.getElementById("toasts") || document.body.appendChild(h("div", { id: "toasts", class: "toasts", "aria-live": "polite" }));
+  const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+  region.appendChild(item);
+  setTimeout(() => item.remove(), 5000);
+}

@@ -1,0 +1,449 @@
+// @ts-check
+/**
+ * The sync loop over the WebSocket (PROTOCOL.md §5): hello, first download (paged and
+ * resumable), pull, push of the queue in order, live changes, heartbeats, reconnects with
+ * exponential back-off and jitter. Exactly one tab runs the loop for a store (Web Locks);
+ * the others hear about changes through a BroadcastChannel and ask the loop to push.
+ * Status is an immutable snapshot; listeners hear only real changes.
+ */
+import { Store } from "./store.js";
+
+export const APP_VERSION = "1.0.0";
+const PUSH_BATCH = 100;
+const PUSH_BYTES = 512 * 1024;
+const PAGE = 1000;
+const HEARTBEAT_MS = 25_000;
+const SILENCE_MS = 60_000;
+const BACKOFF_MIN_MS = 1_000;
+const BACKOFF_MAX_MS = 30_000;
+
+/**
+ * @typedef {{
+ *   connection: "offline"|"connecting"|"online"|"signed-out"|"locked",
+ *   phase: "idle"|"downloading"|"pulling"|"pushing",
+ *   pending: number, lastSync: string|null, download: {entity: string, received: number, total: number|null, done: string[]}|null,
+ *   error: string|null, updatesAvailable: boolean, serverVersion: string|null, offlineReady: boolean, leader: boolean,
+ * }} SyncStatus
+ */
+
+export class SyncError extends Error {
+  /** @param {string} code @param {string} message */
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export class Sync {
+  /**
+   * @param {Store} store
+   * @param {{wsUrl?: string, onWipe?: (reason: string) => void, fetchImpl?: typeof fetch}} [options]
+   */
+  constructor(store, options = {}) {
+    this.store = store;
+    this.wsUrl = options.wsUrl || `${location.origin.replace(/^http/, "ws")}/api/sync`;
+    this.onWipe = options.onWipe || (() => {});
+    this.fetch = options.fetchImpl || fetch.bind(window);
+    /** @type {SyncStatus} */
+    this.status = Object.freeze({
+      connection: "offline",
+      phase: "idle",
+      pending: 0,
+      lastSync: null,
+      download: null,
+      error: null,
+      updatesAvailable: false,
+      serverVersion: null,
+      offlineReady: false,
+      leader: false,
+    });
+    /** @type {Set<(s: SyncStatus) => void>} */
+    this.listeners = new Set();
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    /** @type {{types: string[], resolve: (f: any) => void, reject: (e: any) => void}|null} */
+    this.waiter = null;
+    this.applying = Promise.resolve();
+    this.stopped = false;
+    this.attempt = 0;
+    /** @type {(() => void)|null} */
+    this.wakeUp = null;
+    this.wanted = { push: false, download: false };
+    this.lastFrameAt = 0;
+    this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(`outpost-sync:${store.name}`) : null;
+    if (this.channel) this.channel.onmessage = (e) => this.#onBroadcast(e.data);
+    this.unsubscribe = store.subscribe(({ entities }) => this.channel?.postMessage({ type: "changed", entities }));
+    this.onOnline = () => this.kick();
+    this.onOffline = () => this.ws?.close();
+    this.onVisible = () => document.visibilityState === "visible" && this.kick();
+  }
+
+  // --- status ---------------------------------------------------------------------------
+
+  /** @param {(s: SyncStatus) => void} fn */
+  subscribe(fn) {
+    this.listeners.add(fn);
+    fn(this.status);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** @param {Partial<SyncStatus>} patch */
+  #set(patch) {
+    const next = { ...this.status, ...patch };
+    if (Object.keys(next).every((k) => /** @type {any} */ (next)[k] === /** @type {any} */ (this.status)[k])) return;
+    this.status = Object.freeze(next);
+    for (const fn of this.listeners) {
+      try {
+        fn(this.status);
+      } catch (err) {
+        console.error("sync status listener failed", err);
+      }
+    }
+  }
+
+  async refreshCounts() {
+    const [pending, downloaded, lastSync] = await Promise.all([
+      this.store.pendingCount(),
+      this.store.getMeta("downloaded_version", null),
+      this.store.getMeta("last_sync", null),
+    ]);
+    this.#set({ pending, offlineReady: Boolean(downloaded), lastSync });
+  }
+
+  // --- life cycle -----------------------------------------------------------------------
+
+  /** Start syncing: this tab runs the loop if it gets the lock, else it listens. */
+  async start() {
+    addEventListener("online", this.onOnline);
+    addEventListener("offline", this.onOffline);
+    document.addEventListener("visibilitychange", this.onVisible);
+    await this.refreshCounts();
+    const run = async () => {
+      this.#set({ leader: true });
+      await this.#loop();
+    };
+    if (navigator.locks?.request) {
+      navigator.locks.request(`outpost-sync:${this.store.name}`, run).catch((err) => console.error("sync lock", err));
+    } else {
+      run().catch((err) => console.error("sync loop", err)); // no Web Locks: every tab syncs (ops are idempotent)
+    }
+  }
+
+  /** Stop the loop and close the socket. */
+  stop() {
+    this.stopped = true;
+    removeEventListener("online", this.onOnline);
+    removeEventListener("offline", this.onOffline);
+    document.removeEventListener("visibilitychange", this.onVisible);
+    this.unsubscribe();
+    this.channel?.close();
+    this.ws?.close();
+    this.#wake();
+  }
+
+  /** Something to do (operations queued, back online, foreground): run a sync soon. */
+  kick() {
+    this.wanted.push = true;
+    if (!this.status.leader) this.channel?.postMessage({ type: "kick" });
+    this.#wake();
+    this.refreshCounts().catch(() => {});
+  }
+
+  /** Download the offline data again (after "Update" or "Download Customizations"). */
+  requestDownload() {
+    this.wanted.download = true;
+    if (!this.status.leader) this.channel?.postMessage({ type: "download" });
+    this.#wake();
+  }
+
+  #wake() {
+    const fn = this.wakeUp;
+    this.wakeUp = null;
+    fn?.();
+  }
+
+  /** @param {any} msg */
+  #onBroadcast(msg) {
+    if (msg?.type === "kick" && this.status.leader) this.kick();
+    else if (msg?.type === "download" && this.status.leader) this.requestDownload();
+    else if (msg?.type === "changed") {
+      this.store.notify(msg.entities || []);
+      this.refreshCounts().catch(() => {});
+    }
+  }
+
+  /** @param {number} ms */
+  #pause(ms) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeUp = null;
+        resolve(undefined);
+      }, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      };
+    });
+  }
+
+  async #loop() {
+    while (!this.stopped) {
+      try {
+        await this.#session();
+        this.attempt = 0;
+      } catch (err) {
+        const e = /** @type {any} */ (err);
+        if (e?.code === "signed_out") {
+          this.#set({ connection: "signed-out", phase: "idle", error: "Sign in again to sync." });
+          await this.#pause(BACKOFF_MAX_MS);
+          continue;
+        }
+        if (e?.code === "wiped") return;
+        this.#set({ connection: navigator.onLine ? "connecting" : "offline", phase: "idle", error: e?.message ?? String(err) });
+      } finally {
+        this.ws?.close();
+        this.ws = null;
+      }
+      if (this.stopped) return;
+      const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+      this.attempt += 1;
+      await this.#pause(base / 2 + Math.random() * base); // exponential back-off with jitter
+    }
+  }
+
+  // --- one connected session -------------------------------------------------------------
+
+  async #session() {
+    this.#set({ connection: "connecting" });
+    const me = await this.fetch("/api/auth/me", { credentials: "same-origin" }).catch(() => null);
+    if (me && me.status === 401) throw new SyncError("signed_out", "The session has ended.");
+    if (!me || !me.ok) throw new SyncError("offline", "The server cannot be reached.");
+    await this.#connect();
+    const deviceId = await this.deviceId();
+    const welcome = await this.#request(
+      {
+        type: "hello",
+        device_id: deviceId,
+        org: this.store.org,
+        app_version: APP_VERSION,
+        cursor: await this.store.getMeta("cursor", null),
+        metadata_version: this.store.customizations?.version ?? null,
+        pending_ops: await this.store.pendingCount(),
+      },
+      ["welcome"],
+    );
+    // Updates are available while the offline data on the device is not of the server's version.
+    const downloaded = await this.store.getMeta("downloaded_version", null);
+    this.#set({
+      connection: "online",
+      error: null,
+      serverVersion: welcome.metadata_version,
+      updatesAvailable: welcome.metadata_version !== downloaded,
+    });
+    const heartbeat = setInterval(() => this.#heartbeat(), HEARTBEAT_MS / 5);
+    try {
+      while (!this.stopped && this.ws && this.ws.readyState === WebSocket.OPEN) {
+        if (this.wanted.download) {
+          this.wanted.download = false;
+          await this.#downloadAll();
+        }
+        if (await this.store.getMeta("downloaded_version", null)) {
+          await this.#pullAll();
+          await this.#pushAll();
+          await this.store.setMeta("last_sync", new Date().toISOString());
+        }
+        await this.refreshCounts();
+        this.#set({ phase: "idle" });
+        if (this.wanted.push || this.wanted.download) continue;
+        const interval = (this.store.customizations?.sync_interval_minutes ?? 15) * 60_000;
+        await this.#pause(interval); // woken early by kick(), a download request or a closed socket
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
+    throw new SyncError("offline", "The connection closed.");
+  }
+
+  /** This store's device id, minted on first use (a new store gets a new id). */
+  async deviceId() {
+    let id = await this.store.getMeta("device_id", null);
+    if (!id) {
+      id = crypto.randomUUID();
+      await this.store.setMeta("device_id", id);
+    }
+    return id;
+  }
+
+  #connect() {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.wsUrl);
+      this.ws = ws;
+      ws.onopen = () => {
+        this.lastFrameAt = Date.now();
+        resolve(undefined);
+      };
+      ws.onerror = () => reject(new SyncError("offline", "The sync channel could not be opened."));
+      ws.onclose = () => {
+        this.waiter?.reject(new SyncError("offline", "The connection closed."));
+        this.waiter = null;
+        this.#set({ connection: navigator.onLine ? "connecting" : "offline" });
+        this.#wake();
+      };
+      ws.onmessage = (event) => this.#onFrame(event.data);
+    });
+  }
+
+  #heartbeat() {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    if (Date.now() - this.lastFrameAt > SILENCE_MS) {
+      this.ws.close(); // the other side went quiet: reconnect
+      return;
+    }
+    if (Date.now() - this.lastFrameAt > HEARTBEAT_MS) this.ws.send(JSON.stringify({ type: "ping" }));
+  }
+
+  /** @param {string} text */
+  #onFrame(text) {
+    this.lastFrameAt = Date.now();
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (frame.type === "ping") {
+      this.ws?.send(JSON.stringify({ type: "pong" }));
+      return;
+    }
+    if (frame.type === "pong") return;
+    if (frame.type === "wipe") {
+      this.#wipe(frame.reason || "This device was revoked.");
+      return;
+    }
+    if (frame.type === "changes" && !(this.waiter && this.waiter.types.includes("changes"))) {
+      this.applying = this.applying.then(() => this.#applyChanges(frame)).catch((err) => console.error("applying changes", err));
+      return;
+    }
+    if (frame.type === "error" && frame.code === "unauthenticated") {
+      this.waiter?.reject(new SyncError("signed_out", frame.message));
+      this.waiter = null;
+      return;
+    }
+    const waiter = this.waiter;
+    if (waiter && (waiter.types.includes(frame.type) || frame.type === "error")) {
+      this.waiter = null;
+      if (frame.type === "error") waiter.reject(new SyncError(frame.code, frame.message));
+      else waiter.resolve(frame);
+    }
+  }
+
+  /** @param {string} reason */
+  async #wipe(reason) {
+    this.stopped = true;
+    this.waiter?.reject(new SyncError("wiped", reason));
+    this.ws?.close();
+    await this.store.destroy().catch(() => {});
+    this.onWipe(reason);
+  }
+
+  /**
+   * Send a frame and wait for the answer of one of `types` (or an error frame).
+   * @param {any} msg @param {string[]} types
+   * @returns {Promise<any>}
+   */
+  #request(msg, types) {
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+        reject(new SyncError("offline", "Not connected."));
+        return;
+      }
+      this.waiter = { types, resolve, reject };
+      this.ws.send(JSON.stringify(msg));
+    });
+  }
+
+  /** @param {any} frame a `changes` frame */
+  async #applyChanges(frame) {
+    await this.store.applyServer(frame.upserts || []);
+    await this.store.applyRemoves(frame.removes || []);
+    await this.store.setMeta("cursor", frame.cursor);
+  }
+
+  async #pullAll() {
+    this.#set({ phase: "pulling" });
+    let cursor = await this.store.getMeta("cursor", 0);
+    for (;;) {
+      await this.applying;
+      const frame = await this.#request({ type: "pull", cursor }, ["changes"]);
+      await this.#applyChanges(frame);
+      cursor = frame.cursor;
+      if (!frame.more) return;
+    }
+  }
+
+  async #pushAll() {
+    this.wanted.push = false;
+    for (;;) {
+      const ops = await this.store.pending(PUSH_BATCH);
+      if (!ops.length) return;
+      this.#set({ phase: "pushing" });
+      const batch = [];
+      let bytes = 0;
+      for (const op of ops) {
+        const wire = { op_id: op.op_id, seq: op.seq, kind: op.kind, entity: op.entity, id: op.id, base_version: op.base_version, changes: op.changes };
+        if (op.command) Object.assign(wire, { command: op.command, args: op.args });
+        const size = JSON.stringify(wire).length;
+        if (batch.length && bytes + size > PUSH_BYTES) break;
+        batch.push(wire);
+        bytes += size;
+      }
+      const ack = await this.#request({ type: "push", ops: batch }, ["ack"]);
+      await this.store.applyAck(ack.results);
+      await this.refreshCounts();
+      if (ack.results.length < batch.length) return; // an error frame follows; the next session retries
+    }
+  }
+
+  /** The first download of every offline entity, resumable from each entity's checkpoint. */
+  async #downloadAll() {
+    const entities = this.store.offlineEntities().map((e) => e.logical_name);
+    const version = this.store.customizations?.version ?? null;
+    /** @type {number|null} */
+    let startCursor = await this.store.getMeta("download_cursor", null);
+    const done = [];
+    for (const entity of entities) {
+      const key = `download:${entity}`;
+      let mark = await this.store.getMeta(key, null);
+      if (!mark || mark.version !== version) {
+        await this.store.clearEntity(entity);
+        mark = { version, after: null, received: 0, total: null, done: false };
+      }
+      while (!mark.done) {
+        this.#set({ phase: "downloading", download: { entity, received: mark.received, total: mark.total, done: [...done] } });
+        const page = await this.#request({ type: "download", entity, after: mark.after, limit: PAGE }, ["page"]);
+        await this.store.applyServer(page.records.map((/** @type {any} */ record) => ({ entity, record })));
+        startCursor = startCursor === null ? page.cursor : Math.min(startCursor, page.cursor);
+        await this.store.setMeta("download_cursor", startCursor);
+        mark = {
+          version,
+          after: page.next,
+          received: mark.received + page.records.length,
+          total: page.total ?? mark.total,
+          done: page.next === null,
+        };
+        await this.store.setMeta(key, mark);
+      }
+      done.push(entity);
+    }
+    // Pull from the older of the two cursors: repeated changes are harmless, missed ones are not.
+    const cursor = await this.store.getMeta("cursor", null);
+    await this.store.setMeta("cursor", cursor === null ? (startCursor ?? 0) : Math.min(cursor, startCursor ?? cursor));
+    for (const e of Object.values(this.store.entities)) {
+      if (!entities.includes(e.logical_name) && e.logical_name !== "activitypointer") await this.store.clearEntity(e.logical_name);
+    }
+    await this.store.setMeta("downloaded_version", version);
+    await this.store.setMeta("download_cursor", null);
+    this.#set({ download: null, updatesAvailable: false });
+    await this.refreshCounts();
+  }
+}

@@ -1,0 +1,56 @@
+// @ts-check
+/** Home: the entities, each with its offline mark (available, error, not enabled) in words. */
+import { h } from "../dom.js";
+
+export const live = true;
+
+/**
+ * The mark of an entity on this device.
+ * @param {any} ctx @param {any} meta
+ * @returns {{mark: "available"|"error"|"not-enabled", label: string}}
+ */
+export function markOf(ctx, meta) {
+  const profile = ctx.store?.customizations?.offline_profile;
+  const enabled = Boolean(profile?.enabled && profile.entities?.[meta.logical_name]?.enabled);
+  if (!enabled) return { mark: "not-enabled", label: "Not enabled for offline" };
+  if (ctx.sync?.status.offlineReady && !ctx.sync.status.updatesAvailable) return { mark: "available", label: "Available offline" };
+  return { mark: "error", label: "Enabled for offline, not available (download the updates)" };
+}
+
+/** @param {any} ctx */
+export async function render(ctx) {
+  const store = ctx.store;
+  if (!store?.customizations) {
+    return h("section", { class: "screen" }, h("h1", null, "Outpost"), h("p", null, "Connect once to download your organisation's customizations."));
+  }
+  const counts = ctx.sync?.status.offlineReady ? await store.counts() : {};
+  const entities = Object.values(store.entities)
+    .filter((/** @type {any} */ e) => e.offline_commands.includes("read") && e.views.length)
+    .sort((/** @type {any} */ a, /** @type {any} */ b) => a.display_collection_name.localeCompare(b.display_collection_name));
+  const rows = entities.map((/** @type {any} */ meta) => {
+    const { mark, label } = markOf(ctx, meta);
+    const count = meta.logical_name === "activitypointer" ? null : counts[meta.logical_name];
+    return h(
+      "li",
+      null,
+      h(
+        "a",
+        { class: "list-row", href: `#/list/${meta.logical_name}` },
+        h("span", { class: "row-primary" }, meta.display_collection_name),
+        h("span", { class: "row-secondary" }, count !== undefined && count !== null ? `${count} on this device` : ""),
+        h("span", { class: `badge ${mark}`, role: "img", "aria-label": label, title: label }, mark === "available" ? "Offline" : mark === "error" ? "Not available" : "Online only"),
+      ),
+    );
+  });
+  return h(
+    "section",
+    { class: "screen home" },
+    h("h1", null, ctx.identity?.org.friendly_name || ctx.identity?.org.name || "Outpost"),
+    h("form", { class: "search-box", role: "search", onsubmit: (/** @type {SubmitEvent} */ e) => {
+      e.preventDefault();
+      const q = String(new FormData(/** @type {HTMLFormElement} */ (e.target)).get("q") || "");
+      ctx.navigate(`#/search?q=${encodeURIComponent(q)}`);
+    } }, h("label", { for: "home-search", class: "visually-hidden" }, "Search all records"), h("input", { id: "home-search", name: "q", type: "search", placeholder: "Search all records" })),
+    h("ul", { class: "list", "aria-label": "Entities" }, rows),
+  );
+}

@@ -1,0 +1,124 @@
+// @ts-check
+/**
+ * Offline Status: the app's status ("Available" / "Not Available" with the reason), each
+ * entity's mark, status, records and sync time, "Sync time", pending operations, the download
+ * progress, "Download Customizations", and the sync errors with Retry or Discard.
+ */
+import { h, toast } from "../dom.js";
+import { markOf } from "./home.js";
+
+export const live = true;
+
+/** @param {string|null} iso */
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "Never";
+}
+
+/** @param {any} ctx */
+function overall(ctx) {
+  const s = ctx.sync?.status;
+  if (!s) return { text: "Not Available", reason: "Sign in to use Outpost offline." };
+  if (s.download) return { text: "Not Available", reason: "The offline data is downloading." };
+  if (!s.offlineReady) return { text: "Not Available", reason: "The offline updates have not been downloaded. Use Download Customizations." };
+  if (s.updatesAvailable) return { text: "Not Available", reason: "Offline updates are available. Use Download Customizations." };
+  if (s.error && s.connection !== "offline") return { text: "Available", reason: `Working from the device; the last sync attempt failed: ${s.error}` };
+  return { text: "Available", reason: s.connection === "online" ? "Offline data is on this device and in sync." : "Working from the device; changes sync when the connection returns." };
+}
+
+/** @param {any} ctx */
+export async function render(ctx) {
+  const store = ctx.store;
+  const s = ctx.sync?.status;
+  const state = overall(ctx);
+  const counts = store && s?.offlineReady ? await store.counts() : {};
+  const errors = store ? await store.errors() : [];
+  const progress = s?.download
+    ? h(
+        "div",
+        { class: "download" },
+        h("p", { id: "download-label" }, `Downloading ${store.entities[s.download.entity]?.display_collection_name || s.download.entity}: ${s.download.received}${s.download.total !== null ? ` of ${s.download.total}` : ""}`),
+        h("div", {
+          class: "progress",
+          role: "progressbar",
+          "aria-labelledby": "download-label",
+          "aria-valuemin": 0,
+          "aria-valuemax": s.download.total ?? 100,
+          "aria-valuenow": s.download.total ? s.download.received : 0,
+        }, h("div", { class: "progress-bar", style: { width: `${s.download.total ? Math.round((100 * s.download.received) / Math.max(1, s.download.total)) : 5}%` } })),
+      )
+    : null;
+  const rows = store
+    ? Object.values(store.entities)
+        .filter((/** @type {any} */ e) => e.offline_commands.includes("read") && e.logical_name !== "activitypointer")
+        .sort((/** @type {any} */ a, /** @type {any} */ b) => a.display_collection_name.localeCompare(b.display_collection_name))
+        .map((/** @type {any} */ meta) => {
+          const { mark, label } = markOf(ctx, meta);
+          const status = mark === "available" ? "Available" : mark === "error" ? "Not Available" : "Not enabled";
+          return h(
+            "tr",
+            null,
+            h("th", { scope: "row" }, meta.display_collection_name),
+            h("td", null, h("span", { class: `badge ${mark}`, role: "img", "aria-label": label }, status)),
+            h("td", null, mark === "not-enabled" ? "—" : String(counts[meta.logical_name] ?? 0)),
+            h("td", null, mark === "available" ? when(s?.lastSync ?? null) : "—"),
+          );
+        })
+    : [];
+  const errorItems = errors.map((/** @type {any} */ e) =>
+    h(
+      "li",
+      { class: "sync-error" },
+      h("p", null, h("strong", null, e.label), ` — ${e.sent.kind} ${e.sent.command || ""} ${e.sent.entity} ${e.reason?.message || ""}`),
+      h("details", null, h("summary", null, "What was sent and what the server kept"),
+        h("pre", null, `Sent: ${JSON.stringify(e.sent.changes || e.sent.args || {}, null, 1)}`),
+        h("pre", null, `Kept: ${e.kept ? JSON.stringify(e.kept, null, 1) : "nothing (the record is not on the server for you)"}`)),
+      h(
+        "div",
+        { class: "actions" },
+        e.status === "rejected" && e.sent.kind !== "command"
+          ? h("button", { type: "button", class: "btn secondary", onclick: () => retry(ctx, e) }, "Retry")
+          : null,
+        h("button", { type: "button", class: "btn secondary", onclick: async () => { await store.discardError(e.op_id); ctx.render(); } }, "Discard"),
+      ),
+    ),
+  );
+  return h(
+    "section",
+    { class: "screen status" },
+    h("h1", null, "Offline Status"),
+    h("p", { class: `app-status ${state.text === "Available" ? "available" : "error"}` }, h("strong", null, state.text), h("span", null, ` — ${state.reason}`)),
+    h("dl", { class: "facts" },
+      h("dt", null, "Sync time"), h("dd", null, when(s?.lastSync ?? null)),
+      h("dt", null, "Connection"), h("dd", null, s?.connection === "online" ? "Online" : s?.connection === "signed-out" ? "Signed out (changes wait on the device)" : "Offline"),
+      h("dt", null, "Pending operations"), h("dd", null, String(s?.pending ?? 0)),
+    ),
+    progress,
+    h("button", { type: "button", class: "btn primary", disabled: Boolean(s?.download), onclick: async () => {
+      try {
+        await ctx.updateOffline();
+      } catch (err) {
+        toast(`The customizations could not be downloaded: ${/** @type {any} */ (err).message}`, "error");
+      }
+    } }, "Download Customizations"),
+    h("table", { class: "entity-status" },
+      h("caption", null, "Entities"),
+      h("thead", null, h("tr", null, h("th", { scope: "col" }, "Entity"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Records"), h("th", { scope: "col" }, "Sync time"))),
+      h("tbody", null, rows)),
+    h("h2", null, "Sync errors"),
+    errorItems.length ? h("ul", { class: "list sync-errors" }, errorItems) : h("p", null, "No sync errors."),
+  );
+}
+
+/** Queue the rejected change again, as a new operation. @param {any} ctx @param {any} e */
+async function retry(ctx, e) {
+  try {
+    if (e.sent.kind === "create") await ctx.data.create(e.sent.entity, { ...e.sent.changes, [ctx.store.entity(e.sent.entity).primary_id]: e.sent.id });
+    else if (e.sent.kind === "update") await ctx.data.update(e.sent.entity, e.sent.id, e.sent.changes);
+    else if (e.sent.kind === "delete") await ctx.data.remove(e.sent.entity, e.sent.id);
+    await ctx.store.discardError(e.op_id);
+    toast("The change was queued again.");
+  } catch (err) {
+    toast(`It cannot be retried: ${/** @type {any} */ (err).message}`, "error");
+  }
+  ctx.render();
+}
