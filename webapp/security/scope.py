@@ -236,12 +236,14 @@ def condition(p: Principal, model: OrgModel, entity: Entity, src: Any, privilege
         depth = p.depth(name, privilege, team_id)
         if depth >= ORG:
             return true()
+        # Depths are ordered: a deeper grant reaches everything a shallower one does, so the
+        # user's own (and their teams') records stay in reach when the unit is elsewhere.
+        if depth >= USER:
+            parts.append(src.c.ownerid.in_(owners))
         if depth >= PARENTCHILD:
             parts.append(src.c.owningbusinessunit.in_(p.subtree(bu)))
         elif depth >= BU:
             parts.append(src.c.owningbusinessunit == bu)
-        elif depth >= USER:
-            parts.append(src.c.ownerid.in_(owners))
     if p.subordinates and p.best_depth(name, privilege) >= USER:
         if privilege == "read":
             parts.append(src.c.ownerid.in_(sorted(p.subordinates)))
