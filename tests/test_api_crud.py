@@ -267,3 +267,14 @@ def test_every_write_lands_in_the_change_log_with_its_fields(app: Flask, alice: 
     assert rows[0].changenum == a["versionnumber"]
     assert rows[1].changedfields == ["telephone1"]
     assert "name" in rows[0].changedfields
+
+
+def test_a_single_target_lookup_can_be_set_and_cleared_by_patch(alice: Api) -> None:
+    contact = make(alice, "contact")
+    account = make(alice, "account")
+    url = f"/api/data/accounts({account['accountid']})"
+    linked = alice.patch(url, json={"primarycontactid@odata.bind": f"/contacts({contact['contactid']})"})
+    assert linked.status_code == 200, linked.json
+    assert linked.json["_primarycontactid_value"] == contact["contactid"]
+    cleared = alice.patch(url, json={"primarycontactid@odata.bind": None})
+    assert cleared.json["_primarycontactid_value"] is None

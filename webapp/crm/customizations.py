@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
+from webapp.crm.commands import SALES_PROCESS
 from webapp.crm.entities import SYSTEM_ENTITY_NAMES
 from webapp.crm.errors import ValidationFailed
 from webapp.crm.metadata import Entity, MetadataError, entity_from_dict, entity_to_definition
@@ -41,6 +42,7 @@ def customizations(model: OrgModel) -> dict[str, Any]:
             "entities": offline.get("entities", {}),
         },
         "conflict_detection": bool(settings.get("conflict_detection", False)),
+        "processes": [SALES_PROCESS],
         "sync_interval_minutes": offline.get("sync_interval_minutes", 15),
     }
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

@@ -488,6 +488,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             money("actualvalue", "Actual Revenue"),
             date("actualclosedate", "Actual Close Date"),
             lookup("originatingleadid", "Originating Lead", "lead"),
+            lookup("competitorid", "Lost To", "competitor"),
             lookup("transactioncurrencyid", "Currency", "transactioncurrency"),
             memo("description", "Description"),
             state((0, "Open"), (1, "Won"), (2, "Lost")),

@@ -86,16 +86,17 @@ def check_writable(entity: Entity) -> None:
         raise NotAllowed(f"{entity.display_collection_name} are managed by an administrator, not through the data API.")
 
 
-def resolve_binds(session: Session, model: OrgModel, binds: list[Bind]) -> dict[str, Any]:
+def resolve_binds(session: Session, model: OrgModel, entity: Entity, binds: list[Bind]) -> dict[str, Any]:
     """Resolve lookups to column values, refusing a lookup to a record that does not exist."""
     values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for b in binds:
         values[b.attribute] = b.id
+        attr = entity.attribute(b.attribute)
+        if attr is not None and attr.is_polymorphic:  # only these have a <attr>__type column
+            values[f"{b.attribute}__type"] = b.target if b.id is not None else None
         if b.id is None:
-            values[f"{b.attribute}__type"] = None
             continue
-        values[f"{b.attribute}__type"] = b.target
         target = model.entity(b.target or "")
         t = model.selectable(target)
         exists = session.execute(
@@ -157,7 +158,7 @@ def create(
     """Validate and insert a record; returns its columns as stored."""
     check_writable(entity)
     values, binds, record_id = parse_payload(entity, payload, model.entity_for_set, creating=True)
-    values.update(resolve_binds(session, model, binds))
+    values.update(resolve_binds(session, model, entity, binds))
     return insert_record(session, model, actor, entity, values, record_id, owner)
 
 
@@ -228,7 +229,7 @@ def patch(
     if current is None:
         raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")
     values, binds, _ = parse_payload(entity, payload, model.entity_for_set, creating=False)
-    values.update(resolve_binds(session, model, binds))
+    values.update(resolve_binds(session, model, entity, binds))
     return update_record(session, model, actor, entity, current, values)
 
 

@@ -85,7 +85,7 @@ def create(
     if any(b.id is not None for b in binds) and not may_append_new(p, entity):
         raise Forbidden(f"You do not have the append privilege on {entity.display_collection_name.lower()}.")
     _check_binds(session, model, p, binds)
-    values.update(records.resolve_binds(session, model, binds))
+    values.update(records.resolve_binds(session, model, entity, binds))
     return records.insert_record(session, model, actor, entity, values, record_id)
 
 
@@ -101,7 +101,7 @@ def update(
     if binds:
         require(session, model, p, entity, record_id, "append")
         _check_binds(session, model, p, binds)
-    values.update(records.resolve_binds(session, model, binds))
+    values.update(records.resolve_binds(session, model, entity, binds))
     return records.update_record(session, model, actor, entity, current, values)
 
 
@@ -304,3 +304,54 @@ def _wire(
         hidden=hidden,
         expand_condition=lambda target, src: condition(p, model, target, src, "read"),
     )
+
+
+class UserCommandIO:
+    """A command's reads and writes, as the signed-in user (see `webapp.crm.commands`)."""
+
+    def __init__(self, session: Session, model: OrgModel, p: Principal, actor: Actor) -> None:
+        self.session, self.model, self.principal, self.actor = session, model, p, actor
+
+    def get(self, entity: str, record_id: str) -> dict[str, Any]:
+        """A record the user may read."""
+        return fetch_readable(self.session, self.model, self.principal, self.model.entity(entity), record_id)
+
+    def create(self, entity: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Create as the user (create, append and append-to checked)."""
+        return create(self.session, self.model, self.principal, self.actor, self.model.entity(entity), payload)
+
+    def update(self, entity: str, record_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Update as the user (write, append and append-to checked)."""
+        return update(
+            self.session, self.model, self.principal, self.actor, self.model.entity(entity), record_id, payload
+        )
+
+    def entity_set(self, entity: str) -> str:
+        """The entity-set name of an entity."""
+        return self.model.entity(entity).entity_set
+
+
+def run_command(
+    session: Session, model: OrgModel, p: Principal, actor: Actor, name: str, args: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """Run a business command as the user, in the caller's transaction (all or nothing).
+
+    Returns `{"created": [{entity, record}…], "updated": […]}` with each record as the user
+    sees it now (PROTOCOL.md §4).
+    """
+    from webapp.crm import commands
+
+    commands_by_entity = {e.logical_name: e.offline_commands for e in model.entities.values()}
+    outcome = commands.run(UserCommandIO(session, model, p, actor), name, args, commands_by_entity)
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for entity, row in outcome.created + outcome.updated:
+        latest[(entity, row[model.entity(entity).primary_id])] = row
+
+    def wire(entity: str, row: dict[str, Any]) -> dict[str, Any]:
+        key = (entity, row[model.entity(entity).primary_id])
+        return {"entity": entity, "record": to_wire(session, model, p, model.entity(entity), latest[key])}
+
+    return {
+        "created": [wire(e, r) for e, r in outcome.created],
+        "updated": [wire(e, r) for e, r in outcome.updated],
+    }

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from webapp.crm import records
 from webapp.crm.changes import utcnow
+from webapp.crm.commands import COMMAND_ENTITY, COMMAND_NEW_ENTITIES, subject_id
 from webapp.crm.errors import CrmError, NotFound
 from webapp.crm.metadata import Entity
 from webapp.crm.records import Actor
@@ -242,6 +243,12 @@ def _rejected(
     if field_:
         reason["field"] = field_
     view = _server_view(replay, entity, op["id"]) if entity is not None else {}
+    if op["kind"] == "command":
+        # The records the device minted for the command do not exist on the server: drop them.
+        minted = (op.get("args") or {}).get("new_ids") or {}
+        for name, rid in minted.items() if isinstance(minted, dict) else []:
+            if name in COMMAND_NEW_ENTITIES and isinstance(rid, str):
+                view.setdefault("removed", []).append({"entity": name, "id": rid})
     return _result(op, "rejected", reason=reason, **view)
 
 
@@ -266,9 +273,15 @@ def _apply(replay: Replay, op: dict[str, Any], entity: Entity) -> dict[str, Any]
             op, "applied", records=[{"entity": entity.logical_name, "record": ops.to_wire(s, m, p, entity, row)}]
         )
     if kind == "command":
-        return _rejected(
-            replay, op, entity, "not_supported", f"The command {op['command']} is not available on this server yet."
-        )
+        if (
+            COMMAND_ENTITY.get(op["command"]) != entity.logical_name
+            or subject_id(op["command"], op.get("args")) != op["id"]
+        ):
+            return _rejected(
+                replay, op, entity, "bad_request", "The command does not match the operation's entity and id."
+            )
+        result = ops.run_command(s, m, p, actor, op["command"], op.get("args") or {})
+        return _result(op, "applied", records=result["created"] + result["updated"])
     current = records.fetch(s, m, entity, op["id"])
     if current is None:
         if kind == "delete":
