@@ -254,7 +254,7 @@ function openMenu() {
     button?.focus();
   };
   const item = (/** @type {string} */ label, /** @type {string} */ hash) =>
-    h("button", { type: "button", role: "menuitem", class: "menu-item", onclick: () => { close(); ctx.navigate(hash); } }, label);
+    h("button", { type: "button", role: "menuitem", class: "menu__item", onclick: () => { close(); ctx.navigate(hash); } }, label);
   const menu = h(
     "div",
     { id: "more-menu", class: "menu", role: "menu", "aria-label": "More", onkeydown: (/** @type {KeyboardEvent} */ e) => e.key === "Escape" && close() },
@@ -263,7 +263,7 @@ function openMenu() {
     item("Offline Status", "#/status"),
     item("User Information", "#/user"),
   );
-  document.body.appendChild(menu);
+  (document.getElementById("dialogs") || document.body).appendChild(menu);
   button?.setAttribute("aria-expanded", "true");
   /** @type {HTMLElement|null} */ (menu.querySelector("button"))?.focus();
 }
@@ -286,7 +286,7 @@ async function render() {
     if (heading && document.activeElement === document.body) /** @type {HTMLElement} */ (heading).setAttribute("tabindex", "-1");
   } catch (err) {
     console.error(err);
-    replace(root, h("section", { class: "screen" }, h("h1", null, "Something went wrong"), h("p", { role: "alert" }, String(/** @type {any} */ (err)?.message || err))));
+    replace(root, h("section", { class: "empty-state" }, h("h1", { class: "empty-state__title" }, "Something went wrong"), h("p", { role: "alert", class: "empty-state__text" }, String(/** @type {any} */ (err)?.message || err))));
   }
 }
 

@@ -49,13 +49,13 @@ export function ask(spec) {
       h(
         "dialog",
         { class: "dialog", "aria-labelledby": titleId },
-        h("h2", { id: titleId }, spec.title),
-        ...(spec.body || []).map((b) => (typeof b === "string" ? h("p", null, b) : b)),
+        h("h2", { id: titleId, class: "dialog__title" }, spec.title),
+        h("div", { class: "dialog__body stack" }, ...(spec.body || []).map((b) => (typeof b === "string" ? h("p", null, b) : b))),
         h(
           "div",
-          { class: "dialog-actions" },
+          { class: "dialog__actions" },
           spec.buttons.map((b) =>
-            h("button", { type: "button", class: `btn ${b.kind || "secondary"}`, onclick: () => close(b.value) }, b.label),
+            h("button", { type: "button", class: `button button--${b.kind || "secondary"}`, onclick: () => close(b.value) }, b.label),
           ),
         ),
       )
@@ -69,15 +69,15 @@ export function ask(spec) {
       e.preventDefault();
       close(null);
     });
-    document.body.appendChild(dialog);
+    (document.getElementById("dialogs") || document.body).appendChild(dialog);
     dialog.showModal();
   });
 }
 
 /** A short message for screen readers and eyes. @param {string} text @param {"info"|"error"} [kind] */
 export function toast(text, kind = "info") {
-  const region = document.getElementById("toasts") || document.body.appendChild(h("div", { id: "toasts", class: "toasts", "aria-live": "polite" }));
-  const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+  const region = document.getElementById("banners") || document.body.appendChild(h("div", { id: "banners", class: "banner-stack" }));
+  const item = h("div", { class: `banner banner--${kind === "error" ? "error" : "info"}`, role: kind === "error" ? "alert" : "status" }, h("p", { class: "banner__text" }, text));
   region.appendChild(item);
   setTimeout(() => item.remove(), 5000);
 }

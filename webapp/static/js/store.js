@@ -267,11 +267,19 @@ export class Store {
   async #labels(/** @type {IDBObjectStore} */ records, /** @type {any[]} */ effects) {
     /** @type {Record<string, string|null>} */
     const labels = {};
+    // Records created by this same operation (a command's new account, say) are not stored yet.
+    for (const effect of effects) {
+      const meta = this.entities[effect.entity];
+      if (effect.kind !== "create" || !meta) continue;
+      const draft = { ...(effect.changes || {}) };
+      derive(meta, draft);
+      labels[`/${meta.entity_set}(${effect.id})`] = draft[meta.primary_name] ?? null;
+    }
     for (const effect of effects) {
       for (const [key, value] of Object.entries(effect.changes || {})) {
         if (!key.endsWith("@odata.bind") || typeof value !== "string") continue;
         const target = this.parseBind(value);
-        if (!target) continue;
+        if (!target || value in labels) continue;
         const row = await promised(records.get([target.entity, target.id]));
         const meta = this.entities[target.entity];
         labels[value] = row?.view && meta ? row.view[meta.primary_name] ?? null : row?.server?.[meta?.primary_name ?? ""] ?? null;

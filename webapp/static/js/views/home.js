@@ -3,6 +3,8 @@
 import { h } from "../dom.js";
 
 export const live = true;
+/** The stylesheet's badge for each mark. */
+export const BADGE = { available: "badge--available", error: "badge--error", "not-enabled": "badge--disabled" };
 
 /**
  * The mark of an entity on this device.
@@ -21,7 +23,7 @@ export function markOf(ctx, meta) {
 export async function render(ctx) {
   const store = ctx.store;
   if (!store?.customizations) {
-    return h("section", { class: "screen" }, h("h1", null, "Outpost"), h("p", null, "Connect once to download your organisation's customizations."));
+    return h("section", { class: "empty-state" }, h("h1", { class: "empty-state__title" }, "Outpost"), h("p", { class: "empty-state__text" }, "Connect once to download your organisation's customizations."));
   }
   const counts = ctx.sync?.status.offlineReady ? await store.counts() : {};
   const entities = Object.values(store.entities)
@@ -35,22 +37,26 @@ export async function render(ctx) {
       null,
       h(
         "a",
-        { class: "list-row", href: `#/list/${meta.logical_name}` },
-        h("span", { class: "row-primary" }, meta.display_collection_name),
-        h("span", { class: "row-secondary" }, count !== undefined && count !== null ? `${count} on this device` : ""),
-        h("span", { class: `badge ${mark}`, role: "img", "aria-label": label, title: label }, mark === "available" ? "Offline" : mark === "error" ? "Not available" : "Online only"),
+        { class: "list__row", href: `#/list/${meta.logical_name}` },
+        h(
+          "span",
+          { class: "list__text" },
+          h("span", { class: "list__primary" }, meta.display_collection_name),
+          h("span", { class: "list__secondary" }, count !== undefined && count !== null ? `${count} on this device` : ""),
+        ),
+        h("span", { class: `list__meta badge ${BADGE[mark]}`, title: label }, h("span", { class: "visually-hidden" }, `${label}: `), mark === "available" ? "Offline" : mark === "error" ? "Not available" : "Online only"),
       ),
     );
   });
   return h(
     "section",
-    { class: "screen home" },
+    { class: "stack" },
     h("h1", null, ctx.identity?.org.friendly_name || ctx.identity?.org.name || "Outpost"),
-    h("form", { class: "search-box", role: "search", onsubmit: (/** @type {SubmitEvent} */ e) => {
+    h("form", { class: "search", role: "search", onsubmit: (/** @type {SubmitEvent} */ e) => {
       e.preventDefault();
       const q = String(new FormData(/** @type {HTMLFormElement} */ (e.target)).get("q") || "");
       ctx.navigate(`#/search?q=${encodeURIComponent(q)}`);
-    } }, h("label", { for: "home-search", class: "visually-hidden" }, "Search all records"), h("input", { id: "home-search", name: "q", type: "search", placeholder: "Search all records" })),
+    } }, h("label", { for: "home-search", class: "visually-hidden" }, "Search all records"), h("input", { id: "home-search", name: "q", type: "search", class: "search__input", placeholder: "Search all records" })),
     h("ul", { class: "list", "aria-label": "Entities" }, rows),
   );
 }

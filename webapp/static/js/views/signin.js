@@ -4,9 +4,9 @@ import { h } from "../dom.js";
 
 /** @param {any} ctx */
 export function render(ctx) {
-  const error = h("p", { class: "form-error", role: "alert" });
+  const error = h("p", { class: "field__error", role: "alert" });
   const field = (/** @type {string} */ id, /** @type {string} */ label, /** @type {string} */ type, /** @type {string} */ autocomplete) =>
-    h("div", { class: "field" }, h("label", { for: id }, label), h("input", { id, name: id, type, required: true, autocomplete }));
+    h("div", { class: "field" }, h("label", { for: id, class: "field__label" }, label), h("input", { id, name: id, type, required: true, autocomplete, class: "input" }));
   const form = h(
     "form",
     {
@@ -31,7 +31,7 @@ export function render(ctx) {
     field("password", "Password", "password", "current-password"),
     error,
   );
-  const submit = /** @type {HTMLButtonElement} */ (h("button", { type: "submit", class: "btn primary" }, "Sign in"));
+  const submit = /** @type {HTMLButtonElement} */ (h("button", { type: "submit", class: "button button--primary button--block" }, "Sign in"));
   form.appendChild(submit);
-  return h("section", { class: "screen signin" }, h("h1", null, "Sign in to Outpost"), form);
+  return h("section", { class: "stack" }, h("h1", null, "Sign in to Outpost"), form);
 }

@@ -5,7 +5,7 @@
  * progress, "Download Customizations", and the sync errors with Retry or Discard.
  */
 import { h, toast } from "../dom.js";
-import { markOf } from "./home.js";
+import { BADGE, markOf } from "./home.js";
 
 export const live = true;
 
@@ -35,16 +35,12 @@ export async function render(ctx) {
   const progress = s?.download
     ? h(
         "div",
-        { class: "download" },
-        h("p", { id: "download-label" }, `Downloading ${store.entities[s.download.entity]?.display_collection_name || s.download.entity}: ${s.download.received}${s.download.total !== null ? ` of ${s.download.total}` : ""}`),
-        h("div", {
-          class: "progress",
-          role: "progressbar",
-          "aria-labelledby": "download-label",
-          "aria-valuemin": 0,
-          "aria-valuemax": s.download.total ?? 100,
-          "aria-valuenow": s.download.total ? s.download.received : 0,
-        }, h("div", { class: "progress-bar", style: { width: `${s.download.total ? Math.round((100 * s.download.received) / Math.max(1, s.download.total)) : 5}%` } })),
+        { class: "progress-field" },
+        h("label", { class: "progress-field__label", for: "download-progress" }, `Downloading ${store.entities[s.download.entity]?.display_collection_name || s.download.entity}`),
+        s.download.total
+          ? h("progress", { id: "download-progress", class: "progress", max: s.download.total, value: s.download.received })
+          : h("progress", { id: "download-progress", class: "progress" }),
+        h("span", { class: "progress-field__value" }, `${s.download.received}${s.download.total !== null ? ` of ${s.download.total}` : ""} records; ${s.download.done.length} entities done`),
       )
     : null;
   const rows = store
@@ -54,58 +50,61 @@ export async function render(ctx) {
         .map((/** @type {any} */ meta) => {
           const { mark, label } = markOf(ctx, meta);
           const status = mark === "available" ? "Available" : mark === "error" ? "Not Available" : "Not enabled";
+          const count = mark === "not-enabled" ? "" : `${counts[meta.logical_name] ?? 0} records`;
+          const synced = mark === "available" ? `Sync time ${when(s?.lastSync ?? null)}` : "";
           return h(
-            "tr",
-            null,
-            h("th", { scope: "row" }, meta.display_collection_name),
-            h("td", null, h("span", { class: `badge ${mark}`, role: "img", "aria-label": label }, status)),
-            h("td", null, mark === "not-enabled" ? "—" : String(counts[meta.logical_name] ?? 0)),
-            h("td", null, mark === "available" ? when(s?.lastSync ?? null) : "—"),
+            "li",
+            { class: "list__row" },
+            h(
+              "span",
+              { class: "list__text" },
+              h("span", { class: "list__primary" }, meta.display_collection_name),
+              h("span", { class: "list__secondary" }, [count, synced].filter(Boolean).join(" · ")),
+            ),
+            h("span", { class: `list__meta badge ${BADGE[mark]}`, title: label }, h("span", { class: "visually-hidden" }, `${label}: `), status),
           );
         })
     : [];
   const errorItems = errors.map((/** @type {any} */ e) =>
     h(
       "li",
-      { class: "sync-error" },
+      { class: "card stack stack--tight" },
       h("p", null, h("strong", null, e.label), ` — ${e.sent.kind} ${e.sent.command || ""} ${e.sent.entity} ${e.reason?.message || ""}`),
       h("details", null, h("summary", null, "What was sent and what the server kept"),
         h("pre", null, `Sent: ${JSON.stringify(e.sent.changes || e.sent.args || {}, null, 1)}`),
         h("pre", null, `Kept: ${e.kept ? JSON.stringify(e.kept, null, 1) : "nothing (the record is not on the server for you)"}`)),
       h(
         "div",
-        { class: "actions" },
+        { class: "row" },
         e.status === "rejected" && e.sent.kind !== "command"
-          ? h("button", { type: "button", class: "btn secondary", onclick: () => retry(ctx, e) }, "Retry")
+          ? h("button", { type: "button", class: "button button--secondary", onclick: () => retry(ctx, e) }, "Retry")
           : null,
-        h("button", { type: "button", class: "btn secondary", onclick: async () => { await store.discardError(e.op_id); ctx.render(); } }, "Discard"),
+        h("button", { type: "button", class: "button button--secondary", onclick: async () => { await store.discardError(e.op_id); ctx.render(); } }, "Discard"),
       ),
     ),
   );
   return h(
     "section",
-    { class: "screen status" },
+    { class: "stack" },
     h("h1", null, "Offline Status"),
-    h("p", { class: `app-status ${state.text === "Available" ? "available" : "error"}` }, h("strong", null, state.text), h("span", null, ` — ${state.reason}`)),
-    h("dl", { class: "facts" },
+    h("p", { class: "card" }, h("span", { class: `badge ${state.text === "Available" ? "badge--available" : "badge--error"}` }, state.text), h("span", null, ` ${state.reason}`)),
+    h("dl", { class: "card facts" },
       h("dt", null, "Sync time"), h("dd", null, when(s?.lastSync ?? null)),
       h("dt", null, "Connection"), h("dd", null, s?.connection === "online" ? "Online" : s?.connection === "signed-out" ? "Signed out (changes wait on the device)" : "Offline"),
       h("dt", null, "Pending operations"), h("dd", null, String(s?.pending ?? 0)),
     ),
     progress,
-    h("button", { type: "button", class: "btn primary", disabled: Boolean(s?.download), onclick: async () => {
+    h("button", { type: "button", class: "button button--primary", disabled: Boolean(s?.download), onclick: async () => {
       try {
         await ctx.updateOffline();
       } catch (err) {
         toast(`The customizations could not be downloaded: ${/** @type {any} */ (err).message}`, "error");
       }
     } }, "Download Customizations"),
-    h("table", { class: "entity-status" },
-      h("caption", null, "Entities"),
-      h("thead", null, h("tr", null, h("th", { scope: "col" }, "Entity"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Records"), h("th", { scope: "col" }, "Sync time"))),
-      h("tbody", null, rows)),
-    h("h2", null, "Sync errors"),
-    errorItems.length ? h("ul", { class: "list sync-errors" }, errorItems) : h("p", null, "No sync errors."),
+    h("h2", { class: "section-title" }, "Entities"),
+    h("ul", { class: "list", "aria-label": "Entities" }, rows),
+    h("h2", { class: "section-title" }, "Sync errors"),
+    errorItems.length ? h("ul", { class: "stack", "aria-label": "Sync errors" }, errorItems) : h("p", { class: "muted" }, "No sync errors."),
   );
 }
 

@@ -18,11 +18,11 @@ export async function render(ctx) {
   const persistState = h("dd", null, persisted ? "Yes" : "No");
   return h(
     "section",
-    { class: "screen userinfo" },
+    { class: "stack" },
     h("h1", null, "User Information"),
     h(
       "dl",
-      { class: "facts" },
+      { class: "card facts" },
       h("dt", null, "User"), h("dd", null, ctx.identity?.user.fullname || ctx.identity?.user.username || "—"),
       h("dt", null, "Username"), h("dd", null, ctx.identity?.user.username || "—"),
       h("dt", null, "Organisation"), h("dd", null, ctx.identity?.org.friendly_name || ctx.identity?.org.name || "—"),
@@ -32,16 +32,16 @@ export async function render(ctx) {
     ),
     persisted || !navigator.storage?.persist
       ? null
-      : h("button", { type: "button", class: "btn secondary", onclick: async () => {
+      : h("button", { type: "button", class: "button button--secondary", onclick: async () => {
           persisted = await navigator.storage.persist();
           persistState.textContent = persisted ? "Yes" : "No (the browser declined)";
         } }, "Keep data on this device"),
-    h("div", { class: "actions stacked" },
-      h("button", { type: "button", class: "btn secondary", onclick: () => ctx.reconfigure() }, "Reconfigure"),
-      h("button", { type: "button", class: "btn secondary", onclick: () => ctx.signOut(false) }, "Sign out"),
-      h("button", { type: "button", class: "btn danger", onclick: () => ctx.signOut(true) }, "Sign out and clear this device"),
-      h("button", { type: "button", class: "btn danger", onclick: () => ctx.clearDevice() }, "Clear this device"),
+    h("div", { class: "stack" },
+      h("button", { type: "button", class: "button button--secondary button--block", onclick: () => ctx.reconfigure() }, "Reconfigure"),
+      h("button", { type: "button", class: "button button--secondary button--block", onclick: () => ctx.signOut(false) }, "Sign out"),
+      h("button", { type: "button", class: "button button--danger button--block", onclick: () => ctx.signOut(true) }, "Sign out and clear this device"),
+      h("button", { type: "button", class: "button button--danger button--block", onclick: () => ctx.clearDevice() }, "Clear this device"),
     ),
-    h("p", { class: "hint" }, "Reconfigure deletes this organisation's data, customizations and unsynced changes from this device; other organisations stay. Clear this device removes every organisation's data."),
+    h("p", { class: "muted" }, "Reconfigure deletes this organisation's data, customizations and unsynced changes from this device; other organisations stay. Clear this device removes every organisation's data."),
   );
 }
