@@ -1,0 +1,135 @@
+// Outpost's service worker: keeps the app shell in a versioned cache so the app opens with no
+// network, and waits for the user's go-ahead before a new version takes over.
+//
+// Rendered by the server (webapp/shell.py) with the content hash of every static file; any
+// changed file changes this script, so the browser installs a new worker. Kept to install,
+// activate, fetch and one message: it imports none of the app's modules.
+//   navigations  network first; the cached shell when the network fails, errs or is slow
+//   assets       cache first (when the URL's ?v= is this version's hash, or has none)
+//   /api/*, WebSocket, everything else   network only, never cached
+'use strict';
+
+const VERSION = {{ version|tojson }};
+const CACHE_PREFIX = {{ cache_prefix|tojson }};
+const CACHE = CACHE_PREFIX + VERSION;
+const SHELL_URL = {{ shell_url|tojson }};
+const HASH_LENGTH = {{ hash_length|tojson }};
+/** @type {Array<{url: string, hash: string}>} */
+const PRECACHE = {{ precache|tojson }};
+const HASHES = new Map(PRECACHE.map((entry) => [entry.url, entry.hash]));
+const NAVIGATION_TIMEOUT_MS = 3000; // a network slower than this gets the cached shell
+const NETWORK_ONLY = ['/api', '/admin', '/healthz', '/sw.js'];
+
+self.addEventListener('install', (event) => {
+  // No skipWaiting here: a new version waits until the page asks (see the message handler).
+  event.waitUntil(precache());
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      const names = await caches.keys();
+      await Promise.all(names.filter((n) => n.startsWith(CACHE_PREFIX) && n !== CACHE).map((n) => caches.delete(n)));
+      await self.clients.claim();
+    })(),
+  );
+});
+
+self.addEventListener('message', (event) => {
+  if (event.data && event.data.type === 'SKIP_WAITING') self.skipWaiting();
+});
+
+self.addEventListener('fetch', (event) => {
+  const request = event.request;
+  if (request.method !== 'GET') return;
+  const url = new URL(request.url);
+  if (url.origin !== self.location.origin) return;
+  if (NETWORK_ONLY.some((p) => url.pathname === p || url.pathname.startsWith(p + '/'))) return;
+  if (request.mode === 'navigate') {
+    event.respondWith(navigate(request));
+  } else if (HASHES.has(url.pathname) && url.pathname !== SHELL_URL) {
+    event.respondWith(asset(request, url));
+  }
+});
+
+/** Fetch every file of this version (bypassing the HTTP cache), check its hash, store it under its plain URL. */
+async function precache() {
+  const cache = await caches.open(CACHE);
+  try {
+    await Promise.all(
+      PRECACHE.map(async ({ url, hash }) => {
+        const shell = url === SHELL_URL;
+        const response = await fetch(shell ? url : `${url}?v=${hash}`, { cache: 'reload', credentials: 'same-origin' });
+        if (!response.ok) throw new Error(`precache: ${url} answered ${response.status}`);
+        // The shell page is rendered per request, so only static files are held to their hash.
+        if (!shell && (await digest(response.clone())) !== hash) {
+          throw new Error(`precache: ${url} changed on the server while this version installed`);
+        }
+        await cache.put(url, response);
+      }),
+    );
+  } catch (err) {
+    await caches.delete(CACHE); // a half-filled cache must never serve; the next update check retries
+    throw err;
+  }
+}
+
+/** The short content hash the server uses (SHA-256, first hex digits). */
+async function digest(response) {
+  const bytes = await crypto.subtle.digest('SHA-256', await response.arrayBuffer());
+  const hex = Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, '0')).join('');
+  return hex.slice(0, HASH_LENGTH);
+}
+
+/** Network first; the cached shell when the device is offline, the network fails, errs (5xx) or is slow. */
+async function navigate(request) {
+  const shell = () => caches.open(CACHE).then((cache) => cache.match(SHELL_URL));
+  if (self.navigator.onLine === false) {
+    const cached = await shell();
+    if (cached) return cached;
+  }
+  const network = fetch(request);
+  try {
+    const response = await withTimeout(network, NAVIGATION_TIMEOUT_MS);
+    if (response.status < 500) return response;
+    return (await shell()) || response;
+  } catch (err) {
+    network.catch(() => {}); // a late failure of the abandoned request is not an error
+    const cached = await shell();
+    if (cached) return cached;
+    throw err;
+  }
+}
+
+/** Cache first for this version's files; anything else from the network, the cache as last resort. */
+async function asset(request, url) {
+  const cache = await caches.open(CACHE);
+  const wanted = url.searchParams.get('v');
+  if (wanted === null || wanted === HASHES.get(url.pathname)) {
+    const hit = await cache.match(url.pathname);
+    if (hit) return hit;
+  }
+  try {
+    return await fetch(request);
+  } catch (err) {
+    const hit = await cache.match(url.pathname); // another version's file beats none at all offline
+    if (hit) return hit;
+    throw err;
+  }
+}
+
+function withTimeout(promise, ms) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
