@@ -62,7 +62,7 @@ DEFAULT_ROLES: dict[str, list[Grant]] = {
             append=PARENTCHILD,
             appendto=PARENTCHILD,
         ),
-        *_grants(["incident"], read=PARENTCHILD, appendto=PARENTCHILD),
+        *_all(["incident"], BU, read=PARENTCHILD, appendto=PARENTCHILD),
         *_grants(REFERENCE, read=ORG, appendto=ORG),
         *_grants(
             ["product", "transactioncurrency", "competitor", "competitoraddress"], create=ORG, write=ORG, append=ORG
@@ -71,7 +71,8 @@ DEFAULT_ROLES: dict[str, list[Grant]] = {
     "Salesperson": [
         *_all(SALES_RECORDS, USER, read=BU, appendto=BU),
         *_all(PIPELINE + ACTIVITIES + NOTES, USER),
-        *_grants(["incident"], read=BU, appendto=BU),
+        # A salesperson turns a customer visit into a case (convert activity to case).
+        *_grants(["incident"], create=USER, read=BU, write=USER, append=USER, appendto=BU),
         *_grants(REFERENCE, read=ORG, appendto=ORG),
         *_grants(["competitor", "competitoraddress"], create=ORG, write=ORG, append=ORG),
     ],

@@ -353,6 +353,7 @@ export class Store {
       v._ownerid_value = this.user.id;
       v[`_ownerid_value${LOOKUP_NAME}`] = "systemuser";
       v._owningbusinessunit_value = this.user.business_unit_id ?? null;
+      if (v._owningbusinessunit_value) v[`_owningbusinessunit_value${LOOKUP_NAME}`] = "businessunit";
     }
     const state = meta.attributes.find((a) => a.logical_name === "statuscode");
     if (state) {
