@@ -291,6 +291,13 @@ def to_wire(session: Session, model: OrgModel, p: Principal, entity: Entity, row
     return _wire(session, model, p, entity, [row], QueryOptions())[0]
 
 
+def to_wire_many(
+    session: Session, model: OrgModel, p: Principal, entity: Entity, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Many rows at once: lookup names load in one query per target entity, not per row."""
+    return _wire(session, model, p, entity, rows, QueryOptions()) if rows else []
+
+
 def _wire(
     session: Session, model: OrgModel, p: Principal, entity: Entity, rows: list[dict[str, Any]], opts: QueryOptions
 ) -> list[dict[str, Any]]:

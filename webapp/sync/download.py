@@ -22,7 +22,7 @@ from webapp.crm.changes import current_change
 from webapp.crm.errors import BadRequest
 from webapp.crm.registry import OrgModel
 from webapp.crm.tables import changelog
-from webapp.security.operations import to_wire
+from webapp.security.operations import to_wire_many
 from webapp.security.scope import Principal
 from webapp.sync.profile import device_scope, downloadable, is_offline
 
@@ -56,7 +56,7 @@ def download_page(
     total = None
     if after is None:
         total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-    records = [to_wire(session, model, p, entity, r) for r in rows] if rows else []
+    records = to_wire_many(session, model, p, entity, rows)
     return {
         "entity": entity_name,
         "records": records,
@@ -102,33 +102,31 @@ def changes_since(session: Session, model: OrgModel, p: Principal, cursor: int, 
     latest: dict[tuple[str, str], Any] = {}
     for r in rows:
         latest[(r.entity, r.recordid)] = r  # the last change of each record in this batch decides
+    held_entities = {e.logical_name for e in downloadable(model)}
+    by_entity: dict[str, list[str]] = {}
     for (entity_name, record_id), r in latest.items():
-        entity = model.entities.get(entity_name)
-        if entity is None or not is_offline(model, entity) or entity not in downloadable(model):
+        if entity_name not in held_entities:
             continue
         if r.operation == "delete":
             out.removes.append({"entity": entity_name, "id": record_id, "reason": "deleted"})
-            continue
-        src = model.selectable(entity)
-        row = (
-            session.execute(
-                select(src).where(
-                    src.c.organizationid == model.org_id,
-                    src.c[entity.primary_id] == record_id,
-                    device_scope(model, p, entity),
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            gone = session.execute(
-                select(src.c[entity.primary_id]).where(
-                    src.c.organizationid == model.org_id, src.c[entity.primary_id] == record_id
-                )
-            ).first()
-            reason = "out_of_scope" if gone is not None else "deleted"
-            out.removes.append({"entity": entity_name, "id": record_id, "reason": reason})
         else:
-            out.upserts.append({"entity": entity_name, "record": to_wire(session, model, p, entity, dict(row))})
+            by_entity.setdefault(entity_name, []).append(record_id)
+    for entity_name, ids in by_entity.items():
+        entity = model.entity(entity_name)
+        src = model.selectable(entity)
+        pk = src.c[entity.primary_id]
+        held = [
+            dict(row)
+            for row in session.execute(
+                select(src).where(src.c.organizationid == model.org_id, pk.in_(ids), device_scope(model, p, entity))
+            ).mappings()
+        ]
+        kept = {row[entity.primary_id] for row in held}
+        existing = set(session.execute(select(pk).where(src.c.organizationid == model.org_id, pk.in_(ids))).scalars())
+        for record_id in ids:
+            if record_id not in kept:
+                reason = "out_of_scope" if record_id in existing else "deleted"
+                out.removes.append({"entity": entity_name, "id": record_id, "reason": reason})
+        for record in to_wire_many(session, model, p, entity, held):
+            out.upserts.append({"entity": entity_name, "record": record})
     return out

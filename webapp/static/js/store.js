@@ -54,6 +54,9 @@ export class Store {
     this.bySet = {};
     /** @type {Set<(change: {entities: string[]}) => void>} */
     this.listeners = new Set();
+    /** Views by entity, kept until that entity changes (lists and queries read them often). @type {Map<string, any[]>} */
+    this.cache = new Map();
+    this.generation = 0; // moves on every change, so a read that raced a write is not cached
   }
 
   /**
@@ -92,6 +95,11 @@ export class Store {
   /** @param {string[]} entities */
   notify(entities) {
     const unique = [...new Set(entities)];
+    this.generation += 1;
+    for (const name of unique) {
+      this.cache.delete(name);
+      if (this.entities[name]?.is_activity) this.cache.delete("activitypointer");
+    }
     for (const fn of this.listeners) {
       try {
         fn({ entities: unique });
@@ -149,15 +157,20 @@ export class Store {
 
   /** Every record of an entity as the user sees it (activitypointer: every activity). @param {string} entity */
   async all(entity) {
+    const cached = this.cache.get(entity);
+    if (cached) return cached.slice();
     const names = entity === "activitypointer" ? this.activityTypes() : [entity];
-    return transact(this.db, [RECORDS], "readonly", async (tx) => {
+    const generation = this.generation;
+    const out = await transact(this.db, [RECORDS], "readonly", async (tx) => {
       const index = tx.objectStore(RECORDS).index("entity");
-      const out = [];
+      const views = [];
       for (const name of names) {
-        for (const row of await getAll(index, name)) if (row.view) out.push(row.view);
+        for (const row of await getAll(index, name)) if (row.view) views.push(row.view);
       }
-      return out;
+      return views;
     });
+    if (generation === this.generation) this.cache.set(entity, out);
+    return out.slice();
   }
 
   activityTypes() {
@@ -438,13 +451,14 @@ export class Store {
       const records = tx.objectStore(RECORDS);
       const touched = new Set();
       const touches = tx.objectStore(QUEUE).index("touches");
+      const anyPending = (await promised(tx.objectStore(QUEUE).count())) > 0; // a first download has none
       for (const { entity, record } of items) {
         const meta = this.entities[entity];
         if (!meta) continue;
         const id = record[meta.primary_id];
         const row = await promised(records.get([entity, id]));
         if (row?.server && row.server.versionnumber >= record.versionnumber) continue; // own change coming back
-        if ((await promised(touches.count(`${entity}|${id}`))) === 0) {
+        if (!anyPending || (await promised(touches.count(`${entity}|${id}`))) === 0) {
           await promised(records.put({ entity, id, server: record, view: record, pending: 0, tokens: this.tokens(entity, record) }));
         } else {
           await promised(records.put({ ...(row || { entity, id }), server: record }));
@@ -551,6 +565,8 @@ export class Store {
 
   /** Replace every record of an entity (a fresh first download of it). @param {string} entity */
   async clearEntity(entity) {
+    this.generation += 1;
+    this.cache.delete(entity);
     await transact(this.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
       const records = tx.objectStore(RECORDS);
       const rows = await getAll(records.index("entity"), entity);
