@@ -133,3 +133,55 @@ function withTimeout(promise, ms) {
     );
   });
 }
+
+// Background Sync: with no tab open, deliver each store's queued operations over HTTP. The
+// worker never touches the device's records: when the app opens again it re-sends the same
+// operations and the server's ledger answers with these first results, which empties the queue
+// the usual way (nothing leaves the queue before its ack is stored on the device).
+self.addEventListener('sync', (event) => {
+  if (event.tag === 'outpost-queue') event.waitUntil(deliverQueues());
+});
+
+async function deliverQueues() {
+  // A visible app runs its own sync loop: just nudge it. A hidden or closing tab may be gone
+  // before it syncs, so the worker delivers the queue itself.
+  const visible = (await self.clients.matchAll({ type: 'window' })).filter((c) => c.visibilityState === 'visible');
+  if (visible.length) {
+    for (const client of visible) client.postMessage({ type: 'outpost-sync' });
+    return;
+  }
+  const names = (await indexedDB.databases()).map((d) => d.name || '').filter((n) => n.startsWith('outpost:'));
+  for (const name of names) await deliverQueue(name);
+}
+
+function idbResult(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function deliverQueue(name) {
+  const db = await idbResult(indexedDB.open(name));
+  try {
+    if (!db.objectStoreNames.contains('queue') || !db.objectStoreNames.contains('meta')) return;
+    const tx = db.transaction(['queue', 'meta'], 'readonly');
+    const [ops, device, csrf] = await Promise.all([
+      idbResult(tx.objectStore('queue').getAll(null, 500)),
+      idbResult(tx.objectStore('meta').get('device_id')),
+      idbResult(tx.objectStore('meta').get('csrf')),
+    ]);
+    if (!ops.length || !device || !csrf) return;
+    const wire = ops.map(({ op_id, seq, kind, entity, id, base_version, changes, command, args }) =>
+      command ? { op_id, seq, kind, entity, id, base_version, changes, command, args } : { op_id, seq, kind, entity, id, base_version, changes });
+    const response = await fetch('/api/sync/push', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf.value },
+      body: JSON.stringify({ device_id: device.value, ops: wire }),
+    });
+    if (response.status >= 500) throw new Error('The server failed; the browser retries the sync later.');
+  } finally {
+    db.close();
+  }
+}

@@ -153,6 +153,7 @@ async function signIn(org, username, password) {
   const identity = { org: me.org, user: me.user };
   remember(identity);
   await openDevice(identity);
+  await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
   if (!ctx.store?.customizations) {
     // First sign-in on this device: the screens need the customizations even online-only.
     // Taking the offline data is the user's choice, offered when the sync channel says hello.
@@ -303,6 +304,7 @@ async function boot() {
     const identity = { org: me.org, user: me.user };
     remember(identity);
     await openDevice(identity);
+    await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
   } catch (err) {
     const e = /** @type {ApiError} */ (err);
     if (e.status === 0 && last) {

@@ -75,7 +75,11 @@ export class Sync {
     this.unsubscribe = store.subscribe(({ entities }) => this.channel?.postMessage({ type: "changed", entities }));
     this.onOnline = () => this.kick();
     this.onOffline = () => this.ws?.close();
-    this.onVisible = () => document.visibilityState === "visible" && this.kick();
+    this.onVisible = () => {
+      if (document.visibilityState === "visible") this.kick();
+      else if (this.status.pending > 0) this.#registerBackgroundSync(); // the tab may be closing
+    };
+    this.onWorkerMessage = (/** @type {MessageEvent} */ e) => e.data?.type === "outpost-sync" && this.kick();
   }
 
   // --- status ---------------------------------------------------------------------------
@@ -117,6 +121,7 @@ export class Sync {
     addEventListener("online", this.onOnline);
     addEventListener("offline", this.onOffline);
     document.addEventListener("visibilitychange", this.onVisible);
+    navigator.serviceWorker?.addEventListener("message", this.onWorkerMessage);
     await this.refreshCounts();
     const run = async () => {
       this.#set({ leader: true });
@@ -135,6 +140,7 @@ export class Sync {
     removeEventListener("online", this.onOnline);
     removeEventListener("offline", this.onOffline);
     document.removeEventListener("visibilitychange", this.onVisible);
+    navigator.serviceWorker?.removeEventListener("message", this.onWorkerMessage);
     this.unsubscribe();
     this.channel?.close();
     this.ws?.close();
@@ -146,7 +152,16 @@ export class Sync {
     this.wanted.push = true;
     if (!this.status.leader) this.channel?.postMessage({ type: "kick" });
     this.#wake();
-    this.refreshCounts().catch(() => {});
+    this.refreshCounts()
+      .then(() => this.status.pending > 0 && this.#registerBackgroundSync())
+      .catch(() => {});
+  }
+
+  /** Where the browser has Background Sync, the queue also reaches the server after the tab is closed. */
+  #registerBackgroundSync() {
+    navigator.serviceWorker?.ready
+      .then((r) => /** @type {any} */ (r).sync?.register("outpost-queue"))
+      .catch(() => {}); // no Background Sync here: the queue drains at the next start instead
   }
 
   /** Download the offline data again (after "Update" or "Download Customizations"). */

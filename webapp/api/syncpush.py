@@ -1,0 +1,50 @@
+"""`POST /api/sync/push`: the queue's HTTP way in, for the service worker's Background Sync.
+
+When the tab is closed the worker cannot hold the WebSocket, so it posts the queued operations
+here (session cookie + CSRF header, as any write). The replay is the socket's: same order,
+same ledger, same checks. The worker does not touch the device's records: when the app opens
+again it re-sends the same operations and the ledger answers with these first results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from webapp.api.context import caller, commit, db_session, json_body
+from webapp.api.errors import ApiError
+from webapp.crm.changes import utcnow
+from webapp.sync import devices
+from webapp.sync.replay import PushError, Replay, push
+
+bp = Blueprint("syncpush", __name__, url_prefix="/sync")
+
+
+@bp.post("/push")
+def push_ops() -> Any:
+    """Replay a batch for one of the caller's devices: `{results, error?}`."""
+    c = caller()
+    body = json_body()
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_message", "The body is {device_id, ops}.")
+    dbs = db_session()
+    try:
+        row = devices.register(
+            dbs, c.model.org_id, c.actor.user_id or "", body.get("device_id"), body.get("app_version")
+        )
+    except devices.DeviceError as exc:
+        raise ApiError(403 if exc.code == "device_mismatch" else 400, exc.code, exc.message) from exc
+    if row["status"] == "revoked":
+        raise ApiError(403, "revoked", "This device was revoked by an administrator.")
+    try:
+        results, stopped = push(Replay(dbs, c.model, c.principal, c.actor, row["deviceid"]), body.get("ops"))
+    except PushError as exc:
+        dbs.rollback()
+        return jsonify({"results": [], "error": exc.frame}), 400
+    devices.touch(dbs, row["deviceid"], last_sync=utcnow())
+    commit()
+    out: dict[str, Any] = {"results": results}
+    if stopped is not None:
+        out["error"] = stopped.frame
+    return jsonify(out)
