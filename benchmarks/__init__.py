@@ -55,9 +55,9 @@ def machine() -> dict[str, Any]:
 
 def run_suite(records: int, json_path: Path | None, only: list[str] | None = None) -> list[Row]:
     """Run every benchmark (or those named in `only`), print the table, write JSON if asked."""
-    from benchmarks import security
+    from benchmarks import device, security
 
-    suites = {"security": security.run}
+    suites = {"security": security.run, "device": device.run}
     rows: list[Row] = []
     for name, fn in suites.items():
         if only and name not in only:

@@ -1,0 +1,202 @@
+"""The device in a real headless Chromium: first download, search, cold start, replay, live push.
+
+One run, one machine, one data set (N accounts loaded with `load_bulk`), so the ratios mean
+something:
+- first download of N records into IndexedDB (records/s) and a raw IndexedDB bulk put of the
+  same records with one index in the same page (the physical limit here): ratio;
+- categorized search (prefix, first 50) over the N records of one entity: p50 / p95;
+- a system view (first 50 by name) from the device: p50 / p95;
+- offline cold start: navigation to the first view rendered, server stopped, browser running;
+- replay of M queued operations end to end (queued offline, server restarted, until acked);
+- live push: a change on device A visible in device B's store, p50 / p95.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import Report, median_ms, p95_ms
+
+CHROMIUM = os.environ.get("OUTPOST_CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+RAW_PUT = """async (records) => {
+  const name = 'bench-raw-' + Math.random();
+  const db = await new Promise((res, rej) => {
+    const r = indexedDB.open(name, 1);
+    r.onupgradeneeded = () => r.result.createObjectStore('records', { keyPath: ['entity', 'id'] }).createIndex('entity', 'entity');
+    r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error);
+  });
+  const t0 = performance.now();
+  await new Promise((res, rej) => {
+    const tx = db.transaction('records', 'readwrite');
+    const s = tx.objectStore('records');
+    for (const rec of records) s.put({ entity: 'account', id: rec.accountid, server: rec, view: rec });
+    tx.oncomplete = res; tx.onerror = () => rej(tx.error);
+  });
+  const ms = performance.now() - t0;
+  db.close(); indexedDB.deleteDatabase(name);
+  return ms;
+}"""
+
+ARRIVAL = """(id) => new Promise((resolve) => {
+  const store = window.Outpost.ctx.store;
+  let stop = () => {};
+  const check = async () => { if (await store.get('lead', id)) { stop(); resolve(true); } };
+  stop = store.subscribe(check);
+  check();
+})"""
+
+TIMED = """async ([what, arg, runs]) => {
+  const ctx = window.Outpost.ctx;
+  const samples = [];
+  for (let i = 0; i < runs + 2; i++) {
+    const t0 = performance.now();
+    if (what === 'search') await ctx.store.search(['account'], arg[i % arg.length], 50);
+    else await ctx.data.query('account', arg, 50);
+    if (i >= 2) samples.push(performance.now() - t0);
+  }
+  return samples;
+}"""
+
+
+def sign_in(page: Any, base: str, username: str, password: str) -> None:
+    """Sign in through the UI and take the offline updates (the download is timed by the caller)."""
+    page.goto(base + "/")
+    page.get_by_label("Organisation").fill("contoso")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("dialog", name="Offline Updates Available").wait_for(timeout=60_000)
+
+
+def run(records: int, report: Report, replay_ops: int | None = None) -> None:
+    """Load `records` accounts, then measure the device against them."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.live import LiveServer
+    from webapp import create_app, services
+    from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo, load_bulk
+
+    replay_ops = replay_ops or max(50, min(5000, records // 10))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        app = create_app({"DATABASE_URL": f"sqlite:///{folder / 'outpost.db'}"})
+        svc = services(app)
+        with svc.db.session(write=True) as dbs:
+            build_demo(dbs, svc.registry, svc.hasher)
+            load_bulk(dbs, svc.registry, DEMO_ORG, records, progress=False, mix=(("account", 1.0),))
+            dbs.commit()
+        svc.db.dispose()
+        server = LiveServer(folder).start()
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                device = {k: v for k, v in pw.devices["Pixel 7"].items() if k != "default_browser_type"}
+                context = browser.new_context(**device)
+                context.set_default_timeout(600_000)
+                page = context.new_page()
+                sign_in(page, server.base, "admin", DEMO_PASSWORD)
+                t0 = time.perf_counter()
+                page.get_by_role("button", name="Update").click()
+                page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
+                elapsed = time.perf_counter() - t0
+                held = page.evaluate(
+                    "async () => Object.values(await window.Outpost.ctx.store.counts()).reduce((a, b) => a + b, 0)"
+                )
+                rate = held / elapsed
+                report("first download", rate, "rec/s", f"{held:,} records in {elapsed:.1f} s (admin holds all)")
+                accounts = page.evaluate("() => window.Outpost.ctx.store.all('account')")
+                raw_ms = page.evaluate(RAW_PUT, accounts)
+                raw_rate = len(accounts) / (raw_ms / 1000)
+                report(
+                    "raw IndexedDB bulk put",
+                    raw_rate,
+                    "rec/s",
+                    f"{len(accounts):,} records, one transaction, one index",
+                )
+                report("first download vs raw put", raw_rate / rate, "x", "target <= 1.5 (issue 8)")
+
+                prefixes = ["a", "ca", "no", "st", "be", "ma", "gr", "li"]
+                samples = page.evaluate(TIMED, ["search", prefixes, 30])
+                report(
+                    "categorized search p50",
+                    statistics.median(samples),
+                    "ms",
+                    f"first 50 of {len(accounts):,} accounts",
+                )
+                report(
+                    "categorized search p95", sorted(samples)[int(0.95 * (len(samples) - 1))], "ms", "target < 16 ms"
+                )
+                samples = page.evaluate(
+                    TIMED, ["view", "$select=name,address1_city&$filter=statecode eq 0&$orderby=name asc", 15]
+                )
+                report("system view p50", statistics.median(samples), "ms", "first 50 by name, from the device")
+                report("system view p95", sorted(samples)[int(0.95 * (len(samples) - 1))], "ms", "")
+
+                # Offline cold start: the browser is running; navigation to the first view rendered.
+                server.stop()
+                starts = []
+                for _ in range(12):
+                    cold = context.new_page()
+                    t0 = time.perf_counter()
+                    cold.goto(server.base + "/")
+                    cold.get_by_role("heading", name="Contoso").wait_for()
+                    starts.append(time.perf_counter() - t0)
+                    cold.close()
+                report("offline cold start p50", median_ms(starts[2:]), "ms", "server stopped; target < 500 ms")
+                report("offline cold start p95", p95_ms(starts[2:]), "ms", "")
+
+                # Replay: queue M creates offline, restart, time until every op is acked.
+                page.evaluate(
+                    """async (n) => { for (let i = 0; i < n; i++)
+                         await window.Outpost.ctx.data.create('account', {name: 'Replay ' + i}); }""",
+                    replay_ops,
+                )
+                page.wait_for_function(f"() => window.Outpost.ctx.sync.status.pending === {replay_ops}")
+                server.start()
+                t0 = time.perf_counter()
+                page.evaluate("() => window.Outpost.ctx.sync.kick()")
+                page.wait_for_function(
+                    "() => { const s = window.Outpost.ctx.sync.status; return s.connection === 'online' && s.pending === 0; }",
+                    polling=50,
+                )
+                elapsed = time.perf_counter() - t0
+                report(
+                    "replay end to end", replay_ops / elapsed, "ops/s", f"{replay_ops:,} creates queued offline, acked"
+                )
+
+                # Live push between two devices.
+                other = browser.new_context(**device)
+                other.set_default_timeout(600_000)
+                page_b = other.new_page()
+                sign_in(page_b, server.base, "admin", DEMO_PASSWORD)
+                page_b.get_by_role("button", name="Skip for now").click()
+                page_b.evaluate("() => window.Outpost.ctx.updateOffline()")
+                page_b.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
+                latencies = []
+                for i in range(20):
+                    rid = page.evaluate(
+                        "(i) => window.Outpost.ctx.data.create('lead', {subject: 'Push ' + i, lastname: 'P'})", i
+                    )
+                    t0 = time.perf_counter()
+                    page_b.evaluate(ARRIVAL, rid)  # resolves when B's store has the record
+                    latencies.append(time.perf_counter() - t0)
+                report("live push p50", median_ms(latencies), "ms", "A writes, B's store has it (2 devices)")
+                report("live push p95", p95_ms(latencies), "ms", "")
+                browser.close()
+        finally:
+            server.stop()
