@@ -37,7 +37,8 @@ RAW_PUT = """async (records) => {
   const name = 'bench-raw-' + Math.random();
   const db = await new Promise((res, rej) => {
     const r = indexedDB.open(name, 1);
-    r.onupgradeneeded = () => r.result.createObjectStore('records', { keyPath: ['entity', 'id'] }).createIndex('entity', 'entity');
+    r.onupgradeneeded = () =>
+      r.result.createObjectStore('records', { keyPath: ['entity', 'id'] }).createIndex('entity', 'entity');
     r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error);
   });
   const t0 = performance.now();
@@ -171,7 +172,8 @@ def run(records: int, report: Report, replay_ops: int | None = None) -> None:
                 t0 = time.perf_counter()
                 page.evaluate("() => window.Outpost.ctx.sync.kick()")
                 page.wait_for_function(
-                    "() => { const s = window.Outpost.ctx.sync.status; return s.connection === 'online' && s.pending === 0; }",
+                    "() => { const s = window.Outpost.ctx.sync.status;"
+                    " return s.connection === 'online' && s.pending === 0; }",
                     polling=50,
                 )
                 elapsed = time.perf_counter() - t0
