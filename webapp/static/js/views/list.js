@@ -1,0 +1,583 @@
+// @ts-check
+/**
+ * List: one entity's system views, answered from the device once it is offline-ready (else from
+ * the Web API) with the same OData options either way.
+ *
+ * - A "View" select switches between the entity's system views — every entity's, activities
+ *   included (Activities lists every activity type, each row labelled with its type).
+ * - Columns come from the view; a linked column "lookup.attr" shows `attr` of the record the
+ *   lookup points at (an `$expand`, resolved on the device), a lookup column its name.
+ * - The view's `$orderby` sorts until a column header is tapped (ascending, then descending;
+ *   `aria-sort` says which).
+ * - "Search <entities>": the categorized search over this entity's quick-find columns (the
+ *   device's search index when offline-ready, else `contains` filters on the server).
+ * - Rows open the record; checkboxes select rows ("Selected: N", kept in `ctx.selection` for
+ *   commands that act on a selection); rows with unsynced changes say "Not synced".
+ *
+ * The screen's state lives in the hash (`#/list/<entity>?view=&sort=&dir=&q=&n=`), updated in
+ * place with `history.replaceState`, so a re-render after a data change shows the same thing.
+ *
+ * Also the helpers the other screens share: formatting values, links and permissions.
+ */
+import { h } from "../dom.js";
+import { listCommands } from "./commands.js";
+
+export const live = true;
+
+const PAGE = 50;
+const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
+const LOGICAL = "@Microsoft.Dynamics.CRM.lookuplogicalname";
+/** Entities the Web API does not write (managed by an administrator), for online-only mode. */
+const NOT_API_WRITABLE = new Set(["systemuser", "team", "businessunit", "activitypointer"]);
+const SYSTEM_LABELS = /** @type {Record<string, string>} */ ({
+  createdon: "Created On",
+  modifiedon: "Modified On",
+  ownerid: "Owner",
+  owningbusinessunit: "Business Unit",
+  createdby: "Created By",
+  modifiedby: "Modified By",
+  versionnumber: "Version",
+});
+const SYSTEM_TYPES = /** @type {Record<string, string>} */ ({
+  createdon: "datetime",
+  modifiedon: "datetime",
+  ownerid: "lookup",
+  owningbusinessunit: "lookup",
+  createdby: "lookup",
+  modifiedby: "lookup",
+  versionnumber: "integer",
+});
+
+/** The rows selected in each entity's list, kept across re-renders. @type {Map<string, Set<string>>} */
+const selections = new Map();
+
+// --- helpers shared by the screens ---------------------------------------------------------------
+
+/**
+ * An attribute of an entity, including the system columns every record has.
+ * @param {any} meta @param {string} name
+ * @returns {any|null}
+ */
+export function attributeOf(meta, name) {
+  const attr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === name);
+  if (attr) return attr;
+  if (SYSTEM_TYPES[name]) return { logical_name: name, type: SYSTEM_TYPES[name], display_name: SYSTEM_LABELS[name], targets: [], read_only: true };
+  return null;
+}
+
+/** @param {any} attr */
+export function labelOf(attr) {
+  return attr?.display_name || SYSTEM_LABELS[attr?.logical_name] || attr?.logical_name || "";
+}
+
+/** Whether an entity's records are on this device (offline-enabled and readable offline). @param {any} ctx @param {string} entity */
+export function onDevice(ctx, entity) {
+  const profile = ctx.store?.customizations?.offline_profile;
+  const meta = ctx.store?.entities[entity];
+  if (!meta || !profile?.enabled || !meta.offline_commands.includes("read")) return false;
+  return Boolean(profile.entities?.[entity]?.enabled);
+}
+
+/** Whether reads and writes go to the device (offline-ready) rather than the server. @param {any} ctx */
+export function isLocal(ctx) {
+  return Boolean(ctx.data?.local);
+}
+
+/**
+ * Whether the user may run a command on an entity here: offline, as its offline commands say;
+ * online-only, where the Web API writes the entity.
+ * @param {any} ctx @param {any} meta @param {"create"|"update"|"delete"} command
+ */
+export function allowed(ctx, meta, command) {
+  if (isLocal(ctx)) return meta.offline_commands.includes(command);
+  if (meta.api_writable === false || NOT_API_WRITABLE.has(meta.logical_name)) return false;
+  return true;
+}
+
+/** The entity an activity record really is (activitypointer rows carry it). @param {any} meta @param {any} record */
+export function concreteEntity(meta, record) {
+  return meta.logical_name === "activitypointer" && record?.activitytypecode ? record.activitytypecode : meta.logical_name;
+}
+
+/** Where a record opens. @param {any} meta @param {any} record */
+export function recordHref(meta, record) {
+  return `#/record/${encodeURIComponent(concreteEntity(meta, record))}/${encodeURIComponent(record[meta.primary_id])}`;
+}
+
+/** The record's name, or a stand-in. @param {any} meta @param {any} record */
+export function nameOf(meta, record) {
+  const name = record?.[meta.primary_name];
+  return name === null || name === undefined || name === "" ? "(no name)" : String(name);
+}
+
+/** "entity|id" of every record with operations still waiting to sync. @param {any} ctx @returns {Promise<Set<string>>} */
+export async function pendingKeys(ctx) {
+  if (!isLocal(ctx) || !ctx.store) return new Set();
+  const ops = await ctx.store.pending(100_000);
+  return new Set(ops.flatMap((/** @type {any} */ op) => op.touches || [`${op.entity}|${op.id}`]));
+}
+
+/** A "Not synced" badge (the record has changes waiting on the device). */
+export function pendingBadge() {
+  return h("span", { class: "badge badge--pending" }, "Not synced");
+}
+
+/** @param {number} n */
+const pad = (n) => String(n).padStart(2, "0");
+
+/** A UTC datetime as the phone's local "YYYY-MM-DD HH:MM". @param {string} iso */
+export function localDateTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** A money value with its currency, trusting the server's formatted value only while it still matches. @param {any} record @param {string} name */
+export function moneyText(record, name) {
+  const value = record[name];
+  if (value === null || value === undefined) return "";
+  const formatted = record[`${name}${FORMATTED}`];
+  if (typeof formatted === "string") {
+    const amount = Number(formatted.replace(/[^0-9.-]/g, ""));
+    if (Math.abs(amount - Number(value)) < 0.005) return formatted;
+  }
+  return Number(value).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+/**
+ * One attribute of a record as text, the way a person reads it.
+ * @param {any} ctx @param {any} meta @param {any} record @param {string} name
+ */
+export function formatValue(ctx, meta, record, name) {
+  if (!record) return "";
+  const attr = attributeOf(meta, name);
+  if (!attr) return "";
+  if (attr.type === "lookup") {
+    const id = record[`_${name}_value`];
+    if (!id) return "";
+    return String(record[`_${name}_value${FORMATTED}`] ?? "(no name)");
+  }
+  const value = record[name];
+  if (value === null || value === undefined || value === "") return "";
+  if (name === "activitytypecode") return ctx.store?.entities[value]?.display_name || String(value);
+  switch (attr.type) {
+    case "optionset":
+      return String(record[`${name}${FORMATTED}`] ?? attr.options?.find((/** @type {any} */ o) => o.value === value)?.label ?? value);
+    case "money":
+      return moneyText(record, name);
+    case "integer":
+    case "decimal":
+      return Number(value).toLocaleString();
+    case "boolean":
+      return value ? "Yes" : "No";
+    case "datetime":
+      return localDateTime(value);
+    default:
+      return String(value);
+  }
+}
+
+/** An OData string literal. @param {string} text */
+export function odataString(text) {
+  return `'${String(text).replace(/'/g, "''")}'`;
+}
+
+/**
+ * Options as an OData option string, values URL-encoded as the Web API and the device read them
+ * (the `$` of the keys stays as it is, the way people write them).
+ * @param {Record<string, string|undefined|null>} options
+ */
+export function optionString(options) {
+  return Object.entries(options)
+    .filter(([, value]) => value)
+    .map(([key, value]) => `${key}=${encodeURIComponent(String(value))}`)
+    .join("&");
+}
+
+/**
+ * Make sure screens.css is on the page (the shell links it; this covers a shell that does not yet).
+ */
+export function ensureStyles() {
+  if (document.querySelector('link[rel="stylesheet"][href*="css/screens.css"]')) return;
+  const app = /** @type {HTMLLinkElement|null} */ (document.querySelector('link[rel="stylesheet"][href*="css/app.css"]'));
+  const href = app ? app.href.replace(/css\/app\.css(\?.*)?$/, "css/screens.css") : "/static/css/screens.css";
+  document.head.appendChild(h("link", { rel: "stylesheet", href }));
+}
+
+/** A screen saying why there is nothing to show. @param {string} title @param {string} text */
+export function emptyScreen(title, text) {
+  return h(
+    "section",
+    { class: "screen stack" },
+    h("h1", null, title),
+    h("p", { class: "empty-state__text" }, text),
+    h("a", { class: "button button--secondary", href: "#/" }, "Home"),
+  );
+}
+
+// --- the list ------------------------------------------------------------------------------------
+
+/**
+ * The columns of a view, resolved against the metadata.
+ * @param {any} ctx @param {any} meta @param {any} view
+ * @returns {{key: string, label: string, attr: any, lookup?: any, targets?: {entity: string, nav: string}[], sortable: boolean}[]}
+ */
+function viewColumns(ctx, meta, view) {
+  const out = [];
+  for (const key of view.columns) {
+    const dot = key.indexOf(".");
+    if (dot < 0) {
+      const attr = attributeOf(meta, key);
+      if (!attr) continue;
+      out.push({ key, label: labelOf(attr), attr, sortable: attr.type !== "lookup" });
+      continue;
+    }
+    const lookup = attributeOf(meta, key.slice(0, dot));
+    const name = key.slice(dot + 1);
+    if (!lookup || lookup.type !== "lookup") continue;
+    /** @type {{entity: string, nav: string}[]} */
+    const targets = [];
+    let attr = null;
+    for (const target of lookup.targets) {
+      const tmeta = ctx.store.entities[target];
+      const tattr = tmeta && attributeOf(tmeta, name);
+      if (!tattr) continue;
+      attr = attr || tattr;
+      targets.push({ entity: target, nav: lookup.targets.length > 1 ? `${lookup.logical_name}_${target}` : lookup.logical_name });
+    }
+    if (!attr) continue;
+    out.push({ key, label: `${labelOf(attr)} (${labelOf(lookup)})`, attr, lookup, targets, sortable: false });
+  }
+  return out;
+}
+
+/**
+ * The value of a column in a row (a linked column reads the expanded record).
+ * @param {any} ctx @param {any} meta @param {any} record @param {ReturnType<typeof viewColumns>[number]} column
+ */
+function cellText(ctx, meta, record, column) {
+  if (!column.lookup) return formatValue(ctx, meta, record, column.key);
+  const lookupName = column.lookup.logical_name;
+  const target = record[`_${lookupName}_value${LOGICAL}`] || column.lookup.targets[0];
+  const link = column.targets?.find((t) => t.entity === target);
+  const linked = link ? record[link.nav] : null;
+  if (!linked) return "";
+  return formatValue(ctx, ctx.store.entities[target], linked, column.attr.logical_name);
+}
+
+/** The first term of an `$orderby`. @param {string} orderby */
+function firstOrder(orderby) {
+  const [col = "", dir = "asc"] = String(orderby || "").split(",")[0].trim().split(/\s+/);
+  return { col, dir: dir.toLowerCase() === "desc" ? "desc" : "asc" };
+}
+
+/**
+ * @param {any} ctx
+ * @param {{parts: string[], query: URLSearchParams}} params
+ */
+export async function render(ctx, params) {
+  ensureStyles();
+  const store = ctx.store;
+  const entity = params.parts[0] || "";
+  if (!store?.customizations) return emptyScreen("Outpost", "Connect once to download your organisation's customizations.");
+  const meta = store.entities[entity];
+  if (!meta) return emptyScreen("Not found", `There is no entity called '${entity}'.`);
+  if (!meta.offline_commands.includes("read") && isLocal(ctx)) {
+    return emptyScreen(meta.display_collection_name, `${meta.display_collection_name} are not available offline.`);
+  }
+  if (isLocal(ctx) && !onDevice(ctx, entity)) {
+    return emptyScreen(meta.display_collection_name, `${meta.display_collection_name} are not available offline: your administrator has not enabled them for this device.`);
+  }
+  if (!meta.views.length) return emptyScreen(meta.display_collection_name, `${meta.display_collection_name} have no views.`);
+
+  const state = {
+    view: meta.views.find((/** @type {any} */ v) => v.id === params.query.get("view")) || meta.views[0],
+    sort: params.query.get("sort") || "",
+    dir: params.query.get("dir") === "desc" ? "desc" : "asc",
+    q: params.query.get("q") || "",
+    n: Math.max(PAGE, Number(params.query.get("n")) || PAGE),
+  };
+  const selected = selections.get(entity) || new Set();
+  selections.set(entity, selected);
+  ctx.selection = { entity, ids: [...selected] };
+
+  const results = h("div", { class: "list-results" });
+  const selectionStatus = h("p", { class: "list-toolbar__status muted", role: "status" }, `Selected: ${selected.size}`);
+  const clearSelection = h("button", { type: "button", class: "button button--secondary", hidden: selected.size === 0, onclick: () => {
+    selected.clear();
+    onSelection();
+    void refresh();
+  } }, "Clear selection");
+  const onSelection = () => {
+    selectionStatus.textContent = `Selected: ${selected.size}`;
+    clearSelection.hidden = selected.size === 0;
+    ctx.selection = { entity, ids: [...selected] };
+  };
+
+  /** Keep the screen's state in the hash without a navigation. */
+  const remember = () => {
+    const q = new URLSearchParams();
+    q.set("view", state.view.id);
+    if (state.sort) {
+      q.set("sort", state.sort);
+      q.set("dir", state.dir);
+    }
+    if (state.q) q.set("q", state.q);
+    if (state.n > PAGE) q.set("n", String(state.n));
+    history.replaceState(history.state, "", `#/list/${encodeURIComponent(entity)}?${q}`);
+  };
+
+  let generation = 0;
+  const refresh = async () => {
+    const mine = ++generation;
+    let content;
+    try {
+      content = await table(ctx, meta, state, selected, {
+        onSelection,
+        onSort: (/** @type {string} */ col) => {
+          const current = state.sort || firstOrder(state.view.orderby).col;
+          const currentDir = state.sort ? state.dir : firstOrder(state.view.orderby).dir;
+          state.dir = current === col && currentDir === "asc" ? "desc" : "asc";
+          state.sort = col;
+          remember();
+          void refresh().then(() => {
+            /** @type {HTMLElement|null} */ (results.querySelector(`button[data-sort="${CSS.escape(col)}"]`))?.focus();
+          });
+        },
+        onMore: () => {
+          state.n += PAGE;
+          remember();
+          void refresh();
+        },
+      });
+    } catch (err) {
+      content = h("p", { class: "field__error", role: "alert" }, `This view cannot be shown: ${/** @type {any} */ (err)?.message || err}`);
+    }
+    if (mine === generation) results.replaceChildren(content);
+  };
+
+  const viewSelect = h(
+    "select",
+    {
+      id: "list-view",
+      class: "input",
+      onchange: (/** @type {Event} */ e) => {
+        state.view = meta.views.find((/** @type {any} */ v) => v.id === /** @type {HTMLSelectElement} */ (e.target).value) || meta.views[0];
+        state.sort = "";
+        state.n = PAGE;
+        remember();
+        void refresh();
+      },
+    },
+    meta.views.map((/** @type {any} */ v) => h("option", { value: v.id, selected: v.id === state.view.id }, v.name)),
+  );
+
+  let typing = 0;
+  const searchInput = h("input", {
+    id: "list-search",
+    class: "search__input",
+    type: "search",
+    name: "q",
+    value: state.q,
+    autocomplete: "off",
+    placeholder: `Search ${meta.display_collection_name}`,
+    oninput: (/** @type {Event} */ e) => {
+      clearTimeout(typing);
+      const value = /** @type {HTMLInputElement} */ (e.target).value;
+      typing = window.setTimeout(() => {
+        state.q = value.trim();
+        state.n = PAGE;
+        remember();
+        void refresh();
+      }, 200);
+    },
+  });
+
+  const newButton = allowed(ctx, meta, "create")
+    ? h("button", { type: "button", class: "button button--primary", onclick: () => ctx.navigate(`#/new/${encodeURIComponent(entity)}`) }, "New")
+    : null;
+
+  await refresh();
+  return h(
+    "section",
+    { class: "screen stack list-screen" },
+    h("div", { class: "screen-header" }, h("h1", null, meta.display_collection_name), newButton),
+    h("div", { class: "field" }, h("label", { class: "field__label", for: "list-view" }, "View"), viewSelect),
+    h(
+      "form",
+      { class: "search", role: "search", "aria-label": `Search ${meta.display_collection_name}`, onsubmit: (/** @type {SubmitEvent} */ e) => {
+        e.preventDefault();
+        clearTimeout(typing);
+        state.q = /** @type {HTMLInputElement} */ (searchInput).value.trim();
+        state.n = PAGE;
+        remember();
+        void refresh();
+      } },
+      h("label", { class: "visually-hidden", for: "list-search" }, `Search ${meta.display_collection_name}`),
+      searchInput,
+    ),
+    h(
+      "div",
+      { class: "list-toolbar row" },
+      selectionStatus,
+      clearSelection,
+      listCommands(ctx, entity, () => (ctx.selection?.entity === entity ? ctx.selection.ids : [])),
+    ),
+    results,
+  );
+}
+
+/**
+ * The rows of the view (or of the search) as a table.
+ * @param {any} ctx @param {any} meta
+ * @param {{view: any, sort: string, dir: string, q: string, n: number}} state
+ * @param {Set<string>} selected
+ * @param {{onSelection: () => void, onSort: (col: string) => void, onMore: () => void}} on
+ */
+async function table(ctx, meta, state, selected, on) {
+  const columns = viewColumns(ctx, meta, state.view);
+  const select = new Set([meta.primary_id, meta.primary_name]);
+  /** @type {Map<string, Set<string>>} */
+  const expands = new Map();
+  for (const c of columns) {
+    if (!c.lookup) {
+      if (!SYSTEM_TYPES[c.key] || c.attr.type !== "lookup") select.add(c.key);
+      continue;
+    }
+    select.add(c.lookup.logical_name);
+    for (const t of c.targets || []) {
+      const tmeta = ctx.store.entities[t.entity];
+      if (!expands.has(t.nav)) expands.set(t.nav, new Set([tmeta.primary_id]));
+      expands.get(t.nav)?.add(c.attr.logical_name);
+    }
+  }
+  if (meta.logical_name === "activitypointer") select.add("activitytypecode");
+  const expand = [...expands].map(([nav, cols]) => `${nav}($select=${[...cols].join(",")})`).join(",");
+  const order = state.sort ? { col: state.sort, dir: state.dir } : firstOrder(state.view.orderby);
+  const orderby = state.sort ? `${state.sort} ${state.dir}` : state.view.orderby;
+
+  /** @type {any[]} */
+  let rows;
+  let more = false;
+  let searched = false;
+  if (state.q) {
+    searched = true;
+    ({ rows, more } = await search(ctx, meta, state, { select: [...select].join(","), expand, orderby }));
+  } else {
+    const options = optionString({ $select: [...select].join(","), $filter: state.view.filter, $orderby: orderby, $expand: expand, $top: String(state.n + 1) });
+    const page = await ctx.data.query(meta.logical_name, options, state.n + 1);
+    rows = page.entities;
+    more = rows.length > state.n;
+    rows = rows.slice(0, state.n);
+  }
+  const pending = await pendingKeys(ctx);
+
+  const headers = columns.map((c, i) => {
+    const sorted = c.sortable && order.col === c.key;
+    const ariaSort = sorted ? (order.dir === "desc" ? "descending" : "ascending") : null;
+    const content = c.sortable
+      ? h("button", { type: "button", class: "grid__sort", "data-sort": c.key, onclick: () => on.onSort(c.key) }, c.label, h("span", { class: "grid__arrow", "aria-hidden": "true" }, sorted ? (order.dir === "desc" ? "▼" : "▲") : ""))
+      : c.label;
+    return h("th", { scope: "col", "aria-sort": ariaSort, class: i === 0 ? "grid__first" : null }, content);
+  });
+  const allIds = rows.map((r) => r[meta.primary_id]);
+  const allSelected = allIds.length > 0 && allIds.every((id) => selected.has(id));
+  const selectAll = h("input", {
+    type: "checkbox",
+    id: "list-select-all",
+    checked: allSelected,
+    "aria-label": "Select all",
+    onchange: (/** @type {Event} */ e) => {
+      const on2 = /** @type {HTMLInputElement} */ (e.target).checked;
+      for (const id of allIds) on2 ? selected.add(id) : selected.delete(id);
+      for (const box of /** @type {NodeListOf<HTMLInputElement>} */ (tableEl.querySelectorAll("tbody input[type=checkbox]"))) box.checked = on2;
+      on.onSelection();
+    },
+  });
+  const body = rows.map((record) => {
+    const id = record[meta.primary_id];
+    const name = nameOf(meta, record);
+    const key = `${concreteEntity(meta, record)}|${id}`;
+    const cells = columns.map((c, i) => {
+      const text = cellText(ctx, meta, record, c);
+      if (i > 0) return h("td", null, text);
+      return h(
+        "th",
+        { scope: "row", class: "grid__first" },
+        h("a", { href: recordHref(meta, record) }, text || name),
+        pending.has(key) ? [" ", pendingBadge()] : null,
+      );
+    });
+    return h(
+      "tr",
+      { "data-id": id, class: selected.has(id) ? "grid__row--selected" : null },
+      h("td", { class: "grid__check" }, h("input", {
+        type: "checkbox",
+        checked: selected.has(id),
+        "aria-label": `Select ${name}`,
+        onchange: (/** @type {Event} */ e) => {
+          const box = /** @type {HTMLInputElement} */ (e.target);
+          if (box.checked) selected.add(id);
+          else selected.delete(id);
+          box.closest("tr")?.classList.toggle("grid__row--selected", box.checked);
+          /** @type {HTMLInputElement} */ (selectAll).checked = allIds.every((x) => selected.has(x));
+          on.onSelection();
+        },
+      })),
+      cells,
+    );
+  });
+  const caption = searched
+    ? `Search results for “${state.q}” in ${meta.display_collection_name}: ${rows.length}${more ? "+" : ""}`
+    : `${state.view.name}: ${rows.length}${more ? "+" : ""} ${rows.length === 1 ? "record" : "records"}`;
+  const tableEl = h(
+    "table",
+    { class: "grid" },
+    h("caption", { class: "grid__caption" }, caption),
+    h("thead", null, h("tr", null, h("td", { class: "grid__check" }, selectAll), headers)),
+    h("tbody", null, body),
+  );
+  return h(
+    "div",
+    { class: "stack stack--tight" },
+    rows.length
+      ? h("div", { class: "grid-scroll", role: "region", "aria-label": caption, tabindex: "0" }, tableEl)
+      : h("p", { class: "list__empty card" }, searched ? `No ${meta.display_collection_name.toLowerCase()} match “${state.q}”.` : "No records in this view."),
+    more ? h("button", { type: "button", class: "button button--secondary button--block", onclick: on.onMore }, "Show more") : null,
+  );
+}
+
+/**
+ * The categorized search: this entity's records whose quick-find values (or words in them, or
+ * dates) start with the text — from the device's index, ranked; online-only, `contains` filters.
+ * @param {any} ctx @param {any} meta @param {{view: any, sort: string, q: string, n: number}} state
+ * @param {{select: string, expand: string, orderby: string}} query
+ * @returns {Promise<{rows: any[], more: boolean}>}
+ */
+async function search(ctx, meta, state, query) {
+  if (isLocal(ctx)) {
+    const names = meta.logical_name === "activitypointer" ? ctx.store.activityTypes() : [meta.logical_name];
+    const hits = await ctx.store.search(names, state.q, state.n + 1);
+    const more = hits.length > state.n;
+    /** @type {string[]} */
+    const ids = hits.slice(0, state.n).map((/** @type {any} */ hit) => hit.record[meta.primary_id]);
+    if (!ids.length) return { rows: [], more: false };
+    const filter = ids.map((id) => `${meta.primary_id} eq ${id}`).join(" or ");
+    const options = optionString({ $select: query.select, $filter: filter, $orderby: state.sort ? query.orderby : "", $expand: query.expand });
+    const page = await ctx.data.query(meta.logical_name, options, ids.length);
+    /** @type {any[]} */
+    let rows = page.entities;
+    if (!state.sort) {
+      const rank = new Map(ids.map((id, i) => [id, i]));
+      rows = rows.slice().sort((a, b) => (rank.get(a[meta.primary_id]) ?? 0) - (rank.get(b[meta.primary_id]) ?? 0));
+    }
+    return { rows, more };
+  }
+  const text = odataString(state.q);
+  const columns = (meta.quick_find || []).filter((/** @type {string} */ c) => ["string", "memo"].includes(attributeOf(meta, c)?.type));
+  const filter = columns.map((/** @type {string} */ c) => `contains(${c},${text})`).join(" or ");
+  if (!filter) return { rows: [], more: false };
+  const options = optionString({ $select: query.select, $filter: filter, $orderby: query.orderby, $expand: query.expand, $top: String(state.n + 1) });
+  const page = await ctx.data.query(meta.logical_name, options, state.n + 1);
+  return { rows: page.entities.slice(0, state.n), more: page.entities.length > state.n };
+}

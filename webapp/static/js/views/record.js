@@ -1,0 +1,509 @@
+// @ts-check
+/**
+ * Record form (`#/record/<entity>/<id>`) and new record (`#/new/<entity>`), laid out from the
+ * entity's form sections with the right control for each type:
+ *
+ *   string  <input type=text maxlength>      memo      <textarea maxlength>
+ *   integer / decimal / money  <input type=number step> (money also shows the amount with its currency)
+ *   boolean <input type=checkbox>            option set <select>
+ *   date    <input type=date>                datetime   <input type=datetime-local> (shown in local
+ *                                                       time, saved as UTC "…Z")
+ *   lookup  the type-ahead picker (views/lookup.js)
+ *
+ * Read-only attributes (fullname, ticketnumber, extendedamount, activitytypecode …) are shown
+ * but not editable. Save creates, or updates only the fields that changed; Delete asks first.
+ * Both only where the entity's offline commands (online-only: the Web API) allow them. The
+ * device validates like the server; a message shows next to its field (`aria-invalid`,
+ * `aria-describedby`). Related records (an account's contacts, opportunities, cases and
+ * activities) are listed at the bottom, from the device.
+ *
+ * A new record can start with a lookup filled in: `#/new/contact?parentcustomerid=account:<id>`.
+ */
+import { ask, h, toast } from "../dom.js";
+import {
+  allowed,
+  attributeOf,
+  emptyScreen,
+  ensureStyles,
+  formatValue,
+  isLocal,
+  labelOf,
+  localDateTime,
+  moneyText,
+  nameOf,
+  onDevice,
+  optionString,
+  pendingBadge,
+  pendingKeys,
+  recordHref,
+} from "./list.js";
+import { recordCommands, stageBar } from "./commands.js";
+import { lookupField, lookupValue } from "./lookup.js";
+
+export const live = true;
+
+const RELATED_LIMIT = 50;
+
+/**
+ * @typedef {{name: string, element: HTMLElement, changed: () => boolean, changes: () => Record<string, any>,
+ *   problem: () => string, setError: (message: string) => void, focus: () => void}} Control
+ */
+
+/** @param {number} n */
+const pad = (n) => String(n).padStart(2, "0");
+
+/** "…Z" → the value of a datetime-local input, in the phone's time zone. @param {string|null} iso */
+function toLocalInput(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** A datetime-local value (local time) → UTC "…Z". @param {string} local */
+function fromLocalInput(local) {
+  return new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** A message without the "field: " prefix the API puts in front. @param {string} message @param {any} attr */
+function fieldMessage(message, attr) {
+  for (const prefix of [attr?.logical_name, attr?.display_name]) {
+    if (prefix && message.startsWith(`${prefix}: `)) return message.slice(prefix.length + 2);
+  }
+  return message;
+}
+
+/**
+ * One form control for a scalar attribute.
+ * @param {any} ctx @param {any} meta @param {any} attr @param {any} record @param {boolean} editable
+ * @returns {Control}
+ */
+function scalarControl(ctx, meta, attr, record, editable) {
+  const name = attr.logical_name;
+  const id = `f-${name}`;
+  const hintId = `${id}-hint`;
+  const errorId = `${id}-error`;
+  const value = record ? record[name] : null;
+  const required = Boolean(attr.required) && editable;
+  const label = h("label", { class: "field__label", for: id }, labelOf(attr), required ? h("span", { class: "field__required", "aria-hidden": "true" }, " *") : null);
+  const hint = h("p", { class: "field__hint", id: hintId });
+  const error = h("p", { class: "field__error", id: errorId });
+  const common = { id, name, "aria-describedby": `${hintId} ${errorId}`, required };
+  /** @type {HTMLInputElement|HTMLSelectElement|HTMLTextAreaElement} */
+  let control;
+  /** @type {() => string} */
+  let raw;
+  /** @type {(r: string) => any} */
+  let typed = (r) => (r === "" ? null : r);
+  let wrapper = null;
+
+  if (!editable) {
+    // Shown, not editable: the value as a person reads it.
+    const text = formatValue(ctx, meta, record, name);
+    control =
+      attr.type === "memo"
+        ? /** @type {HTMLTextAreaElement} */ (h("textarea", { ...common, class: "input", readOnly: true, rows: 3 }, text))
+        : /** @type {HTMLInputElement} */ (h("input", { ...common, class: "input", type: "text", readOnly: true, value: text }));
+    raw = () => "";
+  } else {
+    switch (attr.type) {
+      case "memo":
+        control = /** @type {HTMLTextAreaElement} */ (h("textarea", { ...common, class: "input", rows: 4, maxLength: attr.max_length || null }, value ?? ""));
+        raw = () => control.value;
+        break;
+      case "integer":
+      case "decimal":
+      case "money": {
+        const step = attr.type === "integer" ? "1" : attr.type === "money" ? "0.01" : "any";
+        control = /** @type {HTMLInputElement} */ (
+          h("input", {
+            ...common,
+            class: "input",
+            type: "number",
+            step,
+            inputMode: attr.type === "integer" ? "numeric" : "decimal",
+            min: attr.min_value ?? null,
+            max: attr.max_value ?? null,
+            value: value ?? "",
+          })
+        );
+        raw = () => control.value;
+        typed = (r) => (r === "" ? null : Number(r));
+        if (attr.type === "money" && record && value !== null && value !== undefined) hint.textContent = moneyText(record, name);
+        break;
+      }
+      case "boolean":
+        control = /** @type {HTMLInputElement} */ (h("input", { ...common, type: "checkbox", checked: Boolean(value) }));
+        raw = () => String(/** @type {HTMLInputElement} */ (control).checked);
+        typed = (r) => r === "true";
+        wrapper = h("label", { class: "checkbox", for: id }, control, labelOf(attr));
+        break;
+      case "date":
+        control = /** @type {HTMLInputElement} */ (h("input", { ...common, class: "input", type: "date", value: value ?? "" }));
+        raw = () => control.value;
+        break;
+      case "datetime":
+        control = /** @type {HTMLInputElement} */ (h("input", { ...common, class: "input", type: "datetime-local", value: toLocalInput(value) }));
+        raw = () => control.value;
+        typed = (r) => (r === "" ? null : fromLocalInput(r));
+        break;
+      case "optionset":
+        control = /** @type {HTMLSelectElement} */ (
+          h(
+            "select",
+            { ...common, class: "input" },
+            required && value !== null ? null : h("option", { value: "", selected: value === null || value === undefined }, "(none)"),
+            (attr.options || []).map((/** @type {any} */ o) => h("option", { value: String(o.value), selected: o.value === value }, o.label)),
+          )
+        );
+        raw = () => control.value;
+        typed = (r) => (r === "" ? null : Number(r));
+        break;
+      default: {
+        const lower = name.toLowerCase();
+        const inputMode = lower.includes("email") ? "email" : /phone|telephone|fax/.test(lower) ? "tel" : lower.includes("url") ? "url" : null;
+        control = /** @type {HTMLInputElement} */ (h("input", { ...common, class: "input", type: "text", maxLength: attr.max_length || null, inputMode, autocomplete: "off", value: value ?? "" }));
+        raw = () => control.value;
+      }
+    }
+  }
+  const initial = raw();
+  const element = wrapper
+    ? h("div", { class: "field", "data-field": name }, wrapper, hint, error)
+    : h("div", { class: "field", "data-field": name }, label, control, hint, error);
+  return {
+    name,
+    element,
+    changed: () => editable && raw() !== initial,
+    changes: () => ({ [name]: typed(raw()) }),
+    problem: () => (control instanceof HTMLInputElement && control.validity.badInput ? "Enter a valid value." : ""),
+    setError: (message) => {
+      error.textContent = message;
+      element.classList.toggle("field--invalid", Boolean(message));
+      if (message) control.setAttribute("aria-invalid", "true");
+      else control.removeAttribute("aria-invalid");
+    },
+    focus: () => control.focus(),
+  };
+}
+
+/**
+ * The record for a route: activities opened through activitypointer resolve to their own type.
+ * @param {any} ctx @param {string} entity @param {string} id
+ * @returns {Promise<{entity: string, record: any}|null>}
+ */
+async function load(ctx, entity, id) {
+  if (entity === "activitypointer") {
+    if (isLocal(ctx)) {
+      for (const type of ctx.store.activityTypes()) {
+        const found = await ctx.store.get(type, id);
+        if (found) return { entity: type, record: found };
+      }
+      return null;
+    }
+    const pointer = await ctx.data.retrieve("activitypointer", id);
+    entity = pointer.activitytypecode;
+  }
+  try {
+    return { entity, record: await ctx.data.retrieve(entity, id) };
+  } catch (err) {
+    const e = /** @type {any} */ (err);
+    if (e?.errorCode === "not_found" || e?.status === 404) return null;
+    throw err;
+  }
+}
+
+/**
+ * A lookup value to start a new record with, from the hash (`?attr=entity:id`).
+ * @param {any} ctx @param {any} attr @param {URLSearchParams} query
+ */
+async function presetValue(ctx, attr, query) {
+  const raw = query.get(attr.logical_name);
+  if (!raw) return null;
+  const [entity, id] = raw.includes(":") ? raw.split(":") : [attr.targets[0], raw];
+  if (!attr.targets.includes(entity)) return null;
+  const tmeta = ctx.store.entities[entity];
+  try {
+    const record = await ctx.data.retrieve(entity, id);
+    return { entity, id, name: nameOf(tmeta, record) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * @param {any} ctx
+ * @param {{parts: string[], query: URLSearchParams, isNew: boolean}} params
+ */
+export async function render(ctx, params) {
+  ensureStyles();
+  const store = ctx.store;
+  if (!store?.customizations) return emptyScreen("Outpost", "Connect once to download your organisation's customizations.");
+  let entity = params.parts[0] || "";
+  const routeMeta = store.entities[entity];
+  if (!routeMeta) return emptyScreen("Not found", `There is no entity called '${entity}'.`);
+  if (isLocal(ctx) && !onDevice(ctx, entity)) {
+    return emptyScreen(routeMeta.display_collection_name, `${routeMeta.display_collection_name} are not available offline.`);
+  }
+  const isNew = Boolean(params.isNew);
+  let record = null;
+  let id = params.parts[1] || "";
+  if (!isNew) {
+    const found = await load(ctx, entity, id);
+    if (!found) {
+      return emptyScreen(
+        `${routeMeta.display_name} not found`,
+        `This ${routeMeta.display_name.toLowerCase()} is not on this device: it was deleted, or it is no longer shared with you.`,
+      );
+    }
+    entity = found.entity;
+    record = found.record;
+  }
+  const meta = store.entities[entity];
+  if (isNew && !allowed(ctx, meta, "create")) {
+    return emptyScreen(`New ${meta.display_name}`, `${meta.display_collection_name} cannot be created ${isLocal(ctx) ? "offline" : "here"}.`);
+  }
+  if (!isNew) id = record[meta.primary_id];
+  const editable = isNew || allowed(ctx, meta, "update");
+  const deletable = !isNew && allowed(ctx, meta, "delete");
+  const pending = isNew ? new Set() : await pendingKeys(ctx);
+
+  /** @type {Control[]} */
+  const controls = [];
+  const fieldNames = new Set();
+  const sections = [];
+  const sectionList = meta.form?.sections?.length ? meta.form.sections : [{ name: meta.display_name, fields: meta.attributes.filter((/** @type {any} */ a) => a.type !== "uniqueidentifier").map((/** @type {any} */ a) => a.logical_name) }];
+  for (const [i, section] of sectionList.entries()) {
+    const fields = [];
+    for (const fieldName of section.fields) {
+      const attr = attributeOf(meta, fieldName);
+      if (!attr || attr.type === "uniqueidentifier" || fieldNames.has(fieldName)) continue;
+      fieldNames.add(fieldName);
+      const canEdit = editable && !attr.read_only;
+      if (attr.type === "lookup") {
+        const picker = lookupField(ctx, {
+          attr,
+          id: `f-${fieldName}`,
+          current: isNew ? null : lookupValue(attr, record),
+          preset: isNew ? await presetValue(ctx, attr, params.query) : null,
+          editable: canEdit,
+          exclude: isNew ? undefined : { entity, id },
+        });
+        controls.push({ ...picker, problem: () => "" });
+        fields.push(picker.element);
+      } else {
+        if (isNew && attr.read_only) continue; // computed by the server: nothing to show yet
+        const control = scalarControl(ctx, meta, attr, record, canEdit);
+        controls.push(control);
+        fields.push(control.element);
+      }
+    }
+    if (!fields.length) continue;
+    const headingId = `section-${i}`;
+    sections.push(h("section", { class: "card stack form-section", "aria-labelledby": headingId }, h("h2", { class: "section-title", id: headingId }, section.name), fields));
+  }
+
+  const formError = h("p", { class: "form-error", role: "alert" });
+  const saveButton = /** @type {HTMLButtonElement} */ (h("button", { type: "submit", class: "button button--primary" }, "Save"));
+  const deleteButton = deletable
+    ? /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "button button--danger", onclick: () => void remove() }, "Delete"))
+    : null;
+  const title = isNew ? `New ${meta.display_name}` : nameOf(meta, record);
+
+  const clearErrors = () => {
+    formError.textContent = "";
+    for (const c of controls) c.setError("");
+  };
+
+  /** Show a rejected save: next to the field when the error names one. @param {any} err */
+  const showError = (err) => {
+    const details = err?.details && typeof err.details === "object" ? err.details : null;
+    /** @type {[string, string][]} */
+    const problems = details
+      ? Object.entries(details).map(([k, v]) => [k, Array.isArray(v) ? String(v[0]) : String(v)])
+      : err?.field
+        ? [[String(err.field), String(err.message)]]
+        : [];
+    let first = null;
+    for (const [fieldName, message] of problems) {
+      const control = controls.find((c) => c.name === fieldName);
+      if (!control) continue;
+      control.setError(fieldMessage(message, attributeOf(meta, fieldName)));
+      first = first || control;
+    }
+    if (first) {
+      formError.textContent = `${meta.display_name} was not saved: check the highlighted field${problems.length > 1 ? "s" : ""}.`;
+      first.focus();
+    } else {
+      formError.textContent = `${meta.display_name} was not saved: ${err?.message || err}`;
+    }
+  };
+
+  const save = async () => {
+    clearErrors();
+    /** @type {Record<string, any>} */
+    const changes = {};
+    for (const c of controls) {
+      const problem = c.problem();
+      if (problem) {
+        showError({ field: c.name, message: problem });
+        return;
+      }
+      if (c.changed()) Object.assign(changes, c.changes());
+    }
+    if (!isNew && !Object.keys(changes).length) {
+      toast("There are no changes to save.");
+      return;
+    }
+    saveButton.disabled = true;
+    try {
+      if (isNew) {
+        const newId = await ctx.data.create(entity, changes);
+        toast(`${meta.display_name} created.`);
+        ctx.navigate(`#/record/${encodeURIComponent(entity)}/${encodeURIComponent(newId)}`);
+      } else {
+        await ctx.data.update(entity, id, changes);
+        toast(`${meta.display_name} saved.`);
+        ctx.navigate(`#/record/${encodeURIComponent(entity)}/${encodeURIComponent(id)}`);
+      }
+    } catch (err) {
+      showError(err);
+    } finally {
+      saveButton.disabled = false;
+    }
+  };
+
+  const remove = async () => {
+    const choice = await ask({
+      title: `Delete ${title}?`,
+      body: [`This ${meta.display_name.toLowerCase()} will be deleted${isLocal(ctx) ? " on this device now and on the server at the next sync" : ""}.`],
+      buttons: [
+        { label: "Cancel", value: "cancel" },
+        { label: "Delete", value: "delete", kind: "danger" },
+      ],
+    });
+    if (choice !== "delete") return;
+    try {
+      await ctx.data.remove(entity, id);
+      toast(`${meta.display_name} deleted.`);
+      ctx.navigate(`#/list/${encodeURIComponent(entity)}`);
+    } catch (err) {
+      formError.textContent = `${meta.display_name} was not deleted: ${/** @type {any} */ (err)?.message || err}`;
+    }
+  };
+
+  const form = h(
+    "form",
+    {
+      class: "form record-form",
+      novalidate: true,
+      "aria-label": title,
+      onsubmit: (/** @type {SubmitEvent} */ e) => {
+        e.preventDefault();
+        void save();
+      },
+    },
+    sections,
+    formError,
+    editable || deletable ? h("div", { class: "form__actions" }, editable ? saveButton : null, deleteButton) : null,
+  );
+  // While the user edits, a sync must not re-render the form under them.
+  const hold = () => {
+    const root = form.closest("#view");
+    if (root instanceof HTMLElement) root.dataset.live = "false";
+  };
+  form.addEventListener("input", hold);
+  form.addEventListener("change", hold);
+
+  const listMeta = routeMeta.logical_name === "activitypointer" ? routeMeta : meta;
+  return h(
+    "section",
+    { class: "screen stack record-screen" },
+    h(
+      "a",
+      { class: "back-link", href: `#/list/${encodeURIComponent(listMeta.logical_name)}` },
+      h("span", { "aria-hidden": "true" }, "‹\u00a0"),
+      h("span", { class: "visually-hidden" }, "Back to "),
+      listMeta.display_collection_name,
+    ),
+    h(
+      "div",
+      { class: "screen-header" },
+      h("div", { class: "stack stack--tight" }, h("h1", null, title), h("p", { class: "muted record-type" }, meta.display_name, !isNew && pending.has(`${entity}|${id}`) ? [" ", pendingBadge()] : null)),
+    ),
+    isNew ? null : recordCommands(ctx, meta, record),
+    isNew ? null : stageBar(ctx, meta, record),
+    !editable ? h("p", { class: "muted" }, isLocal(ctx) ? `${meta.display_collection_name} are read-only offline.` : `${meta.display_collection_name} are read-only here.`) : null,
+    form,
+    isNew ? null : await related(ctx, meta, record),
+    !isNew && record.modifiedon ? h("p", { class: "muted record-meta" }, `Modified ${localDateTime(record.modifiedon)}`) : null,
+  );
+}
+
+/**
+ * The records that point at this one (meta.related), each group a list of links, from the device.
+ * @param {any} ctx @param {any} meta @param {any} record
+ */
+async function related(ctx, meta, record) {
+  const id = record[meta.primary_id];
+  const groups = [];
+  for (const [i, rel] of (meta.related || []).entries()) {
+    const rmeta = ctx.store.entities[rel.entity];
+    if (!rmeta) continue;
+    const headingId = `related-${i}`;
+    const heading = (/** @type {string} */ text) => h("h3", { class: "related__title", id: headingId }, text);
+    if (isLocal(ctx) && !onDevice(ctx, rel.entity)) {
+      groups.push(h("section", { class: "related__group", "aria-labelledby": headingId }, heading(rmeta.display_collection_name), h("p", { class: "muted" }, `${rmeta.display_collection_name} are not available offline.`)));
+      continue;
+    }
+    const select = [rmeta.primary_id, rmeta.primary_name];
+    if (rel.entity === "activitypointer") select.push("activitytypecode");
+    /** @type {any[]} */
+    let rows = [];
+    try {
+      const page = await ctx.data.query(
+        rel.entity,
+        optionString({ $select: select.join(","), $filter: `_${rel.attribute}_value eq ${id}`, $orderby: `${rmeta.primary_name} asc`, $top: String(RELATED_LIMIT + 1) }),
+        RELATED_LIMIT + 1,
+      );
+      rows = page.entities;
+    } catch (err) {
+      groups.push(h("section", { class: "related__group", "aria-labelledby": headingId }, heading(rmeta.display_collection_name), h("p", { class: "field__error" }, String(/** @type {any} */ (err)?.message || err))));
+      continue;
+    }
+    const more = rows.length > RELATED_LIMIT;
+    rows = rows.slice(0, RELATED_LIMIT);
+    const attr = attributeOf(rmeta, rel.attribute);
+    const newLink =
+      rel.entity !== "activitypointer" && allowed(ctx, rmeta, "create") && attr?.targets?.includes(meta.logical_name)
+        ? h("a", { class: "button button--secondary related__new", href: `#/new/${encodeURIComponent(rel.entity)}?${rel.attribute}=${meta.logical_name}:${id}` }, `New ${rmeta.display_name}`)
+        : null;
+    groups.push(
+      h(
+        "section",
+        { class: "related__group stack stack--tight", "aria-labelledby": headingId },
+        h("div", { class: "related__header" }, heading(`${rmeta.display_collection_name} (${rows.length}${more ? "+" : ""})`), newLink),
+        rows.length
+          ? h(
+              "ul",
+              { class: "list", "aria-labelledby": headingId },
+              rows.map((r) =>
+                h(
+                  "li",
+                  null,
+                  h(
+                    "a",
+                    { class: "list__row", href: recordHref(rmeta, r) },
+                    h("span", { class: "list__text" }, h("span", { class: "list__primary" }, nameOf(rmeta, r))),
+                    rel.entity === "activitypointer" ? h("span", { class: "list__meta" }, formatValue(ctx, rmeta, r, "activitytypecode")) : null,
+                  ),
+                ),
+              ),
+            )
+          : h("p", { class: "muted" }, `No ${rmeta.display_collection_name.toLowerCase()}.`),
+      ),
+    );
+  }
+  if (!groups.length) return null;
+  return h("section", { class: "related stack", "aria-labelledby": "related-title" }, h("h2", { id: "related-title" }, "Related"), groups);
+}
