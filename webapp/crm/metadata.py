@@ -208,6 +208,7 @@ class Entity:
             "form": {"sections": self.form_sections()},
             "quick_find": list(self.quick_find),
             "offline_commands": list(self.offline_commands),
+            "api_writable": self.api_writable and not self.union_of,
             "related": [{"entity": e, "attribute": a} for e, a in self.related],
         }
 

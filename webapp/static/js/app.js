@@ -91,6 +91,7 @@ async function openDevice(identity) {
   let prompting = false;
   ctx.sync.subscribe((status) => {
     document.documentElement.dataset.connection = status.connection;
+    scheduleRefresh(); // Offline Status and the marks follow the sync's progress
     const skipped = sessionStorage.getItem(SKIPPED) === status.serverVersion;
     if (status.updatesAvailable && status.serverVersion && !skipped && !prompting && !status.download) {
       prompting = true;
@@ -109,10 +110,11 @@ async function openDevice(identity) {
 }
 
 let refreshTimer = 0;
-/** Re-render the current screen soon after data changed (coalesced). */
+/** Re-render the current screen soon after data or sync status changed: at most every 150 ms. */
 function scheduleRefresh() {
-  clearTimeout(refreshTimer);
+  if (refreshTimer) return; // one render is already due; it will see the latest state
   refreshTimer = window.setTimeout(() => {
+    refreshTimer = 0;
     const active = document.activeElement;
     // Do not pull a form out from under someone typing in it.
     if (active && viewRoot().contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName)) return;

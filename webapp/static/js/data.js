@@ -65,9 +65,9 @@ export class Data {
   async #expandTargets(meta, options) {
     /** @type {Map<string, any>} */
     const out = new Map();
-    const m = /(?:^|[?&])\$expand=([^&]*)/.exec(options);
-    if (!m) return out;
-    for (const part of decodeURIComponent(m[1]).split(",")) {
+    const expand = new URLSearchParams(options.replace(/^\?/, "")).get("$expand"); // also as %24expand
+    if (!expand) return out;
+    for (const part of expand.split(",")) {
       const nav = part.split("(")[0].trim();
       const attr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === nav || nav.startsWith(`${a.logical_name}_`));
       for (const target of attr?.targets || []) {
@@ -83,7 +83,9 @@ export class Data {
   async retrieve(entity, id) {
     const meta = this.meta(entity);
     if (!this.local) return call("GET", `/api/data/${meta.entity_set}(${id})`);
-    const record = await this.store.get(entity, id);
+    const types = entity === "activitypointer" ? this.store.activityTypes() : [entity];
+    let record = null;
+    for (const type of types) record = record || (await this.store.get(type, id)); // activities live under their type
     if (!record) throw new DataError("not_found", `There is no ${entity} with id ${id} on this device.`);
     return record;
   }
@@ -179,6 +181,7 @@ export class Data {
         continue;
       }
       if (SERVER_OWNED.includes(key)) throw new DataError("validation_failed", `${key} is set by the server.`, key);
+      if (key.includes("@")) continue; // annotations a script echoes back (formatted values) are ignored, as on the server
       const attr = attrs.get(key);
       if (!attr) throw new DataError("unknown_attribute", `'${key}' is not an attribute of ${meta.logical_name}.`, key);
       if (attr.type === "lookup") {

@@ -402,6 +402,7 @@ export class Store {
     }
     if (key === meta.primary_id) return;
     view[key] = value;
+    delete view[`${key}${FORMATTED}`]; // the server's label (money, yes/no) no longer matches
     labelOption(meta, view, key);
     if (key === "statuscode" || key === "statecode") {
       const status = meta.attributes.find((a) => a.logical_name === "statuscode");
