@@ -72,7 +72,11 @@ export class Sync {
     this.lastFrameAt = 0;
     this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(`outpost-sync:${store.name}`) : null;
     if (this.channel) this.channel.onmessage = (e) => this.#onBroadcast(e.data);
-    this.unsubscribe = store.subscribe(({ entities }) => this.channel?.postMessage({ type: "changed", entities }));
+    this.relaying = false; // true while re-announcing another tab's change here: never echo it back
+    this.backgroundSyncAsked = false; // once per batch of pending work (reset when the queue empties)
+    this.unsubscribe = store.subscribe(({ entities }) => {
+      if (!this.relaying) this.channel?.postMessage({ type: "changed", entities });
+    });
     this.onOnline = () => this.kick();
     this.onOffline = () => this.ws?.close();
     this.onVisible = () => {
@@ -153,7 +157,14 @@ export class Sync {
     if (!this.status.leader) this.channel?.postMessage({ type: "kick" });
     this.#wake();
     this.refreshCounts()
-      .then(() => this.status.pending > 0 && this.#registerBackgroundSync())
+      .then(() => {
+        if (this.status.pending === 0) this.backgroundSyncAsked = false;
+        else if (!this.backgroundSyncAsked) {
+          // Once per batch: the worker's nudge comes back here as a kick, which must not re-ask.
+          this.backgroundSyncAsked = true;
+          this.#registerBackgroundSync();
+        }
+      })
       .catch(() => {});
   }
 
@@ -182,7 +193,12 @@ export class Sync {
     if (msg?.type === "kick" && this.status.leader) this.kick();
     else if (msg?.type === "download" && this.status.leader) this.requestDownload();
     else if (msg?.type === "changed") {
-      this.store.notify(msg.entities || []);
+      this.relaying = true;
+      try {
+        this.store.notify(msg.entities || []);
+      } finally {
+        this.relaying = false;
+      }
       this.refreshCounts().catch(() => {});
     }
   }
