@@ -120,3 +120,39 @@ def test_known_issue_closing_an_opportunity_offline_is_impossible(live_server: A
         7500,
         "4-Close",
     )
+
+
+def test_a_command_online_reaches_the_server_at_once(live_server: Any, phone_page: Page) -> None:
+    lead = new_lead(live_server.client("east1"), "Delta online lead")
+    page = phone_page
+    sign_in_and_update(page)
+    page.goto(f"/#/record/lead/{lead}")
+    page.get_by_role("group", name="Commands").get_by_role("button", name="Disqualify").click()
+    dialog = page.get_by_role("dialog", name="Disqualify Lead")
+    dialog.get_by_label("Reason").select_option(label="No Longer Interested")
+    dialog.get_by_role("button", name="Disqualify").click()
+    drained(page)
+    server = live_server.client("east1").get(f"/api/data/leads({lead})").json
+    assert (server["statecode"], server["statuscode"]) == (2, 6)
+
+
+def test_a_command_in_online_only_mode_runs_on_the_server(live_server: Any, phone_page: Page) -> None:
+    """After "Skip for now" nothing is on the device: the command goes to the Web API directly."""
+    api = live_server.client("east1")
+    opp_id = api.post("/api/data/opportunities", {"name": "Online only", "estimatedvalue": 900}).json["opportunityid"]
+    page = phone_page
+    page.goto("/")
+    page.get_by_label("Organisation").fill("contoso")
+    page.get_by_label("Username").fill("east1")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("dialog", name="Offline Updates Available").get_by_role("button", name="Skip for now").click()
+    page.goto(f"/#/record/opportunity/{opp_id}")
+    page.get_by_role("button", name="Close as Lost").click()
+    dialog = page.get_by_role("dialog", name="Close Opportunity as Lost")
+    dialog.get_by_label("Reason").select_option(label="Out-Sold")
+    dialog.get_by_role("button", name="Close as Lost").click()
+    expect(page.get_by_role("button", name="Close as Lost")).to_have_count(0)
+    assert page.evaluate("() => window.Outpost.ctx.store.pendingCount()") == 0  # nothing was queued
+    server = api.get(f"/api/data/opportunities({opp_id})").json
+    assert (server["statecode"], server["statuscode"]) == (2, 5)

@@ -34,6 +34,22 @@ export class Data {
     return this.sync.status.offlineReady;
   }
 
+  /**
+   * Whether reads of `entity` come from the device: once offline-ready, and during the first
+   * download already for every entity whose download has finished (the app is usable early).
+   * @param {string} entity
+   */
+  async readsLocal(entity) {
+    if (this.local) return true;
+    const version = this.store.customizations?.version;
+    const names = entity === "activitypointer" ? this.store.activityTypes() : [entity];
+    for (const name of names) {
+      const mark = await this.store.getMeta(`download:${name}`, null);
+      if (!mark?.done || mark.version !== version) return false;
+    }
+    return names.length > 0;
+  }
+
   /** @param {string} entity */
   meta(entity) {
     return this.store.entity(entity);
@@ -46,7 +62,7 @@ export class Data {
    */
   async query(entity, options, maxPageSize = 5000) {
     const meta = this.meta(entity);
-    if (!this.local) {
+    if (!(await this.readsLocal(entity))) {
       const q = options.replace(/^\?/, "");
       const page = await call("GET", `/api/data/${meta.entity_set}${q ? `?${q}` : ""}`);
       return { entities: page.value, nextSkip: page["@odata.nextLink"] ? 1 : null };
@@ -82,7 +98,7 @@ export class Data {
   /** @param {string} entity @param {string} id */
   async retrieve(entity, id) {
     const meta = this.meta(entity);
-    if (!this.local) return call("GET", `/api/data/${meta.entity_set}(${id})`);
+    if (!(await this.readsLocal(entity))) return call("GET", `/api/data/${meta.entity_set}(${id})`);
     const types = entity === "activitypointer" ? this.store.activityTypes() : [entity];
     let record = null;
     for (const type of types) record = record || (await this.store.get(type, id)); // activities live under their type
