@@ -84,9 +84,35 @@ def sign_in(page: Any, base: str, username: str, password: str) -> None:
     page.get_by_role("dialog", name="Offline Updates Available").wait_for(timeout=60_000)
 
 
-def run(records: int, report: Report, replay_ops: int | None = None) -> None:
-    """Load `records` accounts, then measure the device against them."""
+def run(
+    records: int,
+    report: Report,
+    replay_ops: int | None = None,
+    browser: Any = None,
+    phone: dict[str, Any] | None = None,
+) -> None:
+    """Load `records` accounts, then measure the device against them.
+
+    `browser` and `phone`: a Chromium already running and a device descriptor (the test suite's
+    Playwright, which must not be started twice in one process); else both are made here.
+    """
     from playwright.sync_api import sync_playwright
+
+    if browser is None:
+        with sync_playwright() as pw:
+            launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                _measure(records, report, replay_ops, launched, pw.devices["Pixel 7"])
+            finally:
+                launched.close()
+    else:
+        _measure(records, report, replay_ops, browser, phone or {})
+
+
+def _measure(
+    records: int, report: Report, replay_ops: int | None, browser: Any, device_profile: dict[str, Any]
+) -> None:
+    """The measurements proper, with a running browser."""
 
     from tests.live import LiveServer
     from webapp import create_app, services
@@ -104,101 +130,96 @@ def run(records: int, report: Report, replay_ops: int | None = None) -> None:
         svc.db.dispose()
         server = LiveServer(folder).start()
         try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                device = {k: v for k, v in pw.devices["Pixel 7"].items() if k != "default_browser_type"}
-                context = browser.new_context(**device)
-                context.set_default_timeout(600_000)
-                page = context.new_page()
-                sign_in(page, server.base, "admin", DEMO_PASSWORD)
+            device = {k: v for k, v in device_profile.items() if k != "default_browser_type"}
+            context = browser.new_context(**device)
+            context.set_default_timeout(600_000)
+            page = context.new_page()
+            sign_in(page, server.base, "admin", DEMO_PASSWORD)
+            t0 = time.perf_counter()
+            page.get_by_role("button", name="Update").click()
+            page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
+            elapsed = time.perf_counter() - t0
+            held = page.evaluate(
+                "async () => Object.values(await window.Outpost.ctx.store.counts()).reduce((a, b) => a + b, 0)"
+            )
+            rate = held / elapsed
+            report("first download", rate, "rec/s", f"{held:,} records in {elapsed:.1f} s (admin holds all)")
+            accounts = page.evaluate("() => window.Outpost.ctx.store.all('account')")
+            raw_ms = page.evaluate(RAW_PUT, accounts)
+            raw_rate = len(accounts) / (raw_ms / 1000)
+            report(
+                "raw IndexedDB bulk put",
+                raw_rate,
+                "rec/s",
+                f"{len(accounts):,} records, one transaction, one index",
+            )
+            report("first download vs raw put", raw_rate / rate, "x", "target <= 1.5 (issue 8)")
+
+            prefixes = ["a", "ca", "no", "st", "be", "ma", "gr", "li"]
+            samples = page.evaluate(TIMED, ["search", prefixes, 30])
+            report(
+                "categorized search p50",
+                statistics.median(samples),
+                "ms",
+                f"first 50 of {len(accounts):,} accounts",
+            )
+            report("categorized search p95", sorted(samples)[int(0.95 * (len(samples) - 1))], "ms", "target < 16 ms")
+            samples = page.evaluate(
+                TIMED, ["view", "$select=name,address1_city&$filter=statecode eq 0&$orderby=name asc", 15]
+            )
+            report("system view p50", statistics.median(samples), "ms", "first 50 by name, from the device")
+            report("system view p95", sorted(samples)[int(0.95 * (len(samples) - 1))], "ms", "")
+
+            # Offline cold start: the browser is running; navigation to the first view rendered.
+            server.stop()
+            starts = []
+            for _ in range(12):
+                cold = context.new_page()
                 t0 = time.perf_counter()
-                page.get_by_role("button", name="Update").click()
-                page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
-                elapsed = time.perf_counter() - t0
-                held = page.evaluate(
-                    "async () => Object.values(await window.Outpost.ctx.store.counts()).reduce((a, b) => a + b, 0)"
-                )
-                rate = held / elapsed
-                report("first download", rate, "rec/s", f"{held:,} records in {elapsed:.1f} s (admin holds all)")
-                accounts = page.evaluate("() => window.Outpost.ctx.store.all('account')")
-                raw_ms = page.evaluate(RAW_PUT, accounts)
-                raw_rate = len(accounts) / (raw_ms / 1000)
-                report(
-                    "raw IndexedDB bulk put",
-                    raw_rate,
-                    "rec/s",
-                    f"{len(accounts):,} records, one transaction, one index",
-                )
-                report("first download vs raw put", raw_rate / rate, "x", "target <= 1.5 (issue 8)")
+                cold.goto(server.base + "/")
+                cold.get_by_role("heading", name="Contoso").wait_for()
+                starts.append(time.perf_counter() - t0)
+                cold.close()
+            report("offline cold start p50", median_ms(starts[2:]), "ms", "server stopped; target < 500 ms")
+            report("offline cold start p95", p95_ms(starts[2:]), "ms", "")
 
-                prefixes = ["a", "ca", "no", "st", "be", "ma", "gr", "li"]
-                samples = page.evaluate(TIMED, ["search", prefixes, 30])
-                report(
-                    "categorized search p50",
-                    statistics.median(samples),
-                    "ms",
-                    f"first 50 of {len(accounts):,} accounts",
-                )
-                report(
-                    "categorized search p95", sorted(samples)[int(0.95 * (len(samples) - 1))], "ms", "target < 16 ms"
-                )
-                samples = page.evaluate(
-                    TIMED, ["view", "$select=name,address1_city&$filter=statecode eq 0&$orderby=name asc", 15]
-                )
-                report("system view p50", statistics.median(samples), "ms", "first 50 by name, from the device")
-                report("system view p95", sorted(samples)[int(0.95 * (len(samples) - 1))], "ms", "")
+            # Replay: queue M creates offline, restart, time until every op is acked.
+            page.evaluate(
+                """async (n) => { for (let i = 0; i < n; i++)
+                     await window.Outpost.ctx.data.create('account', {name: 'Replay ' + i}); }""",
+                replay_ops,
+            )
+            page.wait_for_function(f"() => window.Outpost.ctx.sync.status.pending === {replay_ops}")
+            server.start()
+            t0 = time.perf_counter()
+            page.evaluate("() => window.Outpost.ctx.sync.kick()")
+            page.wait_for_function(
+                "() => { const s = window.Outpost.ctx.sync.status;"
+                " return s.connection === 'online' && s.pending === 0; }",
+                polling=50,
+            )
+            elapsed = time.perf_counter() - t0
+            report("replay end to end", replay_ops / elapsed, "ops/s", f"{replay_ops:,} creates queued offline, acked")
 
-                # Offline cold start: the browser is running; navigation to the first view rendered.
-                server.stop()
-                starts = []
-                for _ in range(12):
-                    cold = context.new_page()
-                    t0 = time.perf_counter()
-                    cold.goto(server.base + "/")
-                    cold.get_by_role("heading", name="Contoso").wait_for()
-                    starts.append(time.perf_counter() - t0)
-                    cold.close()
-                report("offline cold start p50", median_ms(starts[2:]), "ms", "server stopped; target < 500 ms")
-                report("offline cold start p95", p95_ms(starts[2:]), "ms", "")
-
-                # Replay: queue M creates offline, restart, time until every op is acked.
-                page.evaluate(
-                    """async (n) => { for (let i = 0; i < n; i++)
-                         await window.Outpost.ctx.data.create('account', {name: 'Replay ' + i}); }""",
-                    replay_ops,
+            # Live push between two devices.
+            other = browser.new_context(**device)
+            other.set_default_timeout(600_000)
+            page_b = other.new_page()
+            sign_in(page_b, server.base, "admin", DEMO_PASSWORD)
+            page_b.get_by_role("button", name="Skip for now").click()
+            page_b.evaluate("() => window.Outpost.ctx.updateOffline()")
+            page_b.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
+            latencies = []
+            for i in range(20):
+                rid = page.evaluate(
+                    "(i) => window.Outpost.ctx.data.create('lead', {subject: 'Push ' + i, lastname: 'P'})", i
                 )
-                page.wait_for_function(f"() => window.Outpost.ctx.sync.status.pending === {replay_ops}")
-                server.start()
                 t0 = time.perf_counter()
-                page.evaluate("() => window.Outpost.ctx.sync.kick()")
-                page.wait_for_function(
-                    "() => { const s = window.Outpost.ctx.sync.status;"
-                    " return s.connection === 'online' && s.pending === 0; }",
-                    polling=50,
-                )
-                elapsed = time.perf_counter() - t0
-                report(
-                    "replay end to end", replay_ops / elapsed, "ops/s", f"{replay_ops:,} creates queued offline, acked"
-                )
-
-                # Live push between two devices.
-                other = browser.new_context(**device)
-                other.set_default_timeout(600_000)
-                page_b = other.new_page()
-                sign_in(page_b, server.base, "admin", DEMO_PASSWORD)
-                page_b.get_by_role("button", name="Skip for now").click()
-                page_b.evaluate("() => window.Outpost.ctx.updateOffline()")
-                page_b.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
-                latencies = []
-                for i in range(20):
-                    rid = page.evaluate(
-                        "(i) => window.Outpost.ctx.data.create('lead', {subject: 'Push ' + i, lastname: 'P'})", i
-                    )
-                    t0 = time.perf_counter()
-                    page_b.evaluate(ARRIVAL, rid)  # resolves when B's store has the record
-                    latencies.append(time.perf_counter() - t0)
-                report("live push p50", median_ms(latencies), "ms", "A writes, B's store has it (2 devices)")
-                report("live push p95", p95_ms(latencies), "ms", "")
-                browser.close()
+                page_b.evaluate(ARRIVAL, rid)  # resolves when B's store has the record
+                latencies.append(time.perf_counter() - t0)
+            report("live push p50", median_ms(latencies), "ms", "A writes, B's store has it (2 devices)")
+            report("live push p95", p95_ms(latencies), "ms", "")
+            other.close()
+            context.close()
         finally:
             server.stop()

@@ -18,15 +18,17 @@ from webapp.demo import DEMO_PASSWORD
 
 T = TypeVar("T")
 
-# Awaited in the page (evaluate awaits promises; wait_for_function would not): bounded polling.
-TAG_REGISTERED = """async () => {
-  const reg = await navigator.serviceWorker.ready;
-  for (let i = 0; i < 100; i++) {
-    if ((await reg.sync.getTags()).includes('outpost-queue')) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return false;
-}"""
+# Records every Background Sync registration the app makes (a fired tag leaves getTags(), so
+# asking the browser afterwards would race the sync event).
+RECORD_REGISTRATIONS = """
+if (self.SyncManager) {
+  const register = SyncManager.prototype.register;
+  SyncManager.prototype.register = function (tag) {
+    (window.__syncRegistered = window.__syncRegistered || []).push(tag);
+    return register.call(this, tag);
+  };
+}
+"""
 
 
 def eventually(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
@@ -40,6 +42,7 @@ def eventually(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float
 
 
 def test_a_queue_reaches_the_server_after_the_tab_is_closed(live_server: Any, phone_context: BrowserContext) -> None:
+    phone_context.add_init_script(RECORD_REGISTRATIONS)
     page = phone_context.new_page()
     page.goto("/")
     page.get_by_label("Organisation").fill("contoso")
@@ -55,7 +58,7 @@ def test_a_queue_reaches_the_server_after_the_tab_is_closed(live_server: Any, ph
         "() => window.Outpost.ctx.data.create('lead', {subject: 'Written before closing', lastname: 'Bye'})"
     )
     page.wait_for_function("() => window.Outpost.ctx.sync.status.pending === 1")
-    assert page.evaluate(TAG_REGISTERED), "the app did not register the Background Sync tag"
+    page.wait_for_function("() => (window.__syncRegistered || []).includes('outpost-queue')")
 
     cdp_host = phone_context.new_page()  # a non-app page: DevTools access to the worker, no app window
     cdp_host.goto("about:blank")
@@ -82,7 +85,8 @@ def test_a_queue_reaches_the_server_after_the_tab_is_closed(live_server: Any, ph
         },
     )
     api = live_server.client("east1")
-    delivered = eventually(lambda: api.get(f"/api/data/leads({lead})"), lambda r: r.status == 200, timeout=20)
+    delivered = eventually(lambda: api.get(f"/api/data/leads({lead})"), lambda r: r.status == 200, timeout=40)
+    assert delivered.status == 200, f"the worker did not deliver the queue:\n{live_server.log_tail()}"
     assert delivered.json["subject"] == "Written before closing"
     version = delivered.json["versionnumber"]
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from playwright.sync_api import Browser, Playwright
+
 from benchmarks import device
 
 
-def test_the_device_benchmark_reports_every_figure() -> None:
+def test_the_device_benchmark_reports_every_figure(chromium: Browser, pw: Playwright) -> None:
     rows: list[tuple[str, float, str]] = []
-    device.run(300, lambda name, value, unit, note="": rows.append((name, value, unit)), replay_ops=20)
+
+    def report(name: str, value: float, unit: str, note: Any = "") -> None:
+        rows.append((name, value, unit))
+
+    device.run(300, report, replay_ops=20, browser=chromium, phone=pw.devices["Pixel 7"])
     names = [name for name, _, _ in rows]
     for wanted in (
         "first download",
