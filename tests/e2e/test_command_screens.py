@@ -6,6 +6,7 @@ the way a person would; back online, the server holds the result.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -131,8 +132,12 @@ def test_a_command_online_reaches_the_server_at_once(live_server: Any, phone_pag
     dialog = page.get_by_role("dialog", name="Disqualify Lead")
     dialog.get_by_label("Reason").select_option(label="No Longer Interested")
     dialog.get_by_role("button", name="Disqualify").click()
-    drained(page)
-    server = live_server.client("east1").get(f"/api/data/leads({lead})").json
+    # Online, the loop pushes at once: wait for the server itself (the device may not have queued yet).
+    api = live_server.client("east1")
+    deadline = time.monotonic() + 30
+    while api.get(f"/api/data/leads({lead})").json["statecode"] != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling a condition, bounded by the deadline
+    server = api.get(f"/api/data/leads({lead})").json
     assert (server["statecode"], server["statuscode"]) == (2, 6)
 
 
