@@ -97,7 +97,7 @@ ACTIVITY_STATES = (
 PRIORITY = choice("prioritycode", "Priority", (0, "Low"), (1, "Normal"), (2, "High"))
 
 
-def activity_common(extra_offline: tuple[str, ...] = ()) -> tuple[Attribute, ...]:
+def activity_common() -> tuple[Attribute, ...]:
     """The fields every activity shares (activitypointer unions them)."""
     return (
         pk("activityid", "Activity"),

@@ -26,16 +26,6 @@ ATTRIBUTE_TYPES = (
     "lookup",
     "uniqueidentifier",
 )
-OFFLINE_COMMANDS = (
-    "create",
-    "read",
-    "update",
-    "delete",
-    "qualify_lead",
-    "disqualify_lead",
-    "convert_activity_to_case",
-    "close_opportunity",
-)
 OWNERSHIPS = ("user", "organization")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,48}$")
 

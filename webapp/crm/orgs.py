@@ -90,15 +90,6 @@ def org_id_by_name(session: Session, name: str) -> str:
     return str(found)
 
 
-def bump_revision(session: Session, org_id: str) -> None:
-    """Mark the organisation's metadata as changed (devices then see updates available)."""
-    session.execute(
-        update(organization)
-        .where(organization.c.organizationid == org_id)
-        .values(metadata_revision=organization.c.metadata_revision + 1)
-    )
-
-
 def save_settings(session: Session, org_id: str, settings: dict[str, Any]) -> None:
     """Store new settings and bump the metadata revision."""
     session.execute(

@@ -20,7 +20,7 @@ from webapp.crm.changes import log_change, utcnow
 from webapp.crm.errors import DuplicateId, NotAllowed, NotFound, ValidationFailed
 from webapp.crm.metadata import Entity
 from webapp.crm.registry import OrgModel
-from webapp.crm.validation import Bind, parse_payload, raise_validation
+from webapp.crm.validation import Bind, raise_validation
 
 # Parental relationships: deleting the parent deletes these children. Every other lookup to a
 # deleted record is cleared ("remove link"), as the reference product does by default.
@@ -147,21 +147,6 @@ def _derive(entity: Entity, merged: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create(
-    session: Session,
-    model: OrgModel,
-    actor: Actor,
-    entity: Entity,
-    payload: Any,
-    owner: Owner | None = None,
-) -> dict[str, Any]:
-    """Validate and insert a record; returns its columns as stored."""
-    check_writable(entity)
-    values, binds, record_id = parse_payload(entity, payload, model.entity_for_set, creating=True)
-    values.update(resolve_binds(session, model, entity, binds))
-    return insert_record(session, model, actor, entity, values, record_id, owner)
-
-
 def insert_record(
     session: Session,
     model: OrgModel,
@@ -212,25 +197,6 @@ def insert_record(
     }
     session.execute(insert(table), row)
     return {c.name: row.get(c.name) for c in table.columns}
-
-
-def patch(
-    session: Session,
-    model: OrgModel,
-    actor: Actor,
-    entity: Entity,
-    record_id: str,
-    payload: Any,
-    condition: Any = None,
-) -> dict[str, Any]:
-    """Validate a PATCH and apply it; returns the record's columns as stored."""
-    check_writable(entity)
-    current = fetch(session, model, entity, record_id, condition)
-    if current is None:
-        raise NotFound(f"There is no {entity.logical_name} with id {record_id}.")
-    values, binds, _ = parse_payload(entity, payload, model.entity_for_set, creating=False)
-    values.update(resolve_binds(session, model, entity, binds))
-    return update_record(session, model, actor, entity, current, values)
 
 
 def update_record(

@@ -17,7 +17,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
@@ -143,18 +143,6 @@ def create_user(
     return user_id
 
 
-def set_password(session: Session, hasher: PasswordHasher, user_id: str, password: str) -> None:
-    """Replace a user's password and end all of that user's sessions."""
-    if len(password) < 8:
-        raise ValidationFailed("The password must have at least 8 characters.", field="password")
-    session.execute(
-        update(credential)
-        .where(credential.c.systemuserid == user_id)
-        .values(password_hash=hasher.hash(password), changedon=utcnow())
-    )
-    revoke_user_sessions(session, user_id)
-
-
 def is_throttled(session: Session, orgname: str, username: str, remote: str) -> bool:
     """Whether too many sign-ins failed lately for this user or from this address."""
     since = utcnow() - THROTTLE_WINDOW
@@ -262,20 +250,6 @@ def revoke_user_sessions(session: Session, user_id: str) -> None:
         .where(usersession.c.systemuserid == user_id, usersession.c.revokedon.is_(None))
         .values(revokedon=utcnow())
     )
-
-
-def prune_sessions(session: Session) -> int:
-    """Delete sessions that expired or were revoked more than a day ago."""
-    cutoff = utcnow() - dt.timedelta(days=1)
-    result = session.execute(
-        delete(usersession).where(
-            or_(
-                usersession.c.expireson < cutoff,
-                and_(usersession.c.revokedon.isnot(None), usersession.c.revokedon < cutoff),
-            )
-        )
-    )
-    return int(result.rowcount or 0)
 
 
 def user_summary(session: Session, model: OrgModel, user_id: str) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from webapp.security.tables import role, roleprivilege, teamrole, userrole
 
 PRIVILEGES = ("create", "read", "write", "delete", "append", "appendto", "assign", "share")
 DEPTHS = {"none": 0, "user": 1, "businessunit": 2, "parentchild": 3, "organization": 4}
-DEPTH_NAMES = {v: k for k, v in DEPTHS.items()}
 NONE, USER, BU, PARENTCHILD, ORG = 0, 1, 2, 3, 4
 ADMIN_ROLE = "System Administrator"
 

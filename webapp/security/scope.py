@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, true
+from sqlalchemy import false, or_, select, true
 from sqlalchemy.orm import Session
 
 from webapp.crm.metadata import Entity
@@ -272,11 +272,3 @@ def may_append_new(p: Principal, entity: Entity) -> bool:
     """Whether a record the user is creating (owned by them) may have lookups set."""
     needed = ORG if entity.ownership == "organization" else USER
     return p.best_depth(entity.logical_name, "append") >= needed
-
-
-def scoped(model: OrgModel, entity: Entity, src: Any, p: Principal, privilege: str, record_id: str) -> Any:
-    """A select of one record's id within the user's scope for `privilege`."""
-    return select(src.c[entity.primary_id]).where(
-        and_(src.c.organizationid == model.org_id, src.c[entity.primary_id] == record_id),
-        condition(p, model, entity, src, privilege),
-    )

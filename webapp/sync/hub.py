@@ -38,10 +38,3 @@ class Hub:
             events = list(self._events.get(org_id, ()))
         for event in events:
             event.set()
-
-    def connections(self, org_id: str | None = None) -> int:
-        """How many connections are subscribed (in one organisation, or in all)."""
-        with self._lock:
-            if org_id is not None:
-                return len(self._events.get(org_id, ()))
-            return sum(len(v) for v in self._events.values())

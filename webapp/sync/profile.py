@@ -13,7 +13,7 @@ import copy
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, exists, false, or_, select, true
+from sqlalchemy import and_, exists, false, or_, true
 
 from webapp.crm.changes import utcnow
 from webapp.crm.errors import BadRequest, ValidationFailed
@@ -115,12 +115,6 @@ def validate_entity_settings(settings: dict[str, Any]) -> dict[str, Any]:
     if kind == "modified" and (not isinstance(days, int) or not 1 <= days <= 3650):
         raise ValidationFailed("modified needs a number of days from 1 to 3650.", field="days")
     return {"enabled": bool(settings.get("enabled")), "filter": kind, "days": days if kind == "modified" else None}
-
-
-def select_held(model: OrgModel, p: Principal, entity: Entity) -> Any:
-    """SELECT of the rows a device holds (for counts and the admin's dry run)."""
-    src = model.selectable(entity)
-    return select(src).where(src.c.organizationid == model.org_id, device_scope(model, p, entity))
 
 
 def set_offline(
