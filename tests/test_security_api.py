@@ -58,8 +58,11 @@ def test_a_record_the_user_may_not_read_answers_exactly_like_a_missing_one(alice
         assert (
             got.json["error"]["code"] == patched.json["error"]["code"] == deleted.json["error"]["code"] == "not_found"
         )
-        for action in ("assign", "share"):
-            assert bob.post(f"/api/data/leads({rid})/{action}", json={}).status_code in (404, 422)
+        me = f"/systemusers({bob.client.get('/api/auth/me').json['user']['id']})"
+        bodies = {"assign": {"ownerid@odata.bind": me}, "share": {"principal@odata.bind": me, "rights": ["read"]}}
+        for action, body in bodies.items():
+            resp = bob.post(f"/api/data/leads({rid})/{action}", json=body)
+            assert resp.status_code == 404, (action, resp.json)
     assert bob.get("/api/data/leads").json["value"] == []
     assert alice.get(f"/api/data/leads({hidden})").json["subject"] == "East only"
 
