@@ -69,11 +69,12 @@ def test_a_queue_reaches_the_server_after_the_tab_is_closed(live_server: Any, ph
     registrations: list[dict[str, Any]] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
     cdp.send("ServiceWorker.enable")
-    ours = eventually(
-        lambda: [r for r in registrations if r["scopeURL"].startswith(live_server.url) and not r["isDeleted"]],
-        bool,
-        timeout=10,
-    )
+
+    def our_registrations() -> list[dict[str, Any]]:
+        cdp_host.evaluate("0")  # the sync API delivers DevTools events only during a Playwright call
+        return [r for r in registrations if r["scopeURL"].startswith(live_server.url) and not r["isDeleted"]]
+
+    ours = eventually(our_registrations, bool, timeout=10)
     assert ours, registrations
     cdp.send(
         "ServiceWorker.dispatchSyncEvent",
