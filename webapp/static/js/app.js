@@ -271,8 +271,10 @@ function openMenu() {
   /** @type {HTMLElement|null} */ (menu.querySelector("button"))?.focus();
 }
 
-/** Render the screen the hash names. */
+let renderSeq = 0;
+/** Render the screen the hash names. Renders overlap (a slow list, then a quick hash change): only the newest may show. */
 async function render() {
+  const seq = ++renderSeq;
   const root = viewRoot();
   const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -283,12 +285,14 @@ async function render() {
   try {
     const view = await import(`./views/${name}.js`);
     const el = await view.render(ctx, params);
+    if (seq !== renderSeq) return; // a newer render has started; its screen wins
     root.dataset.live = String(Boolean(view.live));
     replace(root, el);
     const heading = root.querySelector("h1, h2");
     if (heading && document.activeElement === document.body) /** @type {HTMLElement} */ (heading).setAttribute("tabindex", "-1");
   } catch (err) {
     console.error(err);
+    if (seq !== renderSeq) return;
     replace(root, h("section", { class: "empty-state" }, h("h1", { class: "empty-state__title" }, "Something went wrong"), h("p", { role: "alert", class: "empty-state__text" }, String(/** @type {any} */ (err)?.message || err))));
   }
 }
