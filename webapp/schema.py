@@ -12,6 +12,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+import webapp.crm.clientscripts
 import webapp.crm.tables
 import webapp.security
 import webapp.sync
@@ -41,5 +42,6 @@ def create_all(db: Database) -> None:
     `upgrade` on such a database has nothing to do.
     """
     assert webapp.crm.tables.SYSTEM_TABLES
+    assert webapp.crm.clientscripts.clientscript is not None
     metadata.create_all(db.write_engine)
     command.stamp(alembic_config(db), "head")

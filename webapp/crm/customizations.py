@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
+from webapp.crm.clientscripts import published
 from webapp.crm.commands import SALES_PROCESS
 from webapp.crm.entities import SYSTEM_ENTITY_NAMES
 from webapp.crm.errors import ValidationFailed
@@ -44,6 +45,7 @@ def customizations(model: OrgModel) -> dict[str, Any]:
         "conflict_detection": bool(settings.get("conflict_detection", False)),
         "processes": [SALES_PROCESS],
         "sync_interval_minutes": offline.get("sync_interval_minutes", 15),
+        "client_scripts": published(model),
     }
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
     doc = {"version": digest, **doc}
