@@ -179,9 +179,55 @@ def test_state_and_status_stay_consistent(alice: Api) -> None:
     assert (lead["statecode"], lead["statuscode"]) == (0, 1)
     moved = alice.patch(f"/api/data/leads({lead['leadid']})", json={"statuscode": 2}).json
     assert (moved["statecode"], moved["statuscode"]) == (0, 2)
-    closed = alice.patch(f"/api/data/leads({lead['leadid']})", json={"statecode": 2}).json
-    assert (closed["statecode"], closed["statuscode"]) == (2, 4)
-    assert closed["statuscode@OData.Community.Display.V1.FormattedValue"] == "Lost"
+    account = make(alice, "account")
+    closed = alice.patch(f"/api/data/accounts({account['accountid']})", json={"statecode": 1}).json
+    assert (closed["statecode"], closed["statuscode"]) == (1, 2)
+    assert closed["statuscode@OData.Community.Display.V1.FormattedValue"] == "Inactive"
+    reopened = alice.patch(f"/api/data/accounts({account['accountid']})", json={"statuscode": 1}).json
+    assert (reopened["statecode"], reopened["statuscode"]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("entity", "start", "body", "allowed"),
+    [
+        ("lead", None, {"statecode": 1}, False),  # qualified only through qualify_lead
+        ("lead", None, {"statuscode": 4}, False),  # a status of Disqualified implies the state
+        ("opportunity", None, {"statecode": 1}, False),  # won only through close_opportunity
+        ("task", None, {"statecode": 1}, True),  # a task can be completed
+        ("task", None, {"statecode": 2}, True),  # or canceled
+        ("task", {"statecode": 1}, {"statecode": 0}, False),  # but a completed task stays completed
+        ("account", None, {"statecode": 1}, True),
+        ("incident", {"statecode": 2}, {"statecode": 0}, True),  # a cancelled case is reactivated
+    ],
+)
+def test_state_changes_follow_the_transitions_the_metadata_allows(
+    alice: Api, entity: str, start: dict | None, body: dict, allowed: bool
+) -> None:
+    record = make(alice, entity)
+    meta = next(e for e in alice.get("/api/metadata").json["entities"] if e["logical_name"] == entity)
+    es, pk = meta["entity_set"], meta["primary_id"]
+    if start is not None:
+        record = alice.patch(f"/api/data/{es}({record[pk]})", json=start).json
+        assert record["statecode"] == start["statecode"], record
+    resp = alice.patch(f"/api/data/{es}({record[pk]})", json=body)
+    if allowed:
+        assert resp.status_code == 200, resp.json
+        assert resp.json["statecode"] == body["statecode"]
+    else:
+        assert resp.status_code == 422, resp.json
+        assert resp.json["error"]["field"] == "statecode"
+        assert "cannot be moved" in resp.json["error"]["message"]
+        assert alice.get(f"/api/data/{es}({record[pk]})").json == record
+
+
+def test_a_record_cannot_be_created_in_a_state_only_a_command_reaches(alice: Api) -> None:
+    resp = alice.post("/api/data/leads", json={"subject": "S", "lastname": "L", "statecode": 1})
+    assert resp.status_code == 422
+    assert "Use Qualify or Disqualify" in resp.json["error"]["message"]
+    assert alice.get("/api/data/leads?$filter=subject eq 'S'").json["value"] == []
+    done = alice.post("/api/data/tasks", json={"subject": "Called", "statecode": 1})
+    assert done.status_code == 201, done.json
+    assert done.json["statecode"] == 1
 
 
 def test_derived_values_are_computed_by_the_server(alice: Api) -> None:

@@ -63,6 +63,7 @@ def device_state(page: Page) -> dict[str, Any]:
           pending: await window.Outpost.ctx.store.pendingCount(),
           counts: await window.Outpost.ctx.store.counts(),
           accounts: (await window.Outpost.ctx.store.all("account")).map((r) => JSON.stringify(r)).sort(),
+          leads: (await window.Outpost.ctx.store.all("lead")).map((r) => JSON.stringify(r)).sort(),
         })"""
     )
 
@@ -265,6 +266,11 @@ ERROR_CASES = [
     ("api.updateRecord('systemuser', ids.user, {firstname: 'x'})", "not_allowed_offline"),
     ("mobile.createRecord('businessunit', {name: 'x'})", "not_offline"),
     ("mobile.retrieveMultipleRecords('nope', '')", "unknown_entity"),
+    # State moves only a command may make (issue 9: trust nothing from the client), as on the server.
+    ("api.createRecord('lead', {subject: 'x', lastname: 'y', statecode: 1})", "validation_failed"),
+    ("api.updateRecord('lead', ids.lead, {statecode: 1})", "validation_failed"),
+    ("api.updateRecord('lead', ids.lead, {statuscode: 4})", "validation_failed"),
+    ("api.updateRecord('opportunity', ids.opportunity, {statecode: 1})", "validation_failed"),
 ]
 
 
@@ -278,6 +284,9 @@ def test_failures_reject_with_error_code_and_message_and_write_nothing(
           account: (await Xrm.WebApi.retrieveMultipleRecords("account", "$top=1")).entities[0].accountid,
           contact: (await Xrm.WebApi.retrieveMultipleRecords("contact", "$top=1")).entities[0].contactid,
           email: (await Xrm.WebApi.retrieveMultipleRecords("email", "$top=1")).entities[0].activityid,
+          lead: (await Xrm.WebApi.retrieveMultipleRecords("lead", "$filter=statecode eq 0&$top=1")).entities[0].leadid,
+          opportunity: (await Xrm.WebApi.retrieveMultipleRecords("opportunity", "$filter=statecode eq 0&$top=1"))
+            .entities[0].opportunityid,
           user: window.Outpost.ctx.identity.user.id,
         })"""
     )

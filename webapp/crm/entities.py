@@ -73,9 +73,13 @@ def derived(name: str, label: str, type_: str = "string", max_length: int | None
     return Attribute(name, type_, label, max_length=max_length if type_ in ("string", "memo") else None, read_only=True)
 
 
-def state(*states: tuple[int, str]) -> Attribute:
-    """statecode with its states."""
-    return Attribute("statecode", "optionset", "Status", options=tuple(Option(v, t) for v, t in states))
+def state(*states: tuple[int, str, tuple[int, ...]]) -> Attribute:
+    """statecode with its states, each with the states a plain update may move it to.
+
+    A move not listed (a lead to Qualified, an opportunity to Won) happens only through its
+    command, which checks what the move needs (PROTOCOL.md §4).
+    """
+    return Attribute("statecode", "optionset", "Status", options=tuple(Option(v, t, None, n) for v, t, n in states))
 
 
 def status(*statuses: tuple[int, str, int]) -> Attribute:
@@ -88,10 +92,10 @@ def view(entity: str, n: int, name: str, columns: str, filter_: str = "", orderb
     return View(f"{entity}-{n}", name, tuple(columns.split()), filter_, orderby)
 
 
-ACTIVE_STATES = (state((0, "Active"), (1, "Inactive")), status((1, "Active", 0), (2, "Inactive", 1)))
+ACTIVE_STATES = (state((0, "Active", (1,)), (1, "Inactive", (0,))), status((1, "Active", 0), (2, "Inactive", 1)))
 REGARDING = ("account", "contact", "lead", "opportunity", "incident")
 ACTIVITY_STATES = (
-    state((0, "Open"), (1, "Completed"), (2, "Canceled")),
+    state((0, "Open", (1, 2)), (1, "Completed", ()), (2, "Canceled", ())),
     status((1, "Open", 0), (2, "Completed", 1), (3, "Canceled", 2)),
 )
 PRIORITY = choice("prioritycode", "Priority", (0, "Low"), (1, "Normal"), (2, "High"))
@@ -435,7 +439,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             lookup("qualifyingopportunityid", "Qualifying Opportunity", "opportunity"),
             lookup("transactioncurrencyid", "Currency", "transactioncurrency"),
             memo("description", "Description"),
-            state((0, "Open"), (1, "Qualified"), (2, "Disqualified")),
+            state((0, "Open", ()), (1, "Qualified", ()), (2, "Disqualified", (0,))),
             status(
                 (1, "New", 0),
                 (2, "Contacted", 0),
@@ -491,7 +495,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             lookup("competitorid", "Lost To", "competitor"),
             lookup("transactioncurrencyid", "Currency", "transactioncurrency"),
             memo("description", "Description"),
-            state((0, "Open"), (1, "Won"), (2, "Lost")),
+            state((0, "Open", ()), (1, "Won", (0,)), (2, "Lost", (0,))),
             status((1, "In Progress", 0), (2, "On Hold", 0), (3, "Won", 1), (4, "Canceled", 2), (5, "Out-Sold", 2)),
         ),
         views=(
@@ -719,7 +723,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             memo("description", "Description"),
             choice("prioritycode", "Priority", (1, "High"), (2, "Normal"), (3, "Low")),
             choice("caseorigincode", "Origin", (1, "Phone"), (2, "Email"), (3, "Web"), (4, "In Person")),
-            state((0, "Active"), (1, "Resolved"), (2, "Cancelled")),
+            state((0, "Active", (1, 2)), (1, "Resolved", (0,)), (2, "Cancelled", (0,))),
             status(
                 (1, "In Progress", 0),
                 (2, "On Hold", 0),

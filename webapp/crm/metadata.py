@@ -52,6 +52,7 @@ class Option:
     value: int
     label: str
     state: int | None = None  # for statuscode: the statecode this status belongs to
+    next_states: tuple[int, ...] = ()  # for statecode: the states a plain update may move to (commands aside)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,12 @@ class Attribute:
             "required": self.required,
             "max_length": self.max_length,
             "options": [
-                {"value": o.value, "label": o.label, **({"state": o.state} if o.state is not None else {})}
+                {
+                    "value": o.value,
+                    "label": o.label,
+                    **({"state": o.state} if o.state is not None else {}),
+                    **({"next": list(o.next_states)} if self.logical_name == "statecode" else {}),
+                }
                 for o in self.options
             ],
             "targets": list(self.targets),

@@ -109,6 +109,37 @@ def resolve_binds(session: Session, model: OrgModel, entity: Entity, binds: list
     return values
 
 
+def check_state_move(entity: Entity, current_state: int | None, given: Mapping[str, Any]) -> None:
+    """Refuse a state change a plain create or update may not make (the metadata's `next_states`).
+
+    `current_state` is None for a create (which starts from the first state). Commands move
+    records between states through their own checks and do not come here.
+    """
+    if not entity.has_state:
+        return
+    state_attr, status_attr = entity.attribute("statecode"), entity.attribute("statuscode")
+    assert state_attr is not None and status_attr is not None
+    target = given.get("statecode")
+    if target is None and given.get("statuscode") is not None:
+        target = next((o.state for o in status_attr.options if o.value == given["statuscode"]), None)
+    start = state_attr.options[0].value if current_state is None else current_state
+    if target is None or target == start:
+        return
+    option = {o.value: o for o in state_attr.options}
+    allowed = option[start].next_states if start in option else ()
+    if target in allowed:
+        return
+    to_label = option[target].label if target in option else str(target)
+    commands = {"lead": "Qualify or Disqualify", "opportunity": "Close as Won or Lost"}
+    how = f" Use {commands[entity.logical_name]}." if entity.logical_name in commands and start == 0 else ""
+    what = entity.display_name.lower()
+    if current_state is None:
+        message = f"A {what} cannot be created as {to_label}; it starts as {option[start].label}.{how}"
+    else:
+        message = f"A {what} cannot be moved from {option[start].label} to {to_label} this way.{how}"
+    raise ValidationFailed(message, field="statecode", details={"statecode": [message]})
+
+
 def _apply_state(entity: Entity, merged: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """Make statecode and statuscode agree (a status belongs to exactly one state)."""
     if not entity.has_state:

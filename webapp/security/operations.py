@@ -74,11 +74,20 @@ def _check_binds(session: Session, model: OrgModel, p: Principal, binds: list[Bi
 
 
 def create(
-    session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, payload: Any
+    session: Session,
+    model: OrgModel,
+    p: Principal,
+    actor: Actor,
+    entity: Entity,
+    payload: Any,
+    *,
+    by_command: bool = False,
 ) -> dict[str, Any]:
-    """Create a record owned by the user, after every check."""
+    """Create a record owned by the user, after every check (`by_command`: a command sets its state)."""
     records.check_writable(entity)
     values, binds, record_id = parse_payload(entity, payload, model.entity_for_set, creating=True)
+    if not by_command:
+        records.check_state_move(entity, None, values)
     if not may_create(p, entity):
         raise Forbidden(f"You do not have the create privilege on {entity.display_collection_name.lower()}.")
     _check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=True)
@@ -90,13 +99,23 @@ def create(
 
 
 def update(
-    session: Session, model: OrgModel, p: Principal, actor: Actor, entity: Entity, record_id: str, payload: Any
+    session: Session,
+    model: OrgModel,
+    p: Principal,
+    actor: Actor,
+    entity: Entity,
+    record_id: str,
+    payload: Any,
+    *,
+    by_command: bool = False,
 ) -> dict[str, Any]:
-    """Update a record the user may write, after every check."""
+    """Update a record the user may write, after every check (`by_command`: a command moves its state)."""
     records.check_writable(entity)
     current = fetch_readable(session, model, p, entity, record_id)
     values, binds, _ = parse_payload(entity, payload, model.entity_for_set, creating=False)
     require(session, model, p, entity, record_id, "write")
+    if not by_command:
+        records.check_state_move(entity, current.get("statecode"), values)
     _check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=False)
     if binds:
         require(session, model, p, entity, record_id, "append")
@@ -325,12 +344,21 @@ class UserCommandIO:
 
     def create(self, entity: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Create as the user (create, append and append-to checked)."""
-        return create(self.session, self.model, self.principal, self.actor, self.model.entity(entity), payload)
+        return create(
+            self.session, self.model, self.principal, self.actor, self.model.entity(entity), payload, by_command=True
+        )
 
     def update(self, entity: str, record_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Update as the user (write, append and append-to checked)."""
         return update(
-            self.session, self.model, self.principal, self.actor, self.model.entity(entity), record_id, payload
+            self.session,
+            self.model,
+            self.principal,
+            self.actor,
+            self.model.entity(entity),
+            record_id,
+            payload,
+            by_command=True,
         )
 
     def entity_set(self, entity: str) -> str:

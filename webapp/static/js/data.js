@@ -117,6 +117,7 @@ export class Data {
       return created[meta.primary_id];
     }
     this.#allowed(meta, "create");
+    checkStateMove(meta, null, changes);
     await this.store.write("create", entity, id, changes);
     this.sync.kick();
     return id;
@@ -131,6 +132,7 @@ export class Data {
       return;
     }
     this.#allowed(meta, "update");
+    if ("statecode" in changes || "statuscode" in changes) checkStateMove(meta, (await this.retrieve(entity, id)).statecode ?? null, changes);
     await this.store.write("update", entity, id, changes);
     this.sync.kick();
   }
@@ -225,6 +227,32 @@ export class Data {
     }
     return out;
   }
+}
+
+const COMMAND_FOR_STATE = /** @type {Record<string, string>} */ ({ lead: "Qualify or Disqualify", opportunity: "Close as Won or Lost" });
+
+/**
+ * Refuse a state change a plain create or update may not make, as the server does: each
+ * statecode option lists in `next` the states an update may move it to; the rest are a command's.
+ * @param {any} meta @param {number|null} current null for a create @param {Record<string, any>} changes
+ */
+export function checkStateMove(meta, current, changes) {
+  const stateAttr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statecode");
+  const statusAttr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statuscode");
+  if (!stateAttr || !statusAttr) return;
+  let target = changes.statecode ?? null;
+  if (target === null && changes.statuscode != null) target = statusAttr.options.find((/** @type {any} */ o) => o.value === changes.statuscode)?.state ?? null;
+  const start = current ?? stateAttr.options[0].value;
+  if (target === null || target === start) return;
+  const option = (/** @type {number} */ v) => stateAttr.options.find((/** @type {any} */ o) => o.value === v);
+  if ((option(start)?.next || []).includes(target)) return;
+  const what = String(meta.display_name).toLowerCase();
+  const how = COMMAND_FOR_STATE[meta.logical_name] && start === 0 ? ` Use ${COMMAND_FOR_STATE[meta.logical_name]}.` : "";
+  const to = option(target)?.label ?? String(target);
+  const message = current === null
+    ? `A ${what} cannot be created as ${to}; it starts as ${option(start)?.label}.${how}`
+    : `A ${what} cannot be moved from ${option(start)?.label} to ${to} this way.${how}`;
+  throw new DataError("validation_failed", message, "statecode");
 }
 
 /** One value against its attribute's type, with the server's messages. @param {any} attr @param {any} value */
