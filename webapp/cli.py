@@ -339,6 +339,7 @@ def ensure_demo(app: Flask, echo: Callable[[str], None]) -> list[dict[str, Any]]
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 def demo_cmd(port: int) -> None:
     """Create the SQLite database and demo organisation if absent, then serve on 127.0.0.1."""
+    configure_logging()
     app = make_app()
     signins = ensure_demo(app, click.echo)
     click.echo(f"Database: {app.config['DATABASE_URL']}")
@@ -350,30 +351,90 @@ def demo_cmd(port: int) -> None:
     app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
 
 
+def configure_logging() -> None:
+    """Send the app's own log lines (one JSON line per sync session, …) to stderr."""
+    import logging
+
+    logger = logging.getLogger("outpost")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def served_app() -> Flask:
+    """The application as `outpost serve`'s workers build it (after gevent has patched them)."""
+    configure_logging()
+    return create_app()
+
+
+def gunicorn_argv(host: str, port: int, workers: int, connections: int, graceful_timeout: int) -> list[str]:
+    """The gunicorn command line `outpost serve` runs."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class",
+        "gevent",
+        "--workers",
+        str(workers),
+        "--worker-connections",
+        str(connections),
+        "--bind",
+        f"{host}:{port}",
+        "--graceful-timeout",
+        str(graceful_timeout),
+        "--timeout",
+        "60",
+        "--access-logfile",
+        "-",
+        "--no-control-socket",  # gunicorn's default path is one per user: two servers would clash
+        "webapp.cli:served_app()",
+    ]
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=64, show_default=True, type=click.IntRange(1, 10_000))
-def serve_cmd(host: str, port: int, workers: int, threads: int) -> None:
-    """Production serving with gunicorn (threaded workers)."""
-    from gunicorn.app.base import BaseApplication
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Processes (PostgreSQL).")
+@click.option(
+    "--worker-connections",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(10, 1_000_000),
+    help="Open sockets and requests one process accepts at once.",
+)
+@click.option("--graceful-timeout", default=10, show_default=True, type=click.IntRange(0, 3600))
+def serve_cmd(host: str, port: int, workers: int, worker_connections: int, graceful_timeout: int) -> None:
+    """Production serving: gunicorn with gevent workers, thousands of open sockets per process.
 
-    make_app()  # migrate once before the workers start
+    On SQLite (the default) use one worker: the change feed is in-process, and every SQLite
+    call blocks that worker's event loop while it runs. On PostgreSQL, run as many workers
+    (and hosts) as needed: the change feed crosses processes through LISTEN/NOTIFY.
+    """
+    import os
+    import resource
 
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
-            self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("accesslog", "-")
-
-        def load(self) -> Flask:
-            return create_app()
-
-    Server().run()
+    app = make_app()  # create or migrate the schema once, before any worker starts
+    is_sqlite = services(app).db.is_sqlite
+    services(app).db.dispose()
+    if workers > 1 and is_sqlite:
+        click.echo(
+            "error: --workers > 1 needs PostgreSQL (set DATABASE_URL): on SQLite the change feed"
+            " stays inside one process, so devices on another worker would miss live changes.",
+            err=True,
+        )
+        sys.exit(2)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # every socket is a file descriptor: allow as many as the system lets us
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    click.echo(f"Outpost serving {app.config['DATABASE_URL'].split('@')[-1]} on http://{host}:{port}/", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = gunicorn_argv(host, port, workers, worker_connections, graceful_timeout)
+    os.execv(argv[0], argv)  # a fresh process: gevent patches each worker before the app is imported
 
 
 if __name__ == "__main__":

@@ -80,11 +80,15 @@ def caller() -> Caller:
 
 
 def commit() -> None:
-    """Commit this request's writes, then wake the organisation's sync connections."""
-    db_session().commit()
+    """Commit this request's writes, then wake the organisation's sync connections (in this
+    process at once; in other processes through PostgreSQL NOTIFY, sent only if the commit is)."""
     c = g.get("caller")
+    hub = services(current_app).hub
     if c is not None:
-        services(current_app).hub.notify(c.model.org_id)
+        hub.publish(db_session(), "changed", c.model.org_id)
+    db_session().commit()
+    if c is not None:
+        hub.notify(c.model.org_id)
 
 
 def check_csrf() -> Any:

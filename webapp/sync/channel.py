@@ -132,6 +132,8 @@ class Channel:
         replay = Replay(s, model, principal, actor, self.device_id or "")
         results, stopped = push(replay, msg.get("ops"))
         devices.touch(s, self.device_id or "", last_sync=utcnow())
+        if results:
+            services(self.app).hub.publish(s, "changed", self.org_id)  # other processes, on commit
         s.commit()
         for r in results:
             self.stats["ops"] += 1
@@ -183,15 +185,19 @@ class Channel:
             frames = self._feed(s, self.cursor)
         return [f for f in frames if f["upserts"] or f["removes"]]
 
-    def close_log(self) -> None:
-        """One structured line per sync session."""
-        log.info(
-            "sync session",
-            extra={
-                "device": self.device_id,
-                "user": self.user_id,
-                "org": self.org_id,
-                "seconds": round(time.monotonic() - self.started, 3),
-                **self.stats,
-            },
-        )
+    def close_log(self, **extra: Any) -> None:
+        """One structured line per sync session: a JSON object on the "outpost.sync" logger."""
+        fields = {
+            "event": "sync_session",
+            "device": self.device_id,
+            "user": self.user_id,
+            "org": self.org_id,
+            "ops": self.stats["ops"],
+            "applied": self.stats["ops"] - self.stats["conflicts"] - self.stats["rejected"],
+            "conflicts": self.stats["conflicts"],
+            "rejected": self.stats["rejected"],
+            "frames_received": self.stats["frames"],
+            "duration_ms": round((time.monotonic() - self.started) * 1000),
+            **extra,
+        }
+        log.info(json.dumps(fields, separators=(",", ":")), extra={"sync_session": fields})

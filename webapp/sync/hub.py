@@ -1,40 +1,157 @@
-"""Live push inside one process: a commit wakes every connection of that organisation.
+"""Live push: a commit wakes every connection of that organisation, in this process and others.
 
-Each connection owns a threading.Event; `notify(org)` sets the events of that organisation's
-connections, and each connection then reads the change feed for its own device and user.
-(Across processes, PostgreSQL LISTEN/NOTIFY feeds `notify` — see the scale work.)
+Each open socket holds a `Subscription` (a threading.Event plus who it belongs to). Locally,
+`notify(org)` sets the events of that organisation's connections, and each connection then
+reads the change feed for its own device and user; `end_session` / `end_user` mark the
+connections of a signed-out session or user so they close with 1008.
+
+Across processes (PostgreSQL only): a writer calls `publish(session, …)` before it commits,
+which queues a `pg_notify` in the same transaction, so the message goes out only if the
+commit does. One `Listener` per process (webapp/sync/notify.py), started when the first
+socket subscribes, LISTENs on the channel and replays other processes' messages here. On
+SQLite the feed stays in-process (one serving process).
+
+Under gunicorn's gevent worker the standard library is monkey-patched before the app is
+built, so these threading primitives are gevent's: a wait parks a greenlet, not a thread.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+CHANNEL = "outpost_sync"  # the PostgreSQL NOTIFY channel
+LISTEN_WAIT_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open socket: whose it is, its wake-up event, and whether its session has ended."""
+
+    org_id: str
+    user_id: str
+    token_hash: str
+    event: threading.Event = field(default_factory=threading.Event)
+    ended: bool = False
 
 
 class Hub:
-    """Who is connected, by organisation, and a way to wake them."""
+    """Who is connected, by organisation, and a way to wake them (and to end their sessions)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._events: dict[str, set[threading.Event]] = defaultdict(set)
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self.origin = uuid.uuid4().hex[:12]  # this process's mark on what it publishes
+        self._listen_url: str | None = None
+        self._listener: Any = None
 
-    def subscribe(self, org_id: str) -> threading.Event:
-        """A new connection's wake-up event."""
-        event = threading.Event()
+    def attach(self, database_url: str) -> None:
+        """Use PostgreSQL LISTEN/NOTIFY at `database_url` to cross processes (no-op for SQLite)."""
+        if database_url.startswith("postgresql"):
+            self._listen_url = database_url
+
+    @property
+    def crosses_processes(self) -> bool:
+        """Whether changes reach other processes (PostgreSQL) or stay in this one (SQLite)."""
+        return self._listen_url is not None
+
+    def subscribe(self, org_id: str, user_id: str = "", token_hash: str = "") -> Subscription:
+        """A new connection's subscription (starts this process's listener on first use)."""
+        sub = Subscription(org_id, user_id, token_hash)
         with self._lock:
-            self._events[org_id].add(event)
-        return event
+            self._subs[org_id].add(sub)
+            start = self._listen_url is not None and self._listener is None
+            if start:
+                from webapp.sync.notify import Listener
 
-    def unsubscribe(self, org_id: str, event: threading.Event) -> None:
+                self._listener = Listener(self._listen_url or "", self)
+        if start:
+            self._listener.start()
+        if self._listener is not None:
+            # The first socket waits (briefly) for LISTEN to be up, so no commit after its first
+            # pull can slip by unheard; later sockets find it up already.
+            self._listener.listening.wait(LISTEN_WAIT_SECONDS)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
         """Forget a closed connection."""
         with self._lock:
-            self._events[org_id].discard(event)
-            if not self._events[org_id]:
-                del self._events[org_id]
+            subs = self._subs.get(sub.org_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.org_id]
+
+    def connections(self) -> int:
+        """How many sockets this process holds."""
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
+    def _matching(self, org_id: str | None = None) -> list[Subscription]:
+        with self._lock:
+            if org_id is not None:
+                return list(self._subs.get(org_id, ()))
+            return [s for subs in self._subs.values() for s in subs]
 
     def notify(self, org_id: str) -> None:
-        """Something in this organisation changed: wake its connections."""
+        """Something in this organisation changed: wake its connections in this process."""
+        for sub in self._matching(org_id):
+            sub.event.set()
+
+    def wake_all(self) -> None:
+        """Wake every connection (after the listener lost messages, each re-reads its feed)."""
+        for sub in self._matching():
+            sub.event.set()
+
+    def _end(self, subs: Iterable[Subscription]) -> int:
+        ended = 0
+        for sub in subs:
+            sub.ended = True
+            sub.event.set()
+            ended += 1
+        return ended
+
+    def end_session(self, token_hash: str) -> int:
+        """A session was signed out: its sockets in this process close (1008)."""
+        return self._end(s for s in self._matching() if s.token_hash == token_hash)
+
+    def end_user(self, user_id: str) -> int:
+        """Every session of a user was revoked: their sockets in this process close (1008)."""
+        return self._end(s for s in self._matching() if s.user_id == user_id)
+
+    def publish(self, session: Session, kind: str, key: str) -> None:
+        """Tell the other processes, when `session` commits: kind "changed" (an organisation id),
+        "session_ended" (a session's token hash) or "user_ended" (a user id). No-op on SQLite."""
+        if self._listen_url is None:
+            return
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": f"{self.origin} {kind} {key}"},
+        )
+
+    def receive(self, payload: str) -> None:
+        """A message from another process (the listener calls this)."""
+        parts = payload.split(" ")
+        if len(parts) != 3 or parts[0] == self.origin:
+            return  # malformed, or our own: the local wake already happened
+        _, kind, key = parts
+        if kind == "changed":
+            self.notify(key)
+        elif kind == "session_ended":
+            self.end_session(key)
+        elif kind == "user_ended":
+            self.end_user(key)
+
+    def close(self) -> None:
+        """Stop the listener (if one runs)."""
         with self._lock:
-            events = list(self._events.get(org_id, ()))
-        for event in events:
-            event.set()
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()

@@ -3,7 +3,10 @@
 The handshake is checked before the upgrade (a session cookie, and an Origin equal to the
 app's own), so a foreign page or a signed-out browser is refused with 403 and never gets a
 socket. Frames over 1 MiB close the socket with 1009 (simple-websocket enforces the limit).
-A second thread per connection waits for live changes and pushes them at once.
+A second thread per connection (a greenlet under `outpost serve`'s gevent worker) waits on the
+hub for live changes and pushes them at once; it also closes the socket with 1008 after an
+`unauthenticated` error frame when the session is signed out (here or in another process)
+or expires.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from flask_sock import ConnectionClosed, Sock
 
 from webapp import services
 from webapp.api.errors import ApiError
+from webapp.crm.changes import utcnow
 from webapp.security.accounts import load_session
-from webapp.sync.channel import Channel, Closing
+from webapp.sync.channel import Channel, Closing, error
 
 MAX_FRAME = 1 << 20
 HEARTBEAT_SECONDS = 25
+SESSION_ENDED = error("unauthenticated", "The session has ended; sign in again.")
 sock = Sock()
 
 
@@ -46,6 +51,7 @@ def register_sync(app: Flask) -> None:
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_FRAME, "ping_interval": None})
     app.before_request(check_handshake)
     sock.init_app(app)
+    services(app).hub.attach(app.config["DATABASE_URL"])
 
 
 @sock.route("/api/sync")
@@ -55,29 +61,45 @@ def sync_socket(ws: Any) -> None:
     token, info = g.sync_session
     channel = Channel(app, token, info.org_id, info.user_id)
     hub = services(app).hub
-    wake = hub.subscribe(info.org_id)
+    sub = hub.subscribe(info.org_id, info.user_id, info.token_hash)
+    expires = info.expires.replace(tzinfo=None) if info.expires.tzinfo else info.expires
     lock = threading.Lock()  # one sender and one Channel user at a time
     closed = threading.Event()
+    stats = {"sent": 0, "close_code": 1000}
 
     def send(frames: list[dict[str, Any]]) -> None:
         for frame in frames:
             ws.send(json.dumps(frame, separators=(",", ":")))
+            stats["sent"] += 1
+
+    def close(code: int, frames: list[dict[str, Any]]) -> None:
+        send(frames)
+        stats["close_code"] = code
+        ws.close(reason=code)
+        closed.set()
+
+    def session_over() -> bool:
+        return sub.ended or utcnow() >= expires
 
     def pusher() -> None:
         while not closed.is_set():
-            if not wake.wait(timeout=HEARTBEAT_SECONDS):
-                with lock:
-                    send([{"type": "ping"}])
-                continue
-            wake.clear()
+            left = (expires - utcnow()).total_seconds()
+            woke = sub.event.wait(timeout=max(0.0, min(HEARTBEAT_SECONDS, left)))
             if closed.is_set():
                 return
-            with app.app_context(), lock:
+            with lock:
                 try:
-                    send(channel.wake())
+                    if session_over():
+                        close(1008, [SESSION_ENDED])
+                    elif not woke:
+                        send([{"type": "ping"}])
+                    else:
+                        sub.event.clear()
+                        with app.app_context():
+                            send(channel.wake())
                 except Closing as exc:
-                    send(exc.frames)
-                    ws.close(reason=exc.code)
+                    close(exc.code, exc.frames)
+                except ConnectionClosed:
                     closed.set()
 
     worker = threading.Thread(target=pusher, name="sync-push", daemon=True)
@@ -88,16 +110,17 @@ def sync_socket(ws: Any) -> None:
             if text is None:
                 continue
             with lock:
+                if closed.is_set():
+                    break
                 try:
                     send(channel.receive(text))
                 except Closing as exc:
-                    send(exc.frames)
-                    ws.close(reason=exc.code)
-                    break
+                    close(exc.code, exc.frames)
     except ConnectionClosed:
-        pass
+        if not closed.is_set():
+            stats["close_code"] = int(getattr(ws, "close_reason", None) or 1005)
     finally:
         closed.set()
-        wake.set()
-        hub.unsubscribe(info.org_id, wake)
-        channel.close_log()
+        sub.event.set()
+        hub.unsubscribe(sub)
+        channel.close_log(frames_sent=stats["sent"], close_code=stats["close_code"])
