@@ -80,14 +80,20 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
-    """End this session (the cookie stops working everywhere at once)."""
+    """End this session (the cookie stops working everywhere at once, and its sockets close)."""
     info = session_info()
     if info is not None:
         dbs = db_session()
+        hub = services(current_app).hub
         end_session(dbs, info.token_hash)
+        hub.publish(dbs, "session_ended", info.token_hash)  # other processes close theirs on commit
         dbs.commit()
+        hub.end_session(info.token_hash)
     resp: Response = jsonify({"signed_out": True})
     resp.delete_cookie(current_app.config["SESSION_COOKIE_NAME"], path="/")
+    # Only cookies: "storage" would also delete the device's queue of unsynced work and the
+    # offline app; "Sign out and clear this device" deletes the organisation's store itself.
+    resp.headers["Clear-Site-Data"] = '"cookies"'
     return resp
 
 
