@@ -32,6 +32,7 @@ def services(app: Flask) -> Services:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """The application: configuration, database, schema, blueprints and error handlers."""
     from webapp import schema
+    from webapp.admin import register_admin
     from webapp.api import register_api
     from webapp.security.accounts import password_hasher
     from webapp.shell import register_shell
@@ -52,6 +53,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         hub=Hub(),
     )
     register_api(app)
+    register_admin(app)
     register_sync(app)
     register_shell(app)
     return app

@@ -266,3 +266,15 @@ def user_summary(session: Session, model: OrgModel, user_id: str) -> dict[str, A
         "fullname": row["fullname"],
         "business_unit_id": row["businessunitid"],
     }
+
+
+def set_password(session: Session, hasher: PasswordHasher, user_id: str, password: str) -> None:
+    """Give a user a new password and end their sessions (a reset signs them out everywhere)."""
+    if len(password) < 8:
+        raise ValidationFailed("The password must have at least 8 characters.", field="password")
+    session.execute(
+        update(credential)
+        .where(credential.c.systemuserid == user_id)
+        .values(password_hash=hasher.hash(password), changedon=utcnow())
+    )
+    revoke_user_sessions(session, user_id)

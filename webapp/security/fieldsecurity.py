@@ -105,3 +105,25 @@ def add_member(session: Session, model: OrgModel, profile_id: str, principal_id:
                 "organizationid": model.org_id,
             },
         )
+
+
+def set_members(session: Session, model: OrgModel, profile_id: str, members: list[tuple[str, str]]) -> None:
+    """Make exactly these (principal id, systemuser | team) the profile's members."""
+    session.execute(
+        delete(fieldprofilemember).where(
+            fieldprofilemember.c.profileid == profile_id, fieldprofilemember.c.organizationid == model.org_id
+        )
+    )
+    for principal_id, principal_type in members:
+        add_member(session, model, profile_id, principal_id, principal_type)
+
+
+def clear_permission(session: Session, profile_id: str, entity_name: str, attribute: str) -> None:
+    """Take away everything a profile allows on one attribute."""
+    session.execute(
+        delete(fieldpermission).where(
+            fieldpermission.c.profileid == profile_id,
+            fieldpermission.c.entity == entity_name,
+            fieldpermission.c.attribute == attribute,
+        )
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
@@ -168,3 +168,34 @@ def assign_team_role(session: Session, model: OrgModel, team_id: str, role_id_: 
     ).first()
     if exists is None:
         session.execute(insert(teamrole), {"teamid": team_id, "roleid": role_id_, "organizationid": model.org_id})
+
+
+def set_user_roles(session: Session, model: OrgModel, user_id: str, role_ids: Iterable[str]) -> None:
+    """Make a user hold exactly these roles."""
+    session.execute(
+        delete(userrole).where(userrole.c.systemuserid == user_id, userrole.c.organizationid == model.org_id)
+    )
+    for rid in dict.fromkeys(role_ids):
+        assign_user_role(session, model, user_id, rid)
+
+
+def set_team_roles(session: Session, model: OrgModel, team_id: str, role_ids: Iterable[str]) -> None:
+    """Make a team hold exactly these roles."""
+    session.execute(delete(teamrole).where(teamrole.c.teamid == team_id, teamrole.c.organizationid == model.org_id))
+    for rid in dict.fromkeys(role_ids):
+        assign_team_role(session, model, team_id, rid)
+
+
+def rename_role(session: Session, model: OrgModel, role_id_: str, name: str) -> None:
+    """Give a role a new (unique) name."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationFailed("A role needs a name of 1-100 characters.", field="name")
+    clash = session.execute(
+        select(role.c.roleid).where(
+            role.c.organizationid == model.org_id, role.c.name == name, role.c.roleid != role_id_
+        )
+    ).first()
+    if clash:
+        raise ValidationFailed(f"A role named '{name}' already exists.", field="name")
+    session.execute(update(role).where(role.c.roleid == role_id_).values(name=name))
