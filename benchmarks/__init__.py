@@ -53,11 +53,27 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_suite(records: int, json_path: Path | None, only: list[str] | None = None) -> list[Row]:
-    """Run every benchmark (or those named in `only`), print the table, write JSON if asked."""
-    from benchmarks import device, security
+SUITES = ("security", "connections", "replay", "push", "device")
 
-    suites = {"security": security.run, "device": device.run}
+
+def run_suite(
+    records: int, json_path: Path | None, only: list[str] | None = None, connections: int | None = None
+) -> list[Row]:
+    """Run every benchmark (or those named in `only`), print the table, write JSON if asked.
+
+    `connections`: idle sockets for the `connections` suite (default: from `records`)."""
+    from functools import partial
+
+    from benchmarks import connections as conns
+    from benchmarks import device, push, replay, security
+
+    suites: dict[str, Callable[[int, Report], None]] = {
+        "security": security.run,
+        "connections": partial(conns.run, connections=connections),
+        "replay": replay.run,
+        "push": push.run,
+        "device": device.run,
+    }
     rows: list[Row] = []
     for name, fn in suites.items():
         if only and name not in only:
@@ -70,11 +86,10 @@ def run_suite(records: int, json_path: Path | None, only: list[str] | None = Non
 
         fn(records, report)
     width = max((len(r.name) for r in rows), default=10)
-    print(f"\n{'benchmark':<10} {'metric':<{width}} {'value':>12}  unit   note")
+    print(f"\n{'benchmark':<11} {'metric':<{width}} {'value':>12}  unit   note")
     for r in rows:
-        print(f"{r.benchmark:<10} {r.name:<{width}} {r.value:>12,.2f}  {r.unit:<6} {r.note}")
+        print(f"{r.benchmark:<11} {r.name:<{width}} {r.value:>12,.2f}  {r.unit:<6} {r.note}")
     if json_path is not None:
-        json_path.write_text(
-            json.dumps({"machine": machine(), "records": records, "rows": [asdict(r) for r in rows]}, indent=2)
-        )
+        doc = {"machine": machine(), "records": records, "rows": [asdict(r) for r in rows]}
+        json_path.write_text(json.dumps(doc, indent=2))
     return rows

@@ -306,15 +306,29 @@ def load_demo_cmd(org: str, records: int, progress: bool) -> None:
 @main.command("bench")
 @click.option("--records", default=50_000, show_default=True, type=click.IntRange(10, 10_000_000))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--only", multiple=True, help="Run only these benchmarks (repeatable).")
-def bench_cmd(records: int, json_path: Path | None, only: tuple[str, ...]) -> None:
+@click.option(
+    "--only",
+    multiple=True,
+    help="Run only these benchmarks (repeatable): security, connections, replay, push, device.",
+)
+@click.option(
+    "--connections",
+    default=None,
+    type=click.IntRange(1, 100_000),
+    help="Idle sockets for the connections benchmark (default: records / 100, 20 to 2,000).",
+)
+def bench_cmd(records: int, json_path: Path | None, only: tuple[str, ...], connections: int | None) -> None:
     """Run the benchmark suite and print its figures (and write them as JSON)."""
     try:
-        from benchmarks import run_suite
+        from benchmarks import SUITES, run_suite
     except ImportError:
         click.echo("error: the benchmarks/ folder is not importable; run from the source checkout.", err=True)
         sys.exit(2)
-    run_suite(records, json_path, list(only) or None)
+    unknown = sorted(set(only) - set(SUITES))
+    if unknown:
+        click.echo(f"error: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}.", err=True)
+        sys.exit(2)
+    run_suite(records, json_path, list(only) or None, connections=connections)
 
 
 def ensure_demo(app: Flask, echo: Callable[[str], None]) -> list[dict[str, Any]]:

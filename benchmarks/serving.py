@@ -1,0 +1,163 @@
+"""What the server benchmarks share: `outpost serve` on a throw-away database, and devices.
+
+`served(kind)` prepares a database (a SQLite file, or a fresh schema on the PostgreSQL server
+at OUTPOST_BENCH_PG_URL / OUTPOST_TEST_PG_URL) with the demo organisation, runs `outpost
+serve` (gunicorn, one gevent worker) on it as a subprocess, and cleans up afterwards. Devices
+are asyncio WebSocket clients (the `websockets` library): thousands fit in one thread of this
+process, so the client is not what limits the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+COMPRESSION = None if os.environ.get("OUTPOST_BENCH_NO_DEFLATE") else "deflate"
+PG_URL = os.environ.get(
+    "OUTPOST_BENCH_PG_URL",
+    os.environ.get("OUTPOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+)
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (the table goes to stdout at the end)."""
+    print(f"    {message}", file=sys.stderr, flush=True)
+
+
+def raise_open_file_limit() -> int:
+    """Every socket is a file descriptor: raise this process's soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+@contextlib.contextmanager
+def pg_schema_url() -> Iterator[str | None]:
+    """A fresh schema on the PostgreSQL server (its URL), or None when none answers; dropped after."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(PG_URL)
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {name}"))
+    except Exception as exc:  # any connection failure means: no PostgreSQL here
+        engine.dispose()
+        progress(f"PostgreSQL not reachable at {PG_URL} ({type(exc).__name__}): its figures are skipped")
+        yield None
+        return
+    try:
+        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def served(kind: str = "sqlite", records: int = 0) -> Iterator[Any]:
+    """`outpost serve` (one gevent worker) on a new demo database; None if `kind` is unavailable."""
+    from tests.served import ServedServer, prepare_demo_database
+
+    raise_open_file_limit()  # the server inherits it
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        folder = Path(tmp)
+        if kind == "sqlite":
+            url: str | None = f"sqlite:///{folder / 'outpost.db'}"
+        else:
+            url = stack.enter_context(pg_schema_url())
+        if url is None:
+            yield None
+            return
+        prepare_demo_database(url, records)
+        server = ServedServer(folder, url).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+class Device:
+    """A device on an asyncio WebSocket: hello, pull, push, and frames in arrival order."""
+
+    def __init__(self, ws: Any, device_id: str) -> None:
+        self.ws = ws
+        self.device_id = device_id
+        self.seq = 0
+
+    @classmethod
+    async def connect(cls, base: str, cookie: str, device_id: str | None = None) -> Device:
+        """Open the socket (with the session cookie and the app's origin) and say hello."""
+        from websockets.asyncio.client import connect
+
+        ws = await connect(
+            base.replace("http://", "ws://") + "/api/sync",
+            origin=base,  # type: ignore[arg-type]
+            additional_headers={"Cookie": cookie},
+            proxy=None,
+            ping_interval=None,  # the protocol's own heartbeat is enough
+            max_size=16 << 20,
+            open_timeout=60,
+            compression=COMPRESSION,
+        )
+        device = cls(ws, device_id or str(uuid.uuid4()))
+        welcome = await device.request({"type": "hello", "device_id": device.device_id, "app_version": "bench"})
+        assert welcome["type"] == "welcome", welcome
+        device.seq = welcome["next_seq"] - 1
+        return device
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        """Send one frame."""
+        await self.ws.send(json.dumps(msg, separators=(",", ":")))
+
+    async def receive(self, timeout: float = 60) -> dict[str, Any]:
+        """The next frame other than a heartbeat."""
+        while True:
+            frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            if frame.get("type") != "ping":
+                return frame
+
+    async def request(self, msg: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+        """Send a frame and return the next answer."""
+        await self.send(msg)
+        return await self.receive(timeout)
+
+    async def catch_up(self) -> None:
+        """Pull the whole feed; from then on the server pushes changes live."""
+        frame = await self.request({"type": "pull", "cursor": 0})
+        while frame.get("more"):
+            frame = await self.receive()
+
+    def next_ops(self, changes: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Operations for (entity, id, changes) creates, numbered from this device's next seq."""
+        ops = []
+        for entity, rid, values in changes:
+            self.seq += 1
+            ops.append(
+                {
+                    "op_id": str(uuid.uuid4()),
+                    "seq": self.seq,
+                    "kind": "create",
+                    "entity": entity,
+                    "id": rid,
+                    "base_version": None,
+                    "changes": values,
+                }
+            )
+        return ops
+
+    async def close(self) -> None:
+        """Close the socket."""
+        with contextlib.suppress(Exception):  # a socket the server already closed
+            await self.ws.close()
