@@ -63,7 +63,14 @@ def test_no_session_redirects_to_sign_in_and_a_non_admin_gets_403_on_every_page(
     assert form(bob, f"/admin/users/{org.alice}/status", {"action": "disable"}).status_code == 403
     alice = sign_in(app, "contoso", "alice")
     for path in paths:
-        assert alice.get(path).status_code == 200, path
+        page = alice.get(path)
+        assert page.status_code == 200, path
+        # Every form that changes something carries the session's CSRF token (the sign-out form at least).
+        html = page.data.decode()
+        posts = re.findall(r'<form method="post".*?</form>', html, re.S)
+        assert posts, path
+        for post in posts:
+            assert f'name="csrf_token" value="{alice.csrf}"' in post, path
     assert audit_actions(app, org.org_id) == []
 
 
