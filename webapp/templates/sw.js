@@ -19,6 +19,11 @@ const PRECACHE = {{ precache|tojson }};
 const HASHES = new Map(PRECACHE.map((entry) => [entry.url, entry.hash]));
 const NAVIGATION_TIMEOUT_MS = 3000; // a network slower than this gets the cached shell
 const NETWORK_ONLY = ['/api', '/admin', '/healthz', '/sw.js'];
+// Forms' client scripts: content-addressed (?v=<hash>), so a cached copy is always right. The
+// app fills this cache when it takes the offline updates (js/formscripts.js); it outlives
+// app versions (its name does not start with CACHE_PREFIX).
+const SCRIPTS_PATH = '/scripts/';
+const SCRIPT_CACHE = 'outpost-scripts';
 
 self.addEventListener('install', (event) => {
   // No skipWaiting here: a new version waits until the page asks (see the message handler).
@@ -45,7 +50,9 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(request.url);
   if (url.origin !== self.location.origin) return;
   if (NETWORK_ONLY.some((p) => url.pathname === p || url.pathname.startsWith(p + '/'))) return;
-  if (request.mode === 'navigate') {
+  if (url.pathname.startsWith(SCRIPTS_PATH) && url.searchParams.has('v')) {
+    event.respondWith(clientScript(request));
+  } else if (request.mode === 'navigate') {
     event.respondWith(navigate(request));
   } else if (HASHES.has(url.pathname) && url.pathname !== SHELL_URL) {
     event.respondWith(asset(request, url));
@@ -116,6 +123,16 @@ async function asset(request, url) {
     if (hit) return hit;
     throw err;
   }
+}
+
+/** A form's client script: the cached copy first, else the network (kept for next time). */
+async function clientScript(request) {
+  const cache = await caches.open(SCRIPT_CACHE);
+  const hit = await cache.match(request.url);
+  if (hit) return hit;
+  const response = await fetch(request);
+  if (response.ok) await cache.put(request.url, response.clone());
+  return response;
 }
 
 function withTimeout(promise, ms) {

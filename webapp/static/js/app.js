@@ -10,6 +10,7 @@
 import { ApiError, call, setCsrf } from "./api.js";
 import { Data } from "./data.js";
 import { ask, h, replace, toast } from "./dom.js";
+import { forget as forgetScripts, prefetch as prefetchScripts } from "./formscripts.js";
 import { listStores } from "./idb.js";
 import { Store } from "./store.js";
 import { Sync } from "./sync.js";
@@ -143,6 +144,7 @@ async function updateOffline() {
   const doc = await call("GET", "/api/metadata");
   await ctx.store.setMeta("customizations", doc);
   ctx.store.useCustomizations(doc);
+  await prefetchScripts(doc); // the forms' client scripts, kept for offline use
   ctx.sync.requestDownload();
   ctx.navigate("#/status");
 }
@@ -235,11 +237,13 @@ async function clearDevice() {
 
 /** @param {string} reason */
 function onWiped(reason) {
+  // Sign out on the server too: the call takes the CSRF token now, before it is forgotten.
+  call("POST", "/api/auth/logout").catch(() => {});
+  if (ctx.identity) void forgetScripts(ctx.identity.org.name);
   Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
   remember(null);
   setCsrf("");
   toast(reason, "error");
-  call("POST", "/api/auth/logout").catch(() => {});
   ctx.navigate("#/signin");
 }
 

@@ -18,6 +18,9 @@
  * activities) are listed at the bottom, from the device.
  *
  * A new record can start with a lookup filled in: `#/new/contact?parentcustomerid=account:<id>`.
+ *
+ * The administrator's client scripts (formscripts.js) run when the form shows (on load) and
+ * before a save (on save); their notifications and failures show above the form.
  */
 import { ask, h, toast } from "../dom.js";
 import {
@@ -39,6 +42,7 @@ import {
 } from "./list.js";
 import { recordCommands, stageBar } from "./commands.js";
 import { lookupField, lookupValue } from "./lookup.js";
+import { runFormScript } from "../formscripts.js";
 
 export const live = true;
 
@@ -304,6 +308,33 @@ export async function render(ctx, params) {
   }
 
   const formError = h("p", { class: "form-error", role: "alert" });
+  const notifications = h("div", { class: "form-notifications stack stack--tight", "aria-live": "polite" });
+  /** @type {import("../formscripts.js").FormHost} */
+  const host = {
+    entity,
+    id: () => (isNew ? "" : id),
+    getValue: (name) => {
+      const control = controls.find((c) => c.name === name);
+      if (control && control.changed()) return control.changes()[name];
+      return record ? (record[name] ?? null) : null;
+    },
+    setValue: (name, value) => {
+      const input = form.querySelector(`#f-${CSS.escape(name)}`);
+      if (!(input instanceof HTMLInputElement || input instanceof HTMLSelectElement || input instanceof HTMLTextAreaElement) || input.readOnly) return;
+      if (input instanceof HTMLInputElement && input.type === "checkbox") input.checked = Boolean(value);
+      else input.value = value === null || value === undefined ? "" : String(value);
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    },
+    notify: (message, level, noticeId) => {
+      const key = noticeId || message;
+      notifications.querySelector(`[data-notice="${CSS.escape(key)}"]`)?.remove();
+      const error = level.toUpperCase() === "ERROR";
+      const kind = error ? "error" : level.toUpperCase() === "WARNING" ? "warning" : "info";
+      notifications.appendChild(h("p", { class: `banner banner--${kind} form-notification`, role: error ? "alert" : "status", "data-notice": key }, message));
+    },
+    clear: (noticeId) => notifications.querySelector(`[data-notice="${CSS.escape(noticeId)}"]`)?.remove(),
+  };
   const saveButton = /** @type {HTMLButtonElement} */ (h("button", { type: "submit", class: "button button--primary" }, "Save"));
   const deleteButton = deletable
     ? /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "button button--danger", onclick: () => void remove() }, "Delete"))
@@ -341,6 +372,11 @@ export async function render(ctx, params) {
 
   const save = async () => {
     clearErrors();
+    const script = await runFormScript(store.customizations, "onsave", host);
+    if (script.prevented) {
+      formError.textContent = `${meta.display_name} was not saved: the form's script stopped the save.`;
+      return;
+    }
     /** @type {Record<string, any>} */
     const changes = {};
     for (const c of controls) {
@@ -415,6 +451,9 @@ export async function render(ctx, params) {
   form.addEventListener("input", hold);
   form.addEventListener("change", hold);
 
+  // On load: once the screen is in the page (render returns it first); never blocks the form.
+  setTimeout(() => void runFormScript(store.customizations, "onload", host), 0);
+
   const listMeta = routeMeta.logical_name === "activitypointer" ? routeMeta : meta;
   return h(
     "section",
@@ -433,6 +472,7 @@ export async function render(ctx, params) {
     ),
     isNew ? null : recordCommands(ctx, meta, record),
     isNew ? null : stageBar(ctx, meta, record),
+    notifications,
     !editable ? h("p", { class: "muted" }, isLocal(ctx) ? `${meta.display_collection_name} are read-only offline.` : `${meta.display_collection_name} are read-only here.`) : null,
     form,
     isNew ? null : await related(ctx, meta, record),
