@@ -47,6 +47,22 @@ def admin_get_paths(app: Flask, org: Org) -> list[str]:
     return sorted(set(paths))
 
 
+def assert_keyboard_and_csp_friendly(path: str, html: str) -> None:
+    """Every control has a label (by `for` or by wrapping), none is taken out of the tab order,
+    and there is no inline script, style or event handler (the Content-Security-Policy)."""
+    for match in re.finditer(r"<(input|select|textarea)\b[^>]*>", html):
+        tag = match.group(0)
+        if 'type="hidden"' in tag:
+            continue
+        found = re.search(r'\bid="([^"]+)"', tag)
+        labelled = bool(found) and f'for="{found.group(1)}"' in html
+        wrapped = html[: match.start()].rstrip().endswith('<label class="checkbox">')
+        assert labelled or wrapped, f"{path}: a control without a label: {tag}"
+    assert not re.search(r'tabindex="[1-9]', html), path
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=", html), path
+
+
 def test_no_session_redirects_to_sign_in_and_a_non_admin_gets_403_on_every_page(app: Flask, org: Org) -> None:
     paths = admin_get_paths(app, org)
     assert len(paths) >= 20
@@ -71,6 +87,7 @@ def test_no_session_redirects_to_sign_in_and_a_non_admin_gets_403_on_every_page(
         assert posts, path
         for post in posts:
             assert f'name="csrf_token" value="{alice.csrf}"' in post, path
+        assert_keyboard_and_csp_friendly(path, html)
     assert audit_actions(app, org.org_id) == []
 
 

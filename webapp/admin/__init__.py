@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask
+from werkzeug.exceptions import NotFound, UnprocessableEntity
 
 from webapp.admin import audit, auth, context, devices, entities, errors, explain, people, profile, scripts
 from webapp.crm.errors import CrmError
@@ -34,8 +35,6 @@ def register_admin(app: Flask) -> None:
 
     @bp.errorhandler(CrmError)
     def _crm(exc: CrmError) -> Any:
-        from werkzeug.exceptions import NotFound, UnprocessableEntity
-
         err = NotFound(exc.message) if exc.code == "not_found" else UnprocessableEntity(exc.message)
         return context.error_page(err)
 

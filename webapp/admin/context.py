@@ -25,7 +25,7 @@ from webapp.security.accounts import SessionInfo, load_session
 from webapp.security.scope import Principal, load_principal
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-OPEN_ENDPOINTS = {"admin.auth.signin", "admin.static_page"}
+OPEN_ENDPOINTS = {"admin.auth.signin"}
 
 
 @dataclass
@@ -128,7 +128,7 @@ def form_value(name: str, limit: int = 200) -> str:
 def error_page(exc: Any) -> tuple[str, int]:
     """HTML for 403, 404 and other HTTP errors on admin pages."""
     code = getattr(exc, "code", 500) or 500
-    titles = {403: "Forbidden", 404: "Not found", 405: "Not allowed"}
+    titles = {403: "Forbidden", 404: "Not found", 405: "Not allowed", 422: "Not accepted"}
     description = getattr(exc, "description", "") or ""
     if code == 403 and "token" not in description:
         description = "These pages are for users with the System Administrator role."
