@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp import schema
     from webapp.admin import register_admin
     from webapp.api import register_api
+    from webapp.headers import register_headers
     from webapp.security.accounts import password_hasher
     from webapp.shell import register_shell
     from webapp.sync.socket import register_sync
@@ -56,4 +57,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_admin(app)
     register_sync(app)
     register_shell(app)
+    register_headers(app)
     return app

@@ -21,11 +21,14 @@ Conventions
     - Request `live_server` BEFORE the page fixtures in a test's signature: fixtures are torn
       down in reverse order, so pages and their sockets close before the server stops
       (TESTING.md). `phone_context` depends on `live_server`, which enforces it as well.
-    - Wait on conditions with time limits (`expect(...)`, `page.wait_for_function`,
-      `LiveServer.start`), never sleep. Every Playwright wait here defaults to `TIMEOUT_MS`,
-      but `page.evaluate` has NO time limit: a promise that never settles (e.g.
-      `navigator.serviceWorker.ready` on a page whose worker failed) hangs the run; wait for it
-      with `page.wait_for_function(...)` instead.
+    - Wait on conditions with time limits (`expect(...)`, `wait_until(page, ...)` from
+      tests/e2e/waits.py, `LiveServer.start`), never sleep. Every Playwright wait here defaults
+      to `TIMEOUT_MS`, but `page.evaluate` has NO time limit: a promise that never settles (e.g.
+      `navigator.serviceWorker.ready` on a page whose worker failed) hangs the run. Never
+      `page.wait_for_function`: it evaluates its predicate with `eval`, which the app's
+      Content-Security-Policy refuses.
+    - Every test fails on a Content-Security-Policy violation reported in a page of
+      `phone_context`.
     - pytest-playwright may be installed on a machine, but `./dev test` does not install it:
       its `page`, `context` and `browser` fixtures are replaced here by guards that fail with a
       pointer to the fixtures above, so a test behaves the same everywhere.
@@ -318,8 +321,13 @@ def phone_context(live_server: LiveServer, chromium: Browser, pw: Playwright) ->
     context = chromium.new_context(**device, base_url=live_server.url)
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
+    # Every browser test also checks the Content-Security-Policy (webapp/headers.py): the app
+    # must never need what the policy forbids (inline script or style, foreign connections).
+    violations: list[str] = []
+    context.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
     yield context
     context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tests.e2e.conftest import REPO_ROOT, TIMEOUT_MS, ApiClient, LiveServer
+from tests.e2e.waits import wait_until
 from webapp.crm.tables import changelog
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 from webapp.security.accounts import revoke_user_sessions
@@ -39,8 +40,8 @@ ANSWER_MS = 5_000  # the longest one call into the app (an IndexedDB read, a loc
 def open_app(page: Page) -> None:
     """Open the app and wait until its service worker controls the page (so a reload works offline)."""
     page.goto("/")
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
-    page.wait_for_function("Boolean(window.Outpost?.ctx)")
+    wait_until(page, "navigator.serviceWorker.controller !== null")
+    wait_until(page, "Boolean(window.Outpost?.ctx)")
 
 
 def fill_sign_in(page: Page, username: str, org: str = DEMO_ORG, password: str = DEMO_PASSWORD) -> None:
@@ -56,7 +57,7 @@ def accept_updates(page: Page) -> None:
     dialog = page.get_by_role("dialog", name="Offline Updates Available")
     dialog.get_by_role("button", name="Update").click()
     expect(dialog).to_be_hidden()
-    page.wait_for_function(f"{CTX}.sync?.status.offlineReady === true && {CTX}.sync.status.download === null")
+    wait_until(page, f"{CTX}.sync?.status.offlineReady === true && {CTX}.sync.status.download === null")
 
 
 def sign_in(page: Page, username: str, org: str = DEMO_ORG, password: str = DEMO_PASSWORD) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def go_offline(server: LiveServer, *contexts: BrowserContext) -> None:
     server.stop()
     for context in contexts:
         for page in context.pages:
-            page.wait_for_function(f"!{CTX}.sync || {CTX}.sync.status.connection !== 'online'")
+            wait_until(page, f"!{CTX}.sync || {CTX}.sync.status.connection !== 'online'")
 
 
 def come_online(server: LiveServer, *contexts: BrowserContext) -> None:

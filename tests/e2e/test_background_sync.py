@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from playwright.sync_api import BrowserContext
 
+from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_PASSWORD
 
 T = TypeVar("T")
@@ -50,15 +51,15 @@ def test_a_queue_reaches_the_server_after_the_tab_is_closed(live_server: Any, ph
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("dialog", name="Offline Updates Available").get_by_role("button", name="Update").click()
-    page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true")
-    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    wait_until(page, "() => window.Outpost.ctx.sync?.status.offlineReady === true")
+    wait_until(page, "() => navigator.serviceWorker.controller !== null")
 
     live_server.stop()
     lead = page.evaluate(
         "() => window.Outpost.ctx.data.create('lead', {subject: 'Written before closing', lastname: 'Bye'})"
     )
-    page.wait_for_function("() => window.Outpost.ctx.sync.status.pending === 1")
-    page.wait_for_function("() => (window.__syncRegistered || []).includes('outpost-queue')")
+    wait_until(page, "() => window.Outpost.ctx.sync.status.pending === 1")
+    wait_until(page, "() => (window.__syncRegistered || []).includes('outpost-queue')")
 
     cdp_host = phone_context.new_page()  # a non-app page: DevTools access to the worker, no app window
     cdp_host.goto("about:blank")
@@ -94,7 +95,7 @@ def test_a_queue_reaches_the_server_after_the_tab_is_closed(live_server: Any, ph
     # The app opens again: the re-sent operation gets its first result; the queue empties.
     again = phone_context.new_page()
     again.goto("/")
-    again.wait_for_function("() => window.Outpost?.ctx?.sync?.status.connection === 'online'")
-    again.wait_for_function("() => window.Outpost.ctx.sync.status.pending === 0")
+    wait_until(again, "() => window.Outpost?.ctx?.sync?.status.connection === 'online'")
+    wait_until(again, "() => window.Outpost.ctx.sync.status.pending === 0")
     assert again.evaluate("() => window.Outpost.ctx.store.errors()") == []  # the re-sent create was not refused
     assert api.get(f"/api/data/leads({lead})").json["versionnumber"] == version  # applied once, not twice

@@ -11,6 +11,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
+from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_PASSWORD
 
 
@@ -21,11 +22,12 @@ def sign_in_and_update(page: Page, username: str = "east1") -> None:
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("dialog", name="Offline Updates Available").get_by_role("button", name="Update").click()
-    page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true")
+    wait_until(page, "() => window.Outpost.ctx.sync?.status.offlineReady === true")
 
 
 def drained(page: Page) -> None:
-    page.wait_for_function(
+    wait_until(
+        page,
         "() => { const s = window.Outpost.ctx.sync.status; window.Outpost.ctx.sync.kick();"
         " return s.connection === 'online' && s.phase === 'idle' && s.pending === 0; }",
         polling=500,
@@ -52,7 +54,7 @@ def test_known_issue_qualify_is_missing_from_the_lead_grid(live_server: Any, pho
     page.get_by_role("button", name="Qualify", exact=True).click()
     dialog = page.get_by_role("dialog", name="Qualify 2 Leads")
     dialog.get_by_role("button", name="Qualify").click()
-    page.wait_for_function("() => window.Outpost.ctx.sync.status.pending === 2")
+    wait_until(page, "() => window.Outpost.ctx.sync.status.pending === 2")
     for lead in (first, second):
         assert page.evaluate("(id) => window.Outpost.ctx.store.get('lead', id)", lead)["statecode"] == 1
     live_server.start()
@@ -107,7 +109,7 @@ def test_known_issue_closing_an_opportunity_offline_is_impossible(live_server: A
     dialog = page.get_by_role("dialog", name="Close Opportunity as Won")
     dialog.get_by_label("Actual Revenue").fill("7500")
     dialog.get_by_role("button", name="Close as Won").click()
-    page.wait_for_function("() => window.Outpost.ctx.sync.status.pending === 2")  # Next stage, then the close
+    wait_until(page, "() => window.Outpost.ctx.sync.status.pending === 2")  # Next stage, then the close
     assert page.evaluate("(id) => window.Outpost.ctx.store.get('opportunity', id)", opp_id)["statecode"] == 1
     expect(page.get_by_role("button", name="Close as Won")).to_have_count(
         0

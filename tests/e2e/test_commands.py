@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
+from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_PASSWORD
 
 SERVER_ONLY = {"versionnumber", "createdon", "modifiedon", "ticketnumber", "actualend"}
@@ -30,7 +31,7 @@ def sign_in_and_update(page: Page, username: str) -> None:
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("dialog", name="Offline Updates Available").get_by_role("button", name="Update").click()
-    page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true")
+    wait_until(page, "() => window.Outpost.ctx.sync?.status.offlineReady === true")
 
 
 def run_command(page: Page, name: str, args: dict[str, Any]) -> Any:
@@ -60,8 +61,8 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def wait_drained(page: Page) -> None:
-    # Predicates must be synchronous: wait_for_function does not await a promise (it is truthy).
-    page.wait_for_function(
+    wait_until(
+        page,
         "() => { const s = window.Outpost.ctx.sync.status; window.Outpost.ctx.sync.kick();"
         " return s.connection === 'online' && s.phase === 'idle' && s.pending === 0; }",
         polling=500,
@@ -143,7 +144,7 @@ def test_every_command_runs_offline_and_the_server_ends_with_exactly_what_the_de
     offline = {key: device_record(page, *key) for key in touched}
     assert page.evaluate("() => window.Outpost.ctx.store.pendingCount()") == 5
     page.reload()  # the app opens from the device; the queue survives
-    page.wait_for_function("() => window.Outpost.ctx?.sync?.status.pending === 5")
+    wait_until(page, "() => window.Outpost.ctx?.sync?.status.pending === 5")
 
     live_server.start()
     wait_drained(page)

@@ -6,6 +6,7 @@ from typing import Any
 
 from playwright.sync_api import Page
 
+from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_PASSWORD
 
 QUERY = """async (entity) => {
@@ -25,7 +26,7 @@ def test_entities_already_downloaded_are_read_from_the_device_before_the_rest(
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("dialog", name="Offline Updates Available").get_by_role("button", name="Update").click()
-    page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true")
+    wait_until(page, "() => window.Outpost.ctx.sync?.status.offlineReady === true")
     # Put the device back where a first download stands halfway: accounts done, contacts not.
     page.evaluate(
         """async () => {

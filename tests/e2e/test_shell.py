@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
+from tests.e2e.waits import wait_until
 from tests.live import LiveServer as SharedServer
 
 if TYPE_CHECKING:  # the fixtures' classes (tests/e2e is not a package: conftest is not imported here)
@@ -55,7 +56,7 @@ def open_controlled(page: Page, path: str = "/") -> None:
     """Open the app and wait until its service worker controls the page (TESTING.md)."""
     page.goto(path)
     page.evaluate("() => navigator.serviceWorker.ready.then(() => true)")
-    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    wait_until(page, "() => navigator.serviceWorker.controller !== null")
 
 
 def cache_names(page: Page) -> list[str]:
@@ -199,7 +200,7 @@ def small_phone(shared_server: SharedServer, chromium: Browser) -> Iterator[Call
         page = context.new_page()
         page.goto("/")
         expect_shell(page)
-        page.wait_for_function("() => document.fonts.status === 'loaded'")
+        wait_until(page, "() => document.fonts.status === 'loaded'")
         return page
 
     yield open_page
@@ -326,11 +327,11 @@ def test_a_new_version_waits_until_the_user_presses_reload(
 
     with phone_page.expect_navigation(wait_until="load"):
         reload_button.click()
-    phone_page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    wait_until(phone_page, "() => navigator.serviceWorker.controller !== null")
     expect_shell(phone_page)
     expect(phone_page.get_by_text(UPDATE_TEXT)).to_have_count(0)
     assert phone_page.evaluate("() => navigator.serviceWorker.getRegistration().then((r) => r.waiting === null)")
-    phone_page.wait_for_function(f"() => caches.keys().then((k) => k.length === 1 && k[0] === {new_cache!r})")
+    wait_until(phone_page, f"() => caches.keys().then((k) => k.length === 1 && k[0] === {new_cache!r})")
     # The new worker serves the new file from its cache.
     css = phone_page.evaluate("() => fetch('/static/css/app.css').then((r) => r.text())")
     assert css.endswith("/* the next version */\n")

@@ -49,6 +49,7 @@ from tests.e2e.sync_helpers import (
     wait_for,
     wait_synced,
 )
+from tests.e2e.waits import wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -135,7 +136,7 @@ def test_offline_creates_updates_and_deletes_survive_a_reload_and_reach_the_serv
 
     # The app opens from the device with the server stopped, and the queue survived.
     page.reload()
-    page.wait_for_function("Boolean(window.Outpost?.ctx.store && window.Outpost.ctx.sync)")
+    wait_until(page, "Boolean(window.Outpost?.ctx.store && window.Outpost.ctx.sync)")
     expect_offline_status_pending(page, 7)
     assert status(page)["pending"] == 7
     assert status(page)["connection"] != "online"
@@ -398,7 +399,7 @@ def test_reconfigure_warns_of_unsynced_changes_and_removes_only_that_organisatio
 
     # Back online, the discarded change never reaches the server.
     come_online(live_server, phone_context)
-    page.wait_for_function(f"{CTX}.sync.status.connection === 'online'")
+    wait_until(page, f"{CTX}.sync.status.connection === 'online'")
     ana = live_server.client(None)
     ana.login("ana", FABRIKAM_PASSWORD, org="fabrikam")
     assert ana.get(f"/api/data/accounts({lost_id})").status == 404
@@ -441,7 +442,7 @@ def test_two_tabs_share_one_sync_loop_and_see_each_others_changes(
     sign_in(first, "east1")
     second = phone_context.new_page()
     open_app(second)
-    second.wait_for_function(f"Boolean({CTX}.sync) && {CTX}.sync.status.offlineReady")
+    wait_until(second, f"Boolean({CTX}.sync) && {CTX}.sync.status.offlineReady")
     leaders = [p.evaluate(f"{CTX}.sync.status.leader") for p in (first, second)]
     assert leaders == [True, False]
     leader, follower = first, second
@@ -472,7 +473,7 @@ def test_two_tabs_share_one_sync_loop_and_see_each_others_changes(
 
     # When the leader closes, the other tab takes over the loop.
     leader.close()
-    follower.wait_for_function(f"{CTX}.sync.status.leader === true")
+    wait_until(follower, f"{CTX}.sync.status.leader === true")
     wait_synced(follower)
 
 
@@ -517,7 +518,7 @@ def test_a_session_ended_while_offline_signs_the_app_out_but_keeps_the_queue_for
 
     page.evaluate(RECORD_CONNECTION)
     come_online(live_server, phone_context)
-    page.wait_for_function(f"{CTX}.sync.status.connection === 'signed-out'")
+    wait_until(page, f"{CTX}.sync.status.connection === 'signed-out'")
     assert pending(page) == 2
     open_more(page, "Offline Status")
     # Signed out, the app waits for a sign-in (retrying at its slowest back-off): it must not

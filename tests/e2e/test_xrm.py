@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from playwright.sync_api import BrowserContext, Page, expect
 
+from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 
 if TYPE_CHECKING:  # the fixtures' classes (tests/e2e is not a package: conftest is not imported here)
@@ -34,7 +35,8 @@ def offline_ready(context: BrowserContext) -> Page:
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("dialog", name="Offline Updates Available").get_by_role("button", name="Update").click()
-    page.wait_for_function(
+    wait_until(
+        page,
         "(() => { const s = window.Outpost.ctx.sync?.status;"
         " return Boolean(s && s.offlineReady && !s.download && window.Xrm?.Mobile?.offline); })()",
         timeout=60_000,
