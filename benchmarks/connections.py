@@ -4,7 +4,8 @@
 WebSocket each, say hello (the server registers the device) and stay idle. The worker's
 resident memory before and after gives KB per connection; a plain GET is timed while all N are
 open (a thread-per-socket server hangs there once its threads are used up). The client is
-asyncio in this process (deflate offered, as browsers do), far from being the bottleneck.
+asyncio in this process (deflate offered, as browsers do; OUTPOST_BENCH_NO_DEFLATE=1 to
+offer none), far from being the bottleneck.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import urllib.request
 
 from benchmarks import Report, median_ms, p95_ms
-from benchmarks.serving import Device, progress, raise_open_file_limit, served
+from benchmarks.serving import COMPRESSION, Device, progress, raise_open_file_limit, served
 
 OPENING_AT_ONCE = 100  # handshakes in flight at a time
 SETTLE_SECONDS = 2.0
@@ -75,7 +76,8 @@ async def _measure(base: str, cookie: str, n: int, worker: int, report: Report) 
     alive = await devices[-1].request({"type": "ping"})
     assert alive == {"type": "pong"}, alive
     per = (after - before) / n
-    report("idle sockets held, one process", n, "socks", "gunicorn gevent worker, SQLite; hello sent, then idle")
+    deflate = "deflate" if COMPRESSION else "no compression"
+    report("idle sockets held, one process", n, "socks", f"gunicorn gevent worker, SQLite; hello, then idle; {deflate}")
     report("memory per connection", per, "KB", f"worker RSS {before / 1024:.0f} → {after / 1024:.0f} MB")
     report("open + hello rate", n / opened, "conn/s", f"{OPENING_AT_ONCE} handshakes in flight")
     report("GET /healthz with all open p50", median_ms(samples), "ms", f"{n:,} sockets open")

@@ -8,7 +8,8 @@ something:
 - a system view (first 50 by name) from the device: p50 / p95;
 - offline cold start: navigation to the first view rendered, server stopped, browser running;
 - replay of M queued operations end to end (queued offline, server restarted, until acked);
-- live push: a change on device A visible in device B's store, p50 / p95.
+- live push: a change on device A visible in device B's store, p50 / p95, with 48 more
+  protocol-level devices connected (50 in all), whose receive times are reported too.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def run(
     replay_ops: int | None = None,
     browser: Any = None,
     phone: dict[str, Any] | None = None,
+    crowd: int = 48,
 ) -> None:
     """Load `records` accounts, then measure the device against them.
 
@@ -103,19 +105,25 @@ def run(
         with sync_playwright() as pw:
             launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
-                _measure(records, report, replay_ops, launched, pw.devices["Pixel 7"])
+                _measure(records, report, replay_ops, launched, pw.devices["Pixel 7"], crowd)
             finally:
                 launched.close()
     else:
-        _measure(records, report, replay_ops, browser, phone or {})
+        _measure(records, report, replay_ops, browser, phone or {}, crowd)
 
 
 def _measure(
-    records: int, report: Report, replay_ops: int | None, browser: Any, device_profile: dict[str, Any]
+    records: int,
+    report: Report,
+    replay_ops: int | None,
+    browser: Any,
+    device_profile: dict[str, Any],
+    crowd: int,
 ) -> None:
     """The measurements proper, with a running browser."""
 
-    from tests.live import LiveServer
+    from benchmarks.serving import Crowd
+    from tests.live import HttpSession, LiveServer
     from webapp import create_app, services
     from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo, load_bulk
 
@@ -201,7 +209,8 @@ def _measure(
             elapsed = time.perf_counter() - t0
             report("replay end to end", replay_ops / elapsed, "ops/s", f"{replay_ops:,} creates queued offline, acked")
 
-            # Live push between two devices.
+            # Live push between two devices, with `crowd` protocol-level devices connected too
+            # (50 devices in all by default); those record when each change reaches them.
             other = browser.new_context(**device)
             other.set_default_timeout(600_000)
             page_b = other.new_page()
@@ -209,16 +218,23 @@ def _measure(
             page_b.get_by_role("button", name="Skip for now").click()
             page_b.evaluate("() => window.Outpost.ctx.updateOffline()")
             page_b.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
+            cookie = HttpSession(server.base, "admin", DEMO_PASSWORD).cookie
             latencies = []
-            for i in range(20):
-                rid = page.evaluate(
-                    "(i) => window.Outpost.ctx.data.create('lead', {subject: 'Push ' + i, lastname: 'P'})", i
-                )
-                t0 = time.perf_counter()
-                page_b.evaluate(ARRIVAL, rid)  # resolves when B's store has the record
-                latencies.append(time.perf_counter() - t0)
-            report("live push p50", median_ms(latencies), "ms", "A writes, B's store has it (2 devices)")
+            crowd_latencies: list[float] = []
+            with Crowd(server.base, cookie, crowd) as others:
+                for i in range(20):
+                    rid = page.evaluate(
+                        "(i) => window.Outpost.ctx.data.create('lead', {subject: 'Push ' + i, lastname: 'P'})", i
+                    )
+                    t0 = time.perf_counter()
+                    page_b.evaluate(ARRIVAL, rid)  # resolves when B's store has the record
+                    latencies.append(time.perf_counter() - t0)
+                    crowd_latencies.extend(t - t0 for t in others.arrivals(rid))
+            everyone = f"2 browsers + {crowd} protocol devices connected"
+            report("live push p50", median_ms(latencies), "ms", f"A writes, B's store has it ({everyone})")
             report("live push p95", p95_ms(latencies), "ms", "")
+            report(f"live push to {crowd} protocol devices p50", median_ms(crowd_latencies), "ms", "same changes")
+            report(f"live push to {crowd} protocol devices p95", p95_ms(crowd_latencies), "ms", "")
             other.close()
             context.close()
         finally:

@@ -16,6 +16,8 @@ import os
 import resource
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +163,76 @@ class Device:
         """Close the socket."""
         with contextlib.suppress(Exception):  # a socket the server already closed
             await self.ws.close()
+
+
+class Crowd:
+    """`count` protocol-level devices on a background asyncio loop (for a benchmark that runs
+    Playwright's sync API in this thread), noting when each lead id reaches each device."""
+
+    def __init__(self, base: str, cookie: str, count: int) -> None:
+        self.base = base
+        self.cookie = cookie
+        self.count = count
+        self._seen: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="crowd", daemon=True)
+
+    def __enter__(self) -> Crowd:
+        self._thread.start()
+        if not self._ready.wait(120) or self._failed is not None:
+            raise RuntimeError(f"the crowd of {self.count} devices did not connect: {self._failed!r}")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def arrivals(self, rid: str, timeout: float = 60) -> list[float]:
+        """perf_counter times at which every device received lead `rid` (waits for all of them)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                seen = list(self._seen.get(rid, ()))
+            if len(seen) >= self.count:
+                return seen
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(seen)} of {self.count} devices received {rid}")
+            time.sleep(0.01)  # polling a condition (every device has it) with a deadline
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            devices = [await Device.connect(self.base, self.cookie) for _ in range(self.count)]
+            await asyncio.gather(*(d.catch_up() for d in devices))
+        except BaseException as exc:
+            self._failed = exc
+            self._ready.set()
+            raise
+        readers = [asyncio.create_task(self._read(d)) for d in devices]
+        self._ready.set()
+        await self._stop.wait()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*(d.close() for d in devices))
+
+    async def _read(self, device: Device) -> None:
+        while True:
+            try:
+                frame = await device.receive(timeout=3600)
+            except TimeoutError:
+                continue
+            if frame.get("type") != "changes":
+                continue
+            now = time.perf_counter()
+            with self._lock:
+                for upsert in frame["upserts"]:
+                    lead = upsert["record"].get("leadid")
+                    if lead:
+                        self._seen.setdefault(lead, []).append(now)

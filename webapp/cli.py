@@ -319,6 +319,9 @@ def load_demo_cmd(org: str, records: int, progress: bool) -> None:
 )
 def bench_cmd(records: int, json_path: Path | None, only: tuple[str, ...], connections: int | None) -> None:
     """Run the benchmark suite and print its figures (and write them as JSON)."""
+    checkout = str(Path(__file__).resolve().parent.parent)  # benchmarks/ and tests/ live beside webapp/
+    if checkout not in sys.path:
+        sys.path.insert(0, checkout)
     try:
         from benchmarks import SUITES, run_suite
     except ImportError:
