@@ -49,6 +49,14 @@ def configure(app: Flask, test_config: dict[str, Any] | None) -> None:
         MAX_PAGE_SIZE=5000,
         MAX_CONTENT_LENGTH=8 * 1024 * 1024,
         JSON_SORT_KEYS=False,
+        # Rate limits per user (webapp/ratelimit.py); OUTPOST_RATE_LIMITS=off lifts them (benchmarks).
+        RATE_LIMITS=os.environ.get("OUTPOST_RATE_LIMITS", "on") != "off",
+        RATE_FRAMES_PER_SECOND=100.0,
+        RATE_FRAMES_BURST=500.0,
+        RATE_OPS_PER_SECOND=5000.0,
+        RATE_OPS_BURST=20000.0,
+        RATE_HTTP_WRITES_PER_SECOND=50.0,
+        RATE_HTTP_WRITES_BURST=1000.0,
     )
     if test_config:
         app.config.update(test_config)

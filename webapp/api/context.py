@@ -7,6 +7,7 @@ explicitly, and whatever was not committed is rolled back at teardown.
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,13 @@ from webapp import services
 from webapp.api.errors import ApiError
 from webapp.crm.records import Actor
 from webapp.crm.registry import OrgModel
+from webapp.ratelimit import limits
 from webapp.security.accounts import SessionInfo, load_session
 from webapp.security.scope import Principal, load_principal
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_EXEMPT = {"api.auth.login"}
+RATE_EXEMPT = {"api.auth.logout"}  # signing out always works
 
 
 @dataclass
@@ -101,6 +104,15 @@ def check_csrf() -> Any:
     sent = request.headers.get("X-CSRF-Token", "")
     if not sent or not hmac.compare_digest(sent, info.csrf_token):
         raise ApiError(403, "csrf_failed", "The X-CSRF-Token header is missing or wrong; nothing was changed.")
+    if current_app.config["RATE_LIMITS"] and request.endpoint not in RATE_EXEMPT:
+        wait = limits(current_app).http_writes.take((info.org_id, info.user_id))
+        if wait is not None:
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Too many changes in a short time; nothing was changed. Try again shortly.",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
     return None
 
 

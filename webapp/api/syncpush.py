@@ -8,13 +8,15 @@ again it re-sends the same operations and the ledger answers with these first re
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from webapp.api.context import caller, commit, db_session, json_body
 from webapp.api.errors import ApiError
 from webapp.crm.changes import utcnow
+from webapp.ratelimit import limits
 from webapp.sync import devices
 from webapp.sync.replay import PushError, Replay, push
 
@@ -28,6 +30,16 @@ def push_ops() -> Any:
     body = json_body()
     if not isinstance(body, dict):
         raise ApiError(400, "bad_message", "The body is {device_id, ops}.")
+    ops = body.get("ops")
+    if current_app.config["RATE_LIMITS"] and isinstance(ops, list):
+        wait = limits(current_app).operations.take((c.model.org_id, c.actor.user_id or ""), len(ops))
+        if wait is not None:
+            raise ApiError(
+                429,
+                "rate_limited",
+                "Too many operations in a short time; nothing was applied. Send them again later.",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
     dbs = db_session()
     try:
         row = devices.register(

@@ -21,6 +21,7 @@ from webapp.crm.changes import current_change, utcnow
 from webapp.crm.customizations import customizations
 from webapp.crm.errors import CrmError
 from webapp.crm.records import Actor
+from webapp.ratelimit import limits
 from webapp.security.accounts import load_session, user_summary
 from webapp.security.scope import load_principal
 from webapp.sync import devices
@@ -77,6 +78,15 @@ class Channel:
             return [error("unknown_type", f"Unknown message type '{kind[:40]}'.")]
         if kind != "hello" and self.device_id is None:
             return [error("bad_message", "Send hello first.")]
+        wait = self._over_limit(kind, msg)
+        if wait is not None:
+            return [
+                error(
+                    "rate_limited",
+                    "Too many messages or operations; nothing in this one was applied. Send it again later.",
+                    retry_after_ms=max(1, round(wait * 1000)),
+                )
+            ]
         svc = services(self.app)
         with svc.db.session(write=kind in ("hello", "push", "pull")) as s:
             info = load_session(s, self.token)
@@ -90,6 +100,18 @@ class Channel:
             except PushError as exc:
                 s.rollback()
                 return [exc.frame]
+
+    def _over_limit(self, kind: str, msg: dict[str, Any]) -> float | None:
+        """Seconds to wait when this user's frames or operations are over their rate, else None."""
+        if not self.app.config["RATE_LIMITS"]:
+            return None
+        who = (self.org_id, self.user_id)
+        found = limits(self.app)
+        wait = found.frames.take(who)
+        ops = msg.get("ops")
+        if wait is None and kind == "push" and isinstance(ops, list):
+            wait = found.operations.take(who, len(ops))
+        return wait
 
     def _context(self, s: Any) -> tuple[Any, Any, Actor]:
         svc = services(self.app)
