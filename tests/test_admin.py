@@ -454,3 +454,54 @@ def test_client_scripts_are_stored_served_same_origin_and_published(
     assert alice.get("/api/metadata").json["client_scripts"] == {}
     assert bob.get(url).status_code == 404
     assert audit_actions(app, org.org_id) == ["script.upload", "script.remove"]
+
+
+def test_roles_profiles_teams_and_positions_are_deleted_only_when_nothing_depends_on_them(
+    app: Flask, org: Org, alice: Api
+) -> None:
+    def new_id(resp: Any, prefix: str) -> str:
+        assert resp.status_code == 302, resp.data
+        return str(resp.headers["Location"].split(prefix)[1].split("?")[0])
+
+    role_id = new_id(form(alice, "/admin/roles/new", {"name": "Temp"}), "/admin/roles/")
+    team_id = new_id(
+        form(alice, "/admin/teams/new", {"name": "Temps", "businessunitid": org.root_bu, "roles": [role_id]}),
+        "/admin/teams/",
+    )
+    held = form(alice, f"/admin/roles/{role_id}/delete", {})
+    assert "held+by+0+user%28s%29+and+1+team%28s%29" in held.headers["Location"]
+    # A team that owns a record stays.
+    bob = sign_in(app, "contoso", "bob")
+    account = bob.post("/api/data/accounts", json={"name": "Teamed"}).json["accountid"]
+    assert (
+        alice.post(
+            f"/api/data/accounts({account})/assign", json={"ownerid@odata.bind": f"/teams({team_id})"}
+        ).status_code
+        == 200
+    )
+    assert "owns+1+record" in form(alice, f"/admin/teams/{team_id}/delete", {}).headers["Location"]
+    assert alice.delete(f"/api/data/accounts({account})").status_code == 204
+    assert form(alice, f"/admin/teams/{team_id}/delete", {}).status_code == 302
+    assert alice.get(f"/admin/teams/{team_id}").status_code == 404
+    assert form(alice, f"/admin/roles/{role_id}/delete", {}).status_code == 302
+    assert alice.get(f"/admin/roles/{role_id}").status_code == 404
+    # A deleted position leaves its holders without one.
+    position = new_id(form(alice, "/admin/positions/new", {"name": "Scout"}), "/admin/positions/")
+    user = {"lastname": "Baker", "businessunitid": org.root_bu, "positionid": position, "roles": []}
+    roles = alice.get(f"/admin/users/{org.bob}").data.decode()
+    user["roles"] = re.findall(r'name="roles" value="([0-9a-f-]{36})" checked', roles)
+    assert form(alice, f"/admin/users/{org.bob}", user).status_code == 302
+    assert form(alice, f"/admin/positions/{position}/delete", {}).status_code == 302
+    assert f'value="{position}"' not in alice.get(f"/admin/users/{org.bob}").data.decode()
+    profile = new_id(form(alice, "/admin/field-security/new", {"name": "Gone"}), "/admin/field-security/")
+    assert form(alice, f"/admin/field-security/{profile}/delete", {}).status_code == 302
+    assert alice.get(f"/admin/field-security/{profile}").status_code == 404
+    assert audit_actions(app, org.org_id)[-7:] == [
+        "team.delete",
+        "role.delete",
+        "position.create",
+        "user.update",
+        "position.delete",
+        "fieldprofile.create",
+        "fieldprofile.delete",
+    ]

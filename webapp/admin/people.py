@@ -17,7 +17,7 @@ from webapp import services
 from webapp.admin.context import choices, commit, current, db, done, form_value, page
 from webapp.crm.errors import CrmError, ValidationFailed
 from webapp.crm.orgs import add_team_member, create_business_unit, create_position, create_team, system_actor
-from webapp.crm.records import fetch, update_record
+from webapp.crm.records import delete_record, fetch, update_record
 from webapp.crm.tables import teammembership
 from webapp.security import fieldsecurity
 from webapp.security.accounts import revoke_user_sessions, set_password
@@ -38,6 +38,7 @@ from webapp.security.tables import (
     fieldpermission,
     fieldprofile,
     fieldprofilemember,
+    recordshare,
     role,
     roleprivilege,
     securedattribute,
@@ -677,3 +678,95 @@ def profile_edit(profile_id: str) -> Any:
     return page(
         "profile_edit.html", profile=row, secured=secured, perms=perms, users=users, teams=teams_, members=members_now
     )
+
+
+# --- deleting what nothing depends on -------------------------------------------------------
+
+
+@bp.post("/roles/<role_id>/delete")
+def role_delete(role_id: str) -> Any:
+    """Delete a role nobody holds (the System Administrator role never)."""
+    m = current().model
+    row = db().execute(select(role).where(role.c.roleid == role_id, role.c.organizationid == m.org_id)).first()
+    if row is None:
+        abort(404, "There is no such role.")
+    if row.name == ADMIN_ROLE:
+        return done("admin.people.role_edit", "The System Administrator role cannot be deleted.", role_id=role_id)
+    users = db().execute(select(func.count()).where(userrole.c.roleid == role_id)).scalar_one()
+    teams_ = db().execute(select(func.count()).where(teamrole.c.roleid == role_id)).scalar_one()
+    if users or teams_:
+        msg = f"The role is held by {users} user(s) and {teams_} team(s): take it away from them first."
+        return done("admin.people.role_edit", msg, role_id=role_id)
+    db().execute(delete(roleprivilege).where(roleprivilege.c.roleid == role_id))
+    db().execute(delete(role).where(role.c.roleid == role_id))
+    commit("role.delete", f"Role {row.name}")
+    return done("admin.people.roles", f"Role {row.name} deleted.")
+
+
+@bp.post("/field-security/<profile_id>/delete")
+def profile_delete(profile_id: str) -> Any:
+    """Delete a field security profile (its holders lose what it granted)."""
+    m = current().model
+    row = (
+        db()
+        .execute(
+            select(fieldprofile).where(
+                fieldprofile.c.profileid == profile_id, fieldprofile.c.organizationid == m.org_id
+            )
+        )
+        .first()
+    )
+    if row is None:
+        abort(404, "There is no such field security profile.")
+    db().execute(delete(fieldpermission).where(fieldpermission.c.profileid == profile_id))
+    db().execute(delete(fieldprofilemember).where(fieldprofilemember.c.profileid == profile_id))
+    db().execute(delete(fieldprofile).where(fieldprofile.c.profileid == profile_id))
+    commit("fieldprofile.delete", f"Field security profile {row.name}")
+    return done("admin.people.field_security", f"Profile {row.name} deleted.")
+
+
+def _owned_by(owner_id: str) -> int:
+    """How many records a user or team owns, over every user-owned entity."""
+    m = current().model
+    total = 0
+    for entity in m.entities.values():
+        if entity.ownership != "user" or entity.union_of:
+            continue
+        t = m.tables[entity.logical_name]
+        total += (
+            db()
+            .execute(select(func.count()).where(t.c.organizationid == m.org_id, t.c.ownerid == owner_id))
+            .scalar_one()
+        )
+    return int(total)
+
+
+@bp.post("/teams/<team_id>/delete")
+def team_delete(team_id: str) -> Any:
+    """Delete a team that owns no records (its members, roles and profiles go with it)."""
+    team = _record("team", team_id)
+    owned = _owned_by(team_id)
+    if owned:
+        msg = f"The team owns {owned} record(s): assign them to someone else first."
+        return done("admin.people.team_edit", msg, team_id=team_id)
+    m = current().model
+    dbs = db()
+    dbs.execute(delete(teammembership).where(teammembership.c.teamid == team_id))
+    dbs.execute(delete(teamrole).where(teamrole.c.teamid == team_id))
+    dbs.execute(delete(fieldprofilemember).where(fieldprofilemember.c.principalid == team_id))
+    dbs.execute(
+        delete(recordshare).where(recordshare.c.organizationid == m.org_id, recordshare.c.principalid == team_id)
+    )
+    delete_record(dbs, m, system_actor(m), m.entity("team"), team)
+    commit("team.delete", f"Team {team['name']}")
+    return done("admin.people.teams", f"Team {team['name']} deleted.")
+
+
+@bp.post("/positions/<record_id>/delete")
+def position_delete(record_id: str) -> Any:
+    """Delete a position: its holders and child positions are left without one."""
+    position = _record("position", record_id)
+    m = current().model
+    delete_record(db(), m, system_actor(m), m.entity("position"), position)
+    commit("position.delete", f"Position {position['name']}")
+    return done("admin.people.positions", f"Position {position['name']} deleted.")
