@@ -138,7 +138,7 @@ def profile_form(alice: Api) -> dict[str, str]:
             data[name.group(1)] = value.group(1) if value else ""
     for name, body in re.findall(r'<select id="[^"]+" name="([^"]+)">(.*?)</select>', html, re.S):
         chosen = re.search(r'<option value="([^"]+)" selected', body)
-        data[name] = chosen.group(1) if chosen else "all"
+        data[name] = chosen.group(1) if chosen else ("all" if name.endswith(".filter") else "")
     return data
 
 

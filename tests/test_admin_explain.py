@@ -124,3 +124,26 @@ def test_the_dry_run_and_why_pages_show_the_counts_and_the_rules(app: Flask, org
     missing = alice.get(f"/admin/offline/why?user={org.bob}&entity=account&record={org.bob}")
     assert missing.status_code == 422 and "There is no account with id" in missing.data.decode()
     assert alice.get("/admin/offline/why?user=&entity=&record=x").status_code == 422
+
+
+def test_a_dry_run_from_the_profile_form_counts_the_unsaved_settings_and_saves_nothing(app: Flask, org: Org) -> None:
+    from tests.conftest import sign_in
+    from tests.test_admin import form, profile_form
+
+    seed(app, org)
+    alice = sign_in(app, "contoso", "alice")
+    before = alice.get("/api/metadata").json["version"]
+    data = {**profile_form(alice), "account.filter": "all", "dry_run_user": org.bob, "action": "dryrun"}
+    resp = form(alice, "/admin/offline/", data)
+    assert resp.status_code == 200
+    html = resp.data.decode()
+    # bob reads all 3 of his accounts, the one shared with him, none of alice's others: 4 with "all".
+    assert '<tr data-entity="account"><th scope="row">Accounts</th><td>All records</td><td class="num">4</td>' in html
+    assert "with these settings (not saved)" in html
+    assert alice.get("/api/metadata").json["version"] == before
+    assert form(alice, "/admin/offline/", {**data, "dry_run_user": ""}).status_code == 422
+    # Published, the same settings give the dry run page (and the device) the same count.
+    assert form(alice, "/admin/offline/", {**data, "action": "save"}).status_code == 302
+    page = alice.get(f"/admin/offline/dry-run?user={org.bob}").data.decode()
+    assert '<td>All records</td><td class="num">4</td>' in page
+    assert downloaded(app, org, org.bob)["account"] == 4
