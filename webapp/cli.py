@@ -241,6 +241,12 @@ def set_hierarchy_cmd(org: str, kind: str, depth: int) -> None:
 @click.option("--filter", "filter_", default=None, help="With --entity: all|mine|myteams|mybu|modified:DAYS|related.")
 @click.option("--interval", default=None, type=click.IntRange(1, 1440), help="Sync interval in minutes.")
 @click.option("--conflict-detection", default=None, type=click.Choice(["on", "off"]))
+@click.option(
+    "--pin",
+    default=None,
+    type=click.Choice(["on", "off"]),
+    help="Require an app PIN on devices: their store is encrypted and unlocked with it (DESIGN.md §6).",
+)
 def set_offline_cmd(
     org: str,
     enabled: bool | None,
@@ -249,6 +255,7 @@ def set_offline_cmd(
     filter_: str | None,
     interval: int | None,
     conflict_detection: str | None,
+    pin: str | None,
 ) -> None:
     """Change the offline profile and the conflict setting (devices then see updates available)."""
     from webapp.sync.profile import set_offline
@@ -266,6 +273,7 @@ def set_offline_cmd(
             filter_spec=filter_,
             interval=interval,
             conflict_detection=None if conflict_detection is None else conflict_detection == "on",
+            pin_required=None if pin is None else pin == "on",
         )
         click.echo(summary)
 

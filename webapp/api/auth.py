@@ -30,13 +30,16 @@ def _org_summary(org_id: str) -> dict[str, Any]:
     row = (
         db_session()
         .execute(
-            select(organization.c.organizationid, organization.c.name, organization.c.friendlyname).where(
-                organization.c.organizationid == org_id
-            )
+            select(
+                organization.c.organizationid, organization.c.name, organization.c.friendlyname, organization.c.settings
+            ).where(organization.c.organizationid == org_id)
         )
         .one()
     )
-    return {"id": row.organizationid, "name": row.name, "friendly_name": row.friendlyname}
+    # pin_required rides with the identity, so the app knows before it opens the store offline.
+    settings = row.settings or {}
+    pin = bool(settings.get("offline", {}).get("pin_required", False))
+    return {"id": row.organizationid, "name": row.name, "friendly_name": row.friendlyname, "pin_required": pin}
 
 
 @bp.post("/login")

@@ -164,6 +164,62 @@ def entity_paths(entity: Entity) -> dict[str, Any]:
     return paths
 
 
+def device_key_paths() -> dict[str, Any]:
+    """The server-held copy of a device store's data key (the app PIN's "Forgot PIN")."""
+    device = [{"name": "device_id", "in": "path", "required": True, "schema": UUID}]
+
+    def body(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+        schema = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    key = {"type": "string", "description": "base64 of the 32-byte AES-256 data key", "contentEncoding": "base64"}
+    return {
+        "/api/device-keys/{device_id}": {
+            "put": {
+                "summary": "Keep the data key of one of the caller's devices (set when the app PIN is set)",
+                "parameters": device,
+                "requestBody": body({"key": key}, ["key"]),
+                "responses": responses(
+                    {"201": {"description": "Stored"}, "200": {"description": "Replaced"}}, 400, 401, 403
+                ),
+            },
+            "delete": {
+                "summary": "Forget the data key of one of the caller's devices (its store was deleted)",
+                "parameters": device,
+                "responses": responses({"204": {"description": "Forgotten (or there was none)"}}, 400, 401, 403),
+            },
+        },
+        "/api/device-keys/{device_id}/recover": {
+            "post": {
+                "summary": "Forgot PIN: the data key back, for the device's own user giving the password again",
+                "parameters": device,
+                "requestBody": body({"password": {"type": "string"}}, ["password"]),
+                "responses": responses(
+                    {
+                        "200": {
+                            "description": "The key",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"device_id": UUID, "key": key},
+                                        "required": ["device_id", "key"],
+                                    }
+                                }
+                            },
+                        }
+                    },
+                    400,
+                    401,
+                    403,
+                    404,
+                    429,
+                ),
+            }
+        },
+    }
+
+
 def document(entities: list[Entity]) -> dict[str, Any]:
     """The whole OpenAPI document."""
     schemas: dict[str, Any] = {
@@ -209,6 +265,7 @@ def document(entities: list[Entity]) -> dict[str, Any]:
         "/api/metadata": {
             "get": {"summary": "The customizations", "responses": responses({"200": {"description": "Metadata"}}, 401)}
         },
+        **device_key_paths(),
     }
     for e in entities:
         schemas.update(entity_schemas(e))

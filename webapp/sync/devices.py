@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
-from webapp.sync.tables import device, opledger
+from webapp.sync.tables import device, devicekey, opledger
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -66,5 +66,7 @@ def touch(session: Session, device_id: str, **values: Any) -> None:
 
 
 def revoke(session: Session, device_id: str) -> None:
-    """Revoke a device: at its next connection it is told to wipe itself."""
+    """Revoke a device: at its next connection it is told to wipe itself. The server's copy of
+    its data key goes at once, so a PIN it had can no longer be reset."""
     session.execute(update(device).where(device.c.deviceid == device_id).values(status="revoked"))
+    session.execute(delete(devicekey).where(devicekey.c.deviceid == device_id))

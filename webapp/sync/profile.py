@@ -126,6 +126,7 @@ def set_offline(
     filter_spec: str | None = None,
     interval: int | None = None,
     conflict_detection: bool | None = None,
+    pin_required: bool | None = None,
 ) -> str:
     """Change the offline profile (a new metadata version follows); returns a summary line."""
     settings = copy.deepcopy(model.settings)
@@ -158,5 +159,8 @@ def set_offline(
     if conflict_detection is not None:
         settings["conflict_detection"] = conflict_detection
         said.append(f"conflict detection {'on (server wins)' if conflict_detection else 'off (client wins)'}")
+    if pin_required is not None:
+        offline["pin_required"] = pin_required
+        said.append(f"app PIN {'required' if pin_required else 'off'}")
     save_settings(session, model.org_id, settings)
     return "; ".join(said) or "nothing changed"

@@ -59,3 +59,17 @@ syncerror = Table(
     Column("createdon", DateTime, nullable=False),
     Index("ix_syncerror_org", "organizationid", "createdon"),
 )
+
+# The server-held copy of a device store's data key (DESIGN.md §6), so a signed-in user who
+# forgot the app PIN can set a new one. Only the device's own user gets it back, and only with
+# the password again; revoking the device, Reconfigure and sign-out with clearing delete it.
+devicekey = Table(
+    "devicekey",
+    metadata,
+    Column("deviceid", ID, primary_key=True),
+    Column("organizationid", ID, nullable=False),
+    Column("systemuserid", ID, nullable=False),
+    Column("datakey", String(64), nullable=False),  # base64 of the 32-byte AES-256 data key
+    Column("createdon", DateTime, nullable=False),
+    Index("ix_devicekey_user", "organizationid", "systemuserid"),
+)
