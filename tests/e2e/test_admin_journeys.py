@@ -1,8 +1,8 @@
 """The administrator's console driving real phones (issue 7), against the real server process.
 
 An administrator, on a desktop browser, changes the offline profile, checks the dry run and
-attaches a form script; the phone, at its next connection, offers "Offline Updates
-Available", and after Update holds exactly what the dry run counted. Revoke and wipe: at its
+attaches a form script; the phone, at its next sync, offers "Offline Updates Available", and
+after Update holds exactly what the dry run counted. Revoke and wipe: at its
 next connection the phone deletes the organisation's store and signs out. (A non-admin's 403
 on every page is checked over HTTP in tests/test_admin.py.)
 """
@@ -61,8 +61,11 @@ def desktop(live_server: LiveServer, chromium: Browser) -> Iterator[BrowserConte
     context = chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
+    violations: list[str] = []  # the console's pages, too, live under the strict policy
+    context.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
     yield context
     context.close()
+    assert not violations, f"an admin page broke its Content-Security-Policy: {violations}"
 
 
 def admin_sign_in(page: Page, path: str) -> None:
@@ -126,9 +129,9 @@ def test_an_entity_turned_on_offline_reaches_the_device_after_update_with_the_dr
     }
     assert counted["competitor"] > 0
 
-    # The phone's next connection: the update is offered, and after it the device holds the dry run.
-    phone.reload()
-    wait_for(phone, f"() => Boolean({CTX}.sync)", what="the app restarted")
+    # The phone, still connected, syncs again (as when it comes back to the foreground): the
+    # update is offered, and after it the device holds exactly what the dry run counted.
+    call(phone, f"() => {CTX}.sync.kick()")
     accept_updates(phone)
     # The dialog closes before the new download starts: wait until the device holds this version.
     wait_for(phone, f"() => {CTX}.sync.status.updatesAvailable === false && {CTX}.sync.status.download === null")
@@ -148,7 +151,8 @@ def test_an_entity_turned_on_offline_reaches_the_device_after_update_with_the_dr
     ).to_be_visible()
     phone.get_by_label("Website").fill("https://renamed.example")
     phone.get_by_role("button", name="Save").click()
-    expect(phone.get_by_role("alert").filter(has_text="The on save script of this form failed: boom")).to_be_visible()
+    failed = "The on save script of this form failed: boom"  # on the form, and as a message that outlives it
+    expect(phone.locator("#banners").get_by_role("alert").filter(has_text=failed)).to_be_visible()
     expect(phone.get_by_role("status").filter(has_text="Competitor saved.")).to_be_visible()
     wait_synced(phone)
     saved = get(admin_api, f"/api/data/competitors({competitor['competitorid']})?$select=websiteurl")

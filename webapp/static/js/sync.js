@@ -282,6 +282,7 @@ export class Sync {
           await this.#pullAll();
           await this.#pushAll();
           await this.store.setMeta("last_sync", new Date().toISOString());
+          await this.#checkVersion();
         }
         await this.refreshCounts();
         this.#set({ phase: "idle" });
@@ -293,6 +294,23 @@ export class Sync {
       clearInterval(heartbeat);
     }
     throw new SyncError("offline", "The connection closed.");
+  }
+
+  /**
+   * At each sync of a connected device: did the administrator publish new customizations since
+   * the hello? (A 304 when not.) If so, updates are available, as after a new hello.
+   */
+  async #checkVersion() {
+    const known = this.status.serverVersion;
+    const resp = await this.fetch("/api/metadata", {
+      credentials: "same-origin",
+      headers: known ? { "If-None-Match": `"${known}"` } : {},
+    }).catch(() => null);
+    if (!resp || resp.status !== 200) return;
+    const doc = await resp.json().catch(() => null);
+    if (!doc?.version || doc.version === known) return;
+    const downloaded = await this.store.getMeta("downloaded_version", null);
+    this.#set({ serverVersion: doc.version, updatesAvailable: doc.version !== downloaded });
   }
 
   /** This store's device id, minted on first use (a new store gets a new id). */
