@@ -430,3 +430,37 @@ def test_a_record_reassigned_out_of_scope_is_removed_from_the_device_that_lost_i
     )
     frames = bob.send({"type": "pull", "cursor": cursor})
     assert [u["record"]["leadid"] for f in frames for u in f["upserts"]] == [lead]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"name": "A", "ownerid": "00000000-0000-4000-8000-000000000001"},
+        {"name": "A", "owningbusinessunit": "00000000-0000-4000-8000-000000000001"},
+        {"name": "A", "versionnumber": 99},
+        {"name": "A", "createdon": "2020-01-01T00:00:00Z"},
+        {"name": "A", "modifiedon": "2020-01-01T00:00:00Z"},
+        {"name": "A", "modifiedby": "00000000-0000-4000-8000-000000000001"},
+        {"name": "A", "statecode": 1, "_ownerid_value": "00000000-0000-4000-8000-000000000001"},
+    ],
+)
+def test_a_replayed_payload_cannot_set_what_the_server_owns(app: Flask, device: Device, changes: dict) -> None:
+    rid = new_id()
+    before = count_changes(app, rid)
+    result = device.push(device.op("create", "account", rid, changes))[0]["results"][0]
+    assert result["status"] == "rejected"
+    assert result["reason"]["code"] == "validation_failed"
+    assert count_changes(app, rid) == before == 0
+
+
+def test_a_replayed_state_change_follows_the_metadata_transitions(app: Flask, device: Device) -> None:
+    lead = new_id()
+    assert (
+        device.push(device.op("create", "lead", lead, {"subject": "S", "lastname": "L"}))[0]["results"][0]["status"]
+        == "applied"
+    )
+    sneaky = device.push(device.op("update", "lead", lead, {"statecode": 1}, base=1))[0]["results"][0]
+    assert sneaky["status"] == "rejected"
+    assert sneaky["reason"]["field"] == "statecode"
+    assert "Use Qualify or Disqualify" in sneaky["reason"]["message"]
+    assert count_changes(app, lead) == 1  # only the create
