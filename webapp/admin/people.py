@@ -52,7 +52,7 @@ DEPTH_LABELS = {
     "none": "None",
     "user": "User",
     "businessunit": "Business Unit",
-    "parentchild": "Parent: Child Business Units",
+    "parentchild": "Parent: Child BUs",
     "organization": "Organization",
 }
 
