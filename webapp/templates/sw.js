@@ -155,6 +155,9 @@ function withTimeout(promise, ms) {
 // worker never touches the device's records: when the app opens again it re-sends the same
 // operations and the server's ledger answers with these first results, which empties the queue
 // the usual way (nothing leaves the queue before its ack is stored on the device).
+// A store encrypted under the app PIN (a "vault" row in its meta) is skipped: the worker has no
+// key and nothing may read the queue while the app is locked (DESIGN.md §6); it drains when the
+// user next unlocks the app.
 self.addEventListener('sync', (event) => {
   if (event.tag === 'outpost-queue') event.waitUntil(deliverQueues());
 });
@@ -183,6 +186,8 @@ async function deliverQueue(name) {
   try {
     if (!db.objectStoreNames.contains('queue') || !db.objectStoreNames.contains('meta')) return;
     const tx = db.transaction(['queue', 'meta'], 'readonly');
+    const locked = await idbResult(tx.objectStore('meta').get('vault'));
+    if (locked) return; // encrypted under the app PIN: not the worker's to read
     const [ops, device, csrf] = await Promise.all([
       idbResult(tx.objectStore('queue').getAll(null, 500)),
       idbResult(tx.objectStore('meta').get('device_id')),

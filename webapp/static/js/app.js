@@ -6,14 +6,18 @@
  *
  * Start-up works with no network: the last identity is remembered, and its store opens from
  * IndexedDB; the session is checked when the server answers again.
+ *
+ * With the app PIN (DESIGN.md §6) the store opens locked: the PIN screen comes before any
+ * other, and the sync loop starts only once the store is unlocked (or its PIN is first set).
  */
 import { ApiError, call, setCsrf } from "./api.js";
 import { Data } from "./data.js";
 import { ask, h, replace, toast } from "./dom.js";
 import { forget as forgetScripts, prefetch as prefetchScripts } from "./formscripts.js";
 import { listStores } from "./idb.js";
-import { Store } from "./store.js";
+import { Store, destroyStore } from "./store.js";
 import { Sync } from "./sync.js";
+import { fromBase64, newDataKey, toBase64 } from "./vault.js";
 
 const LAST_IDENTITY = "outpost:identity";
 const SKIPPED = "outpost:skipped-version"; // the server version whose updates the user skipped
@@ -26,14 +30,16 @@ const ROUTES = {
   status: "status",
   user: "userinfo",
   signin: "signin",
+  pin: "pin",
 };
 
 /**
- * @typedef {{org: {id: string, name: string, friendly_name?: string}, user: {id: string, username: string, fullname?: string, business_unit_id?: string}}} Identity
+ * @typedef {{org: {id: string, name: string, friendly_name?: string, pin_required?: boolean}, user: {id: string, username: string, fullname?: string, business_unit_id?: string}}} Identity
  * @typedef {{identity: Identity|null, store: Store|null, sync: Sync|null, data: Data|null, online: boolean,
  *   navigate: (hash: string) => void, render: () => Promise<void>, signIn: (org: string, username: string, password: string) => Promise<void>,
  *   signOut: (clear: boolean) => Promise<void>, reconfigure: () => Promise<void>, clearDevice: () => Promise<void>,
- *   updateOffline: () => Promise<void>}} Ctx
+ *   updateOffline: () => Promise<void>, needsPin: () => boolean, unlock: (pin: string) => Promise<void>,
+ *   setPin: (pin: string) => Promise<void>, resetPin: (password: string, pin: string) => Promise<void>}} Ctx
  */
 
 /** @type {Ctx} */
@@ -53,6 +59,10 @@ const ctx = {
   reconfigure,
   clearDevice,
   updateOffline,
+  needsPin,
+  unlock,
+  setPin,
+  resetPin,
 };
 Object.defineProperty(window, "Outpost", { value: { ctx }, configurable: true });
 
@@ -79,13 +89,38 @@ function remembered() {
   }
 }
 
-/** Open the store and start the sync loop for an identity. @param {Identity} identity */
+/** Work that needs a readable store, waiting for the PIN. @type {(() => Promise<void>)[]} */
+let whenOpen = [];
+
+/** Open the store for an identity; start the sync loop once the store is readable. @param {Identity} identity */
 async function openDevice(identity) {
-  if (ctx.store && ctx.identity?.user.id === identity.user.id && ctx.identity?.org.name === identity.org.name) return;
+  if (ctx.store && ctx.identity?.user.id === identity.user.id && ctx.identity?.org.name === identity.org.name) {
+    ctx.identity = identity; // the organisation's PIN setting may have changed
+    return;
+  }
   ctx.sync?.stop();
   ctx.store?.close();
+  whenOpen = [];
   ctx.identity = identity;
   ctx.store = await Store.open(identity.org.name, identity.user);
+  Object.assign(ctx, { sync: null, data: null });
+  if (!needsPin()) await startDevice();
+}
+
+/** Whether the PIN screen comes first: the store is locked, or the organisation requires a PIN it has not got yet. */
+function needsPin() {
+  return Boolean(ctx.store && (ctx.store.locked || (ctx.identity?.org.pin_required && !ctx.store.encrypted)));
+}
+
+/** Run `fn` once the store is readable: now, or after the PIN. @param {() => Promise<void>} fn */
+async function whenReadable(fn) {
+  if (ctx.sync) await fn();
+  else whenOpen.push(fn);
+}
+
+/** The store is readable: start the sync loop and the offline client APIs, then what waited. */
+async function startDevice() {
+  if (!ctx.store) return;
   ctx.sync = new Sync(ctx.store, { onWipe: onWiped });
   ctx.data = new Data(ctx.store, ctx.sync);
   ctx.store.subscribe(() => scheduleRefresh());
@@ -108,6 +143,56 @@ async function openDevice(identity) {
   } catch (err) {
     console.warn("offline client APIs unavailable", err);
   }
+  for (const fn of whenOpen.splice(0)) await fn();
+}
+
+/** Unlock the store with the PIN, then start. @param {string} pin */
+async function unlock(pin) {
+  if (!ctx.store) return;
+  await ctx.store.unlock(pin);
+  await startDevice();
+  ctx.render();
+}
+
+/**
+ * Set the first PIN: a new data key, whose copy the server keeps first (without it a forgotten
+ * PIN could never be reset), then the store is sealed under it.
+ * @param {string} pin
+ */
+async function setPin(pin) {
+  if (!ctx.store) return;
+  const raw = newDataKey();
+  try {
+    const deviceId = await ctx.store.deviceId();
+    await call("PUT", `/api/device-keys/${deviceId}`, { key: toBase64(raw) });
+    await ctx.store.setPin(raw, pin);
+  } finally {
+    raw.fill(0);
+  }
+  await startDevice();
+  ctx.render();
+}
+
+/** Forgot PIN: the server's copy of the key, for the password, opens the store under a new PIN. @param {string} password @param {string} pin */
+async function resetPin(password, pin) {
+  if (!ctx.store) return;
+  const deviceId = await ctx.store.deviceId();
+  const { key } = await call("POST", `/api/device-keys/${deviceId}/recover`, { password });
+  const raw = fromBase64(key);
+  try {
+    await ctx.store.setPin(raw, pin);
+  } finally {
+    raw.fill(0);
+  }
+  await startDevice();
+  ctx.render();
+}
+
+/** Before a store is deleted: forget the server's copy of its key (best effort; needs the session). */
+async function forgetKey() {
+  if (!ctx.store?.encrypted) return;
+  const deviceId = await ctx.store.deviceId();
+  await call("DELETE", `/api/device-keys/${deviceId}`).catch(() => {});
 }
 
 let refreshTimer = 0;
@@ -157,14 +242,16 @@ async function signIn(org, username, password) {
   const identity = { org: me.org, user: me.user };
   remember(identity);
   await openDevice(identity);
-  await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
-  if (!ctx.store?.customizations) {
-    // First sign-in on this device: the screens need the customizations even online-only.
-    // Taking the offline data is the user's choice, offered when the sync channel says hello.
-    const doc = await call("GET", "/api/metadata");
-    await ctx.store?.setMeta("customizations", doc);
-    ctx.store?.useCustomizations(doc);
-  }
+  await whenReadable(async () => {
+    await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
+    if (!ctx.store?.customizations) {
+      // First sign-in on this device: the screens need the customizations even online-only.
+      // Taking the offline data is the user's choice, offered when the sync channel says hello.
+      const doc = await call("GET", "/api/metadata");
+      await ctx.store?.setMeta("customizations", doc);
+      ctx.store?.useCustomizations(doc);
+    }
+  });
   ctx.navigate("#/");
 }
 
@@ -189,6 +276,7 @@ async function confirmLoss(what) {
 /** Sign out; with `clear`, also delete this organisation's store from the device. @param {boolean} clear */
 async function signOut(clear) {
   if (clear && !(await confirmLoss("Sign out and clear this device"))) return;
+  if (clear) await forgetKey();
   await call("POST", "/api/auth/logout").catch(() => {});
   ctx.sync?.stop();
   if (clear) await ctx.store?.destroy();
@@ -205,14 +293,17 @@ async function reconfigure() {
   if (!(await confirmLoss("Reconfigure"))) return;
   const identity = ctx.identity;
   ctx.sync?.stop();
+  await forgetKey();
   await ctx.store.destroy();
   Object.assign(ctx, { store: null, sync: null, data: null });
-  await openDevice(identity);
-  const doc = await call("GET", "/api/metadata").catch(() => null);
-  if (doc) {
-    await ctx.store?.setMeta("customizations", doc);
-    ctx.store?.useCustomizations(doc);
-  }
+  await openDevice(identity); // with the PIN on, the new store asks for a new PIN
+  await whenReadable(async () => {
+    const doc = await call("GET", "/api/metadata").catch(() => null);
+    if (doc) {
+      await ctx.store?.setMeta("customizations", doc);
+      ctx.store?.useCustomizations(doc);
+    }
+  });
   sessionStorage.removeItem(SKIPPED);
   toast("This organisation's data was removed from the device.");
   ctx.navigate("#/");
@@ -221,15 +312,11 @@ async function reconfigure() {
 /** Remove every organisation's data from this device. */
 async function clearDevice() {
   if (!(await confirmLoss("Clear this device"))) return;
+  await forgetKey();
   await call("POST", "/api/auth/logout").catch(() => {});
   ctx.sync?.stop();
   ctx.store?.close();
-  for (const name of await listStores()) {
-    await new Promise((resolve) => {
-      const req = indexedDB.deleteDatabase(name);
-      req.onsuccess = req.onerror = req.onblocked = () => resolve(undefined);
-    });
-  }
+  for (const name of await listStores()) await destroyStore(name).catch((err) => console.error("clearing", name, err));
   Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
   remember(null);
   ctx.navigate("#/signin");
@@ -285,6 +372,8 @@ async function render() {
   const route = parts[0] || "";
   let name = /** @type {Record<string, string>} */ (ROUTES)[route] || "home";
   if (!ctx.identity && name !== "signin") name = "signin";
+  else if (ctx.identity && needsPin()) name = "pin"; // nothing else is read before the PIN
+  else if (name === "pin") name = "home";
   const params = { parts: parts.slice(1), query: new URLSearchParams(query), isNew: route === "new" };
   try {
     const view = await import(`./views/${name}.js`);
@@ -314,7 +403,9 @@ async function boot() {
     const identity = { org: me.org, user: me.user };
     remember(identity);
     await openDevice(identity);
-    await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
+    await whenReadable(async () => {
+      await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
+    });
   } catch (err) {
     const e = /** @type {ApiError} */ (err);
     if (e.status === 0 && last) {

@@ -7,8 +7,12 @@
  *            server = the last state the server confirmed; view = server + pending operations
  *   queue    key seq: the pending operations, in order (PROTOCOL.md §5 op + created_at,
  *            the local effects and the records they touch)
- *   meta     key "key": device id, next seq, cursor, customizations, checkpoints, sync times
+ *   meta     key "key": device id, next seq, cursor, customizations, checkpoints, sync times;
+ *            "vault": the data key wrapped by the app PIN, when the store is encrypted
  *   errors   key op_id: sync errors the user can read, retry or discard
+ *
+ * With the app PIN on (DESIGN.md §6) the values are sealed by store.js: only the keys, the
+ * entity, seq numbers, the "entity|id" pairs an op touches and pending counts stay readable.
  */
 
 export const DB_PREFIX = "outpost";
@@ -103,6 +107,38 @@ export function transact(db, stores, mode, fn) {
       });
   });
 }
+
+/**
+ * Await a promise that is not IndexedDB's (WebCrypto) without letting the transaction commit:
+ * a transaction ends once no request is pending, so keep one cheap read pending until the
+ * promise settles, and settle inside that read's callback, while the transaction is active.
+ * @template T
+ * @param {IDBTransaction} tx
+ * @param {Promise<T>} promise
+ * @returns {Promise<T>}
+ */
+export function during(tx, promise) {
+  return new Promise((resolve, reject) => {
+    /** @type {{ok: boolean, value: any}|null} */
+    let settled = null;
+    promise.then(
+      (value) => (settled = { ok: true, value }),
+      (value) => (settled = { ok: false, value }),
+    );
+    const store = tx.objectStore(tx.objectStoreNames[0]);
+    const spin = () => {
+      const req = store.count(IDLE_KEY);
+      req.onsuccess = () => {
+        if (!settled) spin();
+        else if (settled.ok) resolve(settled.value);
+        else reject(settled.value);
+      };
+      req.onerror = () => reject(req.error);
+    };
+    spin();
+  });
+}
+const IDLE_KEY = -1; // no store here has number keys below 1: counting it reads nothing
 
 /**
  * Every value of an index range (or a whole store).

@@ -9,12 +9,24 @@
  * so an incoming change never hides an unsynced edit. An ack drops the operation and takes
  * the server's record; a rejected operation is dropped the same way, which rolls its local
  * effect back to the server's state.
+ *
+ * Encryption at rest (DESIGN.md §6, the app PIN): with a vault, every value is sealed on its
+ * way into IndexedDB and opened on its way out, here and nowhere else. What stays readable is
+ * what IndexedDB must index and cannot hide: record keys (entity, id) and pending counts, op
+ * seq numbers and the "entity|id" pairs they touch, meta keys, error ids and seqs, and three
+ * meta values that are not user data (the wrapped key, the device id, the next seq). The
+ * search tokens index is left empty: quick find runs on an index built in memory after
+ * unlock. Crypto inside a write transaction is awaited with `during` (idb.js), so each write
+ * still commits as one transaction.
  */
-import { ERRORS, META, QUEUE, RECORDS, dbName, deleteDB, getAll, openDB, promised, transact } from "./idb.js";
+import { ERRORS, META, QUEUE, RECORDS, dbName, deleteDB, during, getAll, openDB, promised, transact } from "./idb.js";
+import { MAX_ATTEMPTS, Vault, WrongPin, unwrap, wrap } from "./vault.js";
 
 const LOOKUP_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname";
 const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
 const SEARCH_LIMIT = 50;
+const VAULT = "vault"; // the meta row holding the wrapped data key
+const PLAIN_META = new Set([VAULT, "device_id", "next_seq"]); // read before unlocking, or inside a write
 
 /**
  * @typedef {{logical_name: string, entity_set: string, primary_id: string, primary_name: string,
@@ -57,6 +69,11 @@ export class Store {
     /** Views by entity, kept until that entity changes (lists and queries read them often). @type {Map<string, any[]>} */
     this.cache = new Map();
     this.generation = 0; // moves on every change, so a read that raced a write is not cached
+    /** Seals and opens values when the store is encrypted and unlocked. @type {Vault|null} */
+    this.vault = null;
+    this.locked = false; // encrypted, and the PIN not given yet: nothing may be read
+    /** Quick-find tokens in memory, by entity (encrypted stores). @type {Map<string, {keys: string[], views: any[]}>} */
+    this.searchIndex = new Map();
   }
 
   /**
@@ -66,9 +83,151 @@ export class Store {
    */
   static async open(org, user) {
     const store = new Store(await openDB(dbName(org, user.id)), org, user);
+    if (await store.wrapping()) {
+      store.locked = true; // the PIN opens it (unlock); nothing else is read until then
+      return store;
+    }
     const doc = await store.getMeta("customizations", null);
     if (doc) store.useCustomizations(doc);
     return store;
+  }
+
+  // --- the vault (app PIN) ---------------------------------------------------------------
+
+  /** Whether this store is encrypted (locked or not). */
+  get encrypted() {
+    return this.locked || this.vault !== null;
+  }
+
+  /** The wrapped data key, or null when the store is not encrypted. @returns {Promise<import("./vault.js").Wrapping|null>} */
+  async wrapping() {
+    const row = await transact(this.db, [META], "readonly", (tx) => promised(tx.objectStore(META).get(VAULT)));
+    return row?.value ?? null;
+  }
+
+  /** @param {import("./vault.js").Wrapping} wrapping */
+  async #putWrapping(wrapping) {
+    await transact(this.db, [META], "readwrite", (tx) => promised(tx.objectStore(META).put({ key: VAULT, value: wrapping })));
+  }
+
+  /**
+   * Unlock with the PIN. A wrong PIN counts (before the slow check, so closing the app does not
+   * dodge it); after MAX_ATTEMPTS wrong ones in a row the wrapped key is deleted and only a
+   * reset with the server's copy opens the store again.
+   * @param {string} pin
+   */
+  async unlock(pin) {
+    const wrapping = await this.wrapping();
+    if (!wrapping) throw new Error("This store has no PIN.");
+    if (!wrapping.wrapped) throw Object.assign(new Error("Too many wrong PINs. Connect to the internet and reset the PIN."), { code: "reset_needed" });
+    const failures = wrapping.failures + 1;
+    await this.#putWrapping({ ...wrapping, failures });
+    const vault = await unwrap(wrapping, pin);
+    if (!vault) {
+      const left = MAX_ATTEMPTS - failures;
+      if (left <= 0) await this.#putWrapping({ ...wrapping, failures, wrapped: null });
+      throw new WrongPin(left);
+    }
+    await this.#putWrapping({ ...wrapping, failures: 0 });
+    await this.#opened(vault);
+  }
+
+  /** @param {Vault} vault */
+  async #opened(vault) {
+    this.vault = vault;
+    this.locked = false;
+    const doc = await this.getMeta("customizations", null);
+    if (doc) this.useCustomizations(doc);
+  }
+
+  /**
+   * Encrypt this store under a data key wrapped by a new PIN: a new key (setting the PIN), or
+   * the store's own key from the server (Forgot PIN), which must fit the store.
+   * @param {Uint8Array} raw @param {string} pin
+   */
+  async setPin(raw, pin) {
+    const vault = await Vault.fromRaw(raw);
+    const current = await this.wrapping();
+    if (current && !(await vault.fits(current))) throw new Error("The server's key does not open this device's data; reconfigure the device.");
+    const wrapping = await wrap(raw, pin);
+    if (!current) await this.#sealEverything(vault, wrapping);
+    else await this.#putWrapping(wrapping);
+    await this.#opened(vault);
+  }
+
+  /** Seal every value already stored (a store that had data before the PIN was turned on) and keep the wrapped key, in one transaction. @param {Vault} vault @param {import("./vault.js").Wrapping} wrapping */
+  async #sealEverything(vault, wrapping) {
+    const stores = [RECORDS, QUEUE, META, ERRORS];
+    const rows = await transact(this.db, stores, "readonly", async (tx) => Promise.all(stores.map((name) => getAll(tx.objectStore(name)))));
+    this.vault = vault;
+    const [records, ops, metas, errors] = rows;
+    const sealed = [
+      await Promise.all(records.map((r) => this.#sealRecord(r))),
+      await Promise.all(ops.map((op) => this.#sealOp(op))),
+      await Promise.all(metas.map((m) => this.#sealMeta(m.key, m.value))),
+      await Promise.all(errors.map((e) => this.#sealError(e))),
+    ];
+    await transact(this.db, stores, "readwrite", async (tx) => {
+      stores.forEach((name, i) => sealed[i].forEach((value) => tx.objectStore(name).put(value)));
+      await promised(tx.objectStore(META).put({ key: VAULT, value: wrapping }));
+    });
+  }
+
+  /** The vault, or an error when the store is locked. */
+  #key() {
+    if (!this.vault) throw Object.assign(new Error("The device store is locked: unlock it with the PIN."), { code: "locked" });
+    return this.vault;
+  }
+
+  /** A records row as stored: sealed when encrypted. @param {any} row */
+  async #sealRecord(row) {
+    if (!this.vault) return row;
+    const { entity, id, server, view, pending } = row;
+    const body = view === server ? { server, same: true } : { server, view };
+    const version = server?.versionnumber ?? null; // readable, so a download need not decrypt to compare
+    return { entity, id, pending, version, tokens: [], sealed: await this.vault.seal(body, `records|${entity}|${id}`) };
+  }
+
+  /** A records row as the code uses it. @param {any} raw */
+  async #openRecord(raw) {
+    if (!raw?.sealed) return raw;
+    const body = await this.#key().open(raw.sealed, `records|${raw.entity}|${raw.id}`);
+    return { entity: raw.entity, id: raw.id, pending: raw.pending, server: body.server, view: body.same ? body.server : body.view, tokens: [] };
+  }
+
+  /** @param {Op} op */
+  async #sealOp(op) {
+    if (!this.vault) return op;
+    return { seq: op.seq, touches: op.touches, sealed: await this.vault.seal(op, `queue|${op.seq}`) };
+  }
+
+  /** @param {any} raw @returns {Promise<Op>} */
+  async #openOp(raw) {
+    if (!raw?.sealed) return raw;
+    return this.#key().open(raw.sealed, `queue|${raw.seq}`);
+  }
+
+  /** @param {string} key @param {any} value */
+  async #sealMeta(key, value) {
+    if (!this.vault || PLAIN_META.has(key)) return { key, value };
+    return { key, sealed: await this.vault.seal(value, `meta|${key}`) };
+  }
+
+  /** @param {any} error a sync error row */
+  async #sealError(error) {
+    if (!this.vault) return error;
+    return { op_id: error.op_id, seq: error.seq, sealed: await this.vault.seal(error, `errors|${error.op_id}`) };
+  }
+
+  /** A records row inside a transaction, opened. @param {IDBTransaction} tx @param {string} entity @param {string} id */
+  async #row(tx, entity, id) {
+    const raw = await promised(tx.objectStore(RECORDS).get([entity, id]));
+    return raw?.sealed ? during(tx, this.#openRecord(raw)) : raw;
+  }
+
+  /** Store a records row inside a transaction. @param {IDBTransaction} tx @param {any} row */
+  async #putRow(tx, row) {
+    await promised(tx.objectStore(RECORDS).put(this.vault ? await during(tx, this.#sealRecord(row)) : row));
   }
 
   get name() {
@@ -80,8 +239,13 @@ export class Store {
     this.db.close();
   }
 
-  /** Delete this store and everything in it (Reconfigure, wipe). */
+  /**
+   * Delete this store and everything in it (Reconfigure, sign-out with clearing, wipe). The
+   * wrapped key goes first, on its own: whatever the deletion leaves behind is unreadable.
+   */
   async destroy() {
+    if (this.encrypted) await transact(this.db, [META], "readwrite", (tx) => promised(tx.objectStore(META).delete(VAULT))).catch(() => {});
+    this.vault = null;
     this.db.close();
     await deleteDB(this.name);
   }
@@ -98,6 +262,7 @@ export class Store {
     this.generation += 1;
     for (const name of unique) {
       this.cache.delete(name);
+      this.searchIndex.delete(name);
       if (this.entities[name]?.is_activity) this.cache.delete("activitypointer");
     }
     for (const fn of this.listeners) {
@@ -114,12 +279,24 @@ export class Store {
   /** @param {string} key @param {any} fallback */
   async getMeta(key, fallback) {
     const row = await transact(this.db, [META], "readonly", (tx) => promised(tx.objectStore(META).get(key)));
-    return row === undefined ? fallback : row.value;
+    if (row === undefined) return fallback;
+    return row.sealed ? this.#key().open(row.sealed, `meta|${key}`) : row.value;
   }
 
   /** @param {string} key @param {any} value */
   async setMeta(key, value) {
-    await transact(this.db, [META], "readwrite", (tx) => promised(tx.objectStore(META).put({ key, value })));
+    const row = await this.#sealMeta(key, value);
+    await transact(this.db, [META], "readwrite", (tx) => promised(tx.objectStore(META).put(row)));
+  }
+
+  /** This store's device id, minted on first use (a new store gets a new id). */
+  async deviceId() {
+    let id = await this.getMeta("device_id", null);
+    if (!id) {
+      id = uuid();
+      await this.setMeta("device_id", id);
+    }
+    return id;
   }
 
   /** @param {any} doc the customizations document (GET /api/metadata) */
@@ -152,7 +329,7 @@ export class Store {
   /** @param {string} entity @param {string} id */
   async get(entity, id) {
     const row = await transact(this.db, [RECORDS], "readonly", (tx) => promised(tx.objectStore(RECORDS).get([entity, id])));
-    return row?.view ?? null;
+    return (await this.#openRecord(row))?.view ?? null;
   }
 
   /** Every record of an entity as the user sees it (activitypointer: every activity). @param {string} entity */
@@ -161,14 +338,15 @@ export class Store {
     if (cached) return cached.slice();
     const names = entity === "activitypointer" ? this.activityTypes() : [entity];
     const generation = this.generation;
-    const out = await transact(this.db, [RECORDS], "readonly", async (tx) => {
+    const rows = await transact(this.db, [RECORDS], "readonly", async (tx) => {
       const index = tx.objectStore(RECORDS).index("entity");
-      const views = [];
-      for (const name of names) {
-        for (const row of await getAll(index, name)) if (row.view) views.push(row.view);
-      }
-      return views;
+      const all = [];
+      for (const name of names) all.push(...(await getAll(index, name)));
+      return all;
     });
+    const opened = this.encrypted ? await Promise.all(rows.map((row) => this.#openRecord(row))) : rows;
+    const out = [];
+    for (const row of opened) if (row.view) out.push(row.view);
     if (generation === this.generation) this.cache.set(entity, out);
     return out.slice();
   }
@@ -198,27 +376,64 @@ export class Store {
   async search(entities, text, limit = SEARCH_LIMIT) {
     const needle = normalise(text);
     if (!needle) return [];
-    return transact(this.db, [RECORDS], "readonly", async (tx) => {
-      const index = tx.objectStore(RECORDS).index("tokens");
-      /** @type {Map<string, {entity: string, record: any, rank: number}>} */
-      const hits = new Map();
-      for (const name of entities) {
-        const meta = this.entities[name];
-        if (!meta) continue;
-        const prefix = `${name}|${needle}`;
-        const rows = await getAll(index, IDBKeyRange.bound(prefix, `${prefix}\uffff`), limit * 4);
-        for (const row of rows) {
-          if (!row.view) continue;
-          const key = `${name}|${row.id}`;
-          const rank = rankOf(meta, row.view, needle);
-          const seen = hits.get(key);
-          if (!seen || seen.rank > rank) hits.set(key, { entity: name, record: row.view, rank });
+    const names = entities.filter((name) => this.entities[name]);
+    /** @type {Map<string, any[]>} the views whose tokens start with the needle, by entity */
+    const found = new Map();
+    if (this.encrypted) {
+      for (const name of names) found.set(name, await this.#searchMemory(name, needle, limit * 4));
+    } else {
+      await transact(this.db, [RECORDS], "readonly", async (tx) => {
+        const index = tx.objectStore(RECORDS).index("tokens");
+        for (const name of names) {
+          const prefix = `${name}|${needle}`;
+          const rows = await getAll(index, IDBKeyRange.bound(prefix, `${prefix}\uffff`), limit * 4);
+          found.set(name, rows.map((row) => row.view).filter(Boolean));
         }
+      });
+    }
+    /** @type {Map<string, {entity: string, record: any, rank: number}>} */
+    const hits = new Map();
+    for (const [name, views] of found) {
+      const meta = this.entities[name];
+      for (const view of views) {
+        const key = `${name}|${view[meta.primary_id]}`;
+        const rank = rankOf(meta, view, needle);
+        const seen = hits.get(key);
+        if (!seen || seen.rank > rank) hits.set(key, { entity: name, record: view, rank });
       }
-      return [...hits.values()]
-        .sort((a, b) => a.rank - b.rank || primaryName(this.entities[a.entity], a.record).localeCompare(primaryName(this.entities[b.entity], b.record)))
-        .slice(0, limit);
-    });
+    }
+    return [...hits.values()]
+      .sort((a, b) => a.rank - b.rank || primaryName(this.entities[a.entity], a.record).localeCompare(primaryName(this.entities[b.entity], b.record)))
+      .slice(0, limit);
+  }
+
+  /**
+   * An encrypted store's quick find: the same tokens, sorted in memory (built from the
+   * decrypted views at the first search after a change, kept until the entity changes).
+   * @param {string} entity @param {string} needle @param {number} max
+   */
+  async #searchMemory(entity, needle, max) {
+    let index = this.searchIndex.get(entity);
+    if (!index) {
+      const generation = this.generation;
+      /** @type {[string, any][]} */
+      const pairs = [];
+      const skip = entity.length + 1;
+      for (const view of await this.all(entity)) for (const token of this.tokens(entity, view)) pairs.push([token.slice(skip), view]);
+      pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); // code-unit order, as IndexedDB compares keys
+      index = { keys: pairs.map((p) => p[0]), views: pairs.map((p) => p[1]) };
+      if (generation === this.generation) this.searchIndex.set(entity, index);
+    }
+    let lo = 0;
+    let hi = index.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (index.keys[mid] < needle) lo = mid + 1;
+      else hi = mid;
+    }
+    const out = [];
+    for (let i = lo; i < index.keys.length && out.length < max && index.keys[i].startsWith(needle); i++) out.push(index.views[i]);
+    return out;
   }
 
   // --- local writes -------------------------------------------------------------------
@@ -236,9 +451,8 @@ export class Store {
   async write(kind, entity, id, changes, extra = {}) {
     this.entity(entity);
     const result = await transact(this.db, [RECORDS, QUEUE, META], "readwrite", async (tx) => {
-      const records = tx.objectStore(RECORDS);
       const meta = tx.objectStore(META);
-      const row = (await promised(records.get([entity, id]))) || null;
+      const row = (await this.#row(tx, entity, id)) || null;
       if (kind === "create" && row?.view) throw Object.assign(new Error(`A record with id ${id} already exists.`), { errorCode: "duplicate_id" });
       if (kind !== "create" && !row?.view && kind !== "command") throw Object.assign(new Error(`There is no ${entity} with id ${id}.`), { errorCode: "not_found" });
       const seqRow = await promised(meta.get("next_seq"));
@@ -261,15 +475,15 @@ export class Store {
       const effects = kind === "command" ? extra.effects || [] : [{ kind, entity, id, changes }];
       op.effects = effects;
       op.touches = [...new Set(effects.map((e) => `${e.entity}|${e.id}`))];
-      op.labels = await this.#labels(records, effects);
-      await promised(tx.objectStore(QUEUE).add(op));
+      op.labels = await this.#labels(tx, effects);
+      await promised(tx.objectStore(QUEUE).add(this.vault ? await during(tx, this.#sealOp(op)) : op));
       await promised(meta.put({ key: "next_seq", value: seq + 1 }));
       const touched = new Set();
       for (const effect of effects) {
         await this.#rebase(tx, effect.entity, effect.id);
         touched.add(effect.entity);
       }
-      const after = await promised(records.get([entity, id]));
+      const after = await this.#row(tx, entity, id);
       return { op, view: after?.view ?? null, touched: [...touched] };
     });
     this.notify(result.touched);
@@ -277,7 +491,7 @@ export class Store {
   }
 
   /** Names of the lookup targets an op's effects bind, resolved now so the view can show them. */
-  async #labels(/** @type {IDBObjectStore} */ records, /** @type {any[]} */ effects) {
+  async #labels(/** @type {IDBTransaction} */ tx, /** @type {any[]} */ effects) {
     /** @type {Record<string, string|null>} */
     const labels = {};
     // Records created by this same operation (a command's new account, say) are not stored yet.
@@ -293,7 +507,7 @@ export class Store {
         if (!key.endsWith("@odata.bind") || typeof value !== "string") continue;
         const target = this.parseBind(value);
         if (!target || value in labels) continue;
-        const row = await promised(records.get([target.entity, target.id]));
+        const row = await this.#row(tx, target.entity, target.id);
         const meta = this.entities[target.entity];
         labels[value] = row?.view && meta ? row.view[meta.primary_name] ?? null : row?.server?.[meta?.primary_name ?? ""] ?? null;
       }
@@ -314,8 +528,9 @@ export class Store {
    */
   async #rebase(tx, entity, id) {
     const records = tx.objectStore(RECORDS);
-    const row = (await promised(records.get([entity, id]))) || { entity, id, server: null };
-    const ops = /** @type {Op[]} */ (await getAll(tx.objectStore(QUEUE).index("touches"), `${entity}|${id}`));
+    const row = (await this.#row(tx, entity, id)) || { entity, id, server: null };
+    const raw = await getAll(tx.objectStore(QUEUE).index("touches"), `${entity}|${id}`);
+    const ops = /** @type {Op[]} */ (this.vault ? await during(tx, Promise.all(raw.map((op) => this.#openOp(op)))) : raw);
     let view = row.server ? { ...row.server } : null;
     let pending = 0;
     for (const op of ops) {
@@ -329,7 +544,7 @@ export class Store {
       await promised(records.delete([entity, id]));
       return;
     }
-    await promised(records.put({ entity, id, server: row.server, view, pending, tokens: view ? this.tokens(entity, view) : [] }));
+    await this.#putRow(tx, { entity, id, server: row.server, view, pending, tokens: view ? this.tokens(entity, view) : [] });
   }
 
   /**
@@ -448,21 +663,33 @@ export class Store {
    */
   async applyServer(items) {
     if (!items.length) return;
+    // Encrypted: seal the common case (no pending operation) for every item at once, before the
+    // transaction, rather than one by one inside it.
+    const presealed = this.vault
+      ? await Promise.all(
+          items.map(({ entity, record }) => {
+            const meta = this.entities[entity];
+            return meta ? this.#sealRecord({ entity, id: record[meta.primary_id], server: record, view: record, pending: 0 }) : null;
+          }),
+        )
+      : null;
     const touched = await transact(this.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
       const records = tx.objectStore(RECORDS);
       const touched = new Set();
       const touches = tx.objectStore(QUEUE).index("touches");
       const anyPending = (await promised(tx.objectStore(QUEUE).count())) > 0; // a first download has none
-      for (const { entity, record } of items) {
+      for (const [i, { entity, record }] of items.entries()) {
         const meta = this.entities[entity];
         if (!meta) continue;
         const id = record[meta.primary_id];
-        const row = await promised(records.get([entity, id]));
-        if (row?.server && row.server.versionnumber >= record.versionnumber) continue; // own change coming back
+        const raw = await promised(records.get([entity, id]));
+        const known = raw?.sealed ? raw.version : raw?.server?.versionnumber;
+        if (known !== null && known !== undefined && known >= record.versionnumber) continue; // own change coming back
         if (!anyPending || (await promised(touches.count(`${entity}|${id}`))) === 0) {
-          await promised(records.put({ entity, id, server: record, view: record, pending: 0, tokens: this.tokens(entity, record) }));
+          await promised(records.put(presealed ? presealed[i] : { entity, id, server: record, view: record, pending: 0, tokens: this.tokens(entity, record) }));
         } else {
-          await promised(records.put({ ...(row || { entity, id }), server: record }));
+          const row = raw?.sealed ? await during(tx, this.#openRecord(raw)) : raw;
+          await this.#putRow(tx, { ...(row || { entity, id }), server: record });
           await this.#rebase(tx, entity, id);
         }
         touched.add(entity);
@@ -476,11 +703,10 @@ export class Store {
   async applyRemoves(removes) {
     if (!removes.length) return;
     await transact(this.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
-      const records = tx.objectStore(RECORDS);
       for (const { entity, id } of removes) {
-        const row = await promised(records.get([entity, id]));
+        const row = await this.#row(tx, entity, id);
         if (!row) continue;
-        await promised(records.put({ ...row, server: null }));
+        await this.#putRow(tx, { ...row, server: null });
         await this.#rebase(tx, entity, id);
       }
     });
@@ -495,38 +721,37 @@ export class Store {
   async applyAck(results) {
     const touched = await transact(this.db, [RECORDS, QUEUE, ERRORS], "readwrite", async (tx) => {
       const queue = tx.objectStore(QUEUE);
-      const records = tx.objectStore(RECORDS);
       const touched = new Set();
       for (const result of results) {
-        const op = /** @type {Op|undefined} */ (await promised(queue.get(result.seq)));
+        const stored = await promised(queue.get(result.seq));
+        const op = /** @type {Op|undefined} */ (stored?.sealed ? await during(tx, this.#openOp(stored)) : stored);
         if (!op || op.op_id !== result.op_id) continue; // already handled (a duplicate ack)
         await promised(queue.delete(result.seq));
         if (result.status !== "applied") {
-          await promised(
-            tx.objectStore(ERRORS).put({
-              op_id: op.op_id,
-              seq: op.seq,
-              status: result.status,
-              label: result.status === "conflict" ? "Automatically resolved" : "Rejected",
-              reason: result.reason || null,
-              sent: { kind: op.kind, entity: op.entity, id: op.id, changes: op.changes, command: op.command, args: op.args },
-              kept: result.records?.[0]?.record ?? null,
-              at: nowIso(),
-            }),
-          );
+          const error = {
+            op_id: op.op_id,
+            seq: op.seq,
+            status: result.status,
+            label: result.status === "conflict" ? "Automatically resolved" : "Rejected",
+            reason: result.reason || null,
+            sent: { kind: op.kind, entity: op.entity, id: op.id, changes: op.changes, command: op.command, args: op.args },
+            kept: result.records?.[0]?.record ?? null,
+            at: nowIso(),
+          };
+          await promised(tx.objectStore(ERRORS).put(this.vault ? await during(tx, this.#sealError(error)) : error));
         }
         for (const { entity, record } of result.records || []) {
           const meta = this.entities[entity];
           if (!meta) continue;
           const id = record[meta.primary_id];
-          const row = await promised(records.get([entity, id]));
+          const row = await this.#row(tx, entity, id);
           const newer = !row?.server || row.server.versionnumber === null || row.server.versionnumber <= record.versionnumber;
-          await promised(records.put({ ...(row || { entity, id }), server: newer ? record : row.server }));
+          await this.#putRow(tx, { ...(row || { entity, id }), server: newer ? record : row.server });
           touched.add(entity);
         }
         for (const { entity, id } of result.removed || []) {
-          const row = await promised(records.get([entity, id]));
-          if (row) await promised(records.put({ ...row, server: null }));
+          const row = await this.#row(tx, entity, id);
+          if (row) await this.#putRow(tx, { ...row, server: null });
           touched.add(entity);
         }
         for (const effect of op.effects || []) {
@@ -546,7 +771,8 @@ export class Store {
 
   /** The first `limit` pending operations, in seq order. @param {number} limit */
   async pending(limit) {
-    return transact(this.db, [QUEUE], "readonly", (tx) => getAll(tx.objectStore(QUEUE), null, limit));
+    const ops = await transact(this.db, [QUEUE], "readonly", (tx) => getAll(tx.objectStore(QUEUE), null, limit));
+    return this.encrypted ? Promise.all(ops.map((op) => this.#openOp(op))) : ops;
   }
 
   async pendingCount() {
@@ -555,7 +781,8 @@ export class Store {
 
   /** Sync errors, newest first. */
   async errors() {
-    const all = await transact(this.db, [ERRORS], "readonly", (tx) => getAll(tx.objectStore(ERRORS)));
+    const rows = await transact(this.db, [ERRORS], "readonly", (tx) => getAll(tx.objectStore(ERRORS)));
+    const all = this.encrypted ? await Promise.all(rows.map((row) => (row.sealed ? this.#key().open(row.sealed, `errors|${row.op_id}`) : row))) : rows;
     return all.sort((a, b) => b.seq - a.seq);
   }
 
@@ -568,15 +795,17 @@ export class Store {
   async clearEntity(entity) {
     this.generation += 1;
     this.cache.delete(entity);
+    this.searchIndex.delete(entity);
     await transact(this.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
       const records = tx.objectStore(RECORDS);
       const rows = await getAll(records.index("entity"), entity);
-      for (const row of rows) {
-        if (row.pending) {
-          await promised(records.put({ ...row, server: null }));
+      for (const raw of rows) {
+        if (raw.pending) {
+          const row = raw.sealed ? await during(tx, this.#openRecord(raw)) : raw;
+          await this.#putRow(tx, { ...row, server: null });
           await this.#rebase(tx, entity, row.id);
         } else {
-          await promised(records.delete([entity, row.id]));
+          await promised(records.delete([entity, raw.id]));
         }
       }
     });
@@ -620,4 +849,15 @@ function derive(meta, v) {
   if (meta.logical_name === "opportunityproduct") {
     v.extendedamount = v.quantity != null && v.priceperunit != null ? Math.round(v.quantity * v.priceperunit * 10000) / 10000 : null;
   }
+}
+
+/**
+ * Delete a store database by name, its wrapped key first (Clear this device).
+ * @param {string} name
+ */
+export async function destroyStore(name) {
+  const db = await openDB(name);
+  await transact(db, [META], "readwrite", (tx) => promised(tx.objectStore(META).delete(VAULT))).catch(() => {});
+  db.close();
+  await deleteDB(name);
 }
