@@ -29,6 +29,7 @@ from tests.e2e.sync_helpers import (
     outpost,
     pending,
     retrieve,
+    sign_in,
     store_names,
     wait_synced,
 )
@@ -300,3 +301,29 @@ def test_reconfigure_and_sign_out_with_clearing_leave_no_key_that_opens_the_old_
     expect(page.get_by_label("Organisation")).to_be_visible()
     assert store_names(page) == []
     assert api.post(f"/api/device-keys/{new_device}/recover", {"password": DEMO_PASSWORD}).status == 404
+
+
+def test_a_device_that_already_holds_data_when_the_pin_is_turned_on_seals_it_all(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """PIN off: records and a queued change in the clear. PIN on: at the next start the app asks for a
+    PIN, seals what the device holds (the queue too), and the change still reaches the server."""
+    page = phone_page
+    sign_in(page, "east1")
+    secrets = held_values(page)
+    go_offline(live_server, phone_context)
+    new_id = create(page, "account", NEW_ACCOUNT)
+    secrets |= set(NEW_ACCOUNT.values())
+    assert plaintext_found(dump(page), {NEW_ACCOUNT["name"]})  # with the PIN off, the store is in the clear
+
+    live_server.start()
+    turn_pin_on(live_server)
+    page.reload()  # the server is back, the phone still offline: the app starts from the device
+    come_online(live_server, phone_context)
+    page.reload()  # online: the organisation's setting arrives with the session check
+    set_pin(page)
+    wait_synced(page)
+    assert get_or_none(live_server.client("east1"), f"/api/data/accounts({new_id})") is not None
+    assert plaintext_found(dump(page), secrets) == []
+    page.reload()
+    expect(page.get_by_role("heading", name="Unlock")).to_be_visible()
