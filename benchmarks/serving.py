@@ -137,9 +137,17 @@ class Device:
 
     async def catch_up(self) -> None:
         """Pull the whole feed; from then on the server pushes changes live."""
-        frame = await self.request({"type": "pull", "cursor": 0})
-        while frame.get("more"):
-            frame = await self.receive()
+        from webapp.sync.channel import MAX_FEED_FRAMES  # frames the server sends for one pull
+
+        cursor = 0
+        while True:
+            await self.send({"type": "pull", "cursor": cursor})
+            for _ in range(MAX_FEED_FRAMES):
+                frame = await self.receive()
+                assert frame["type"] == "changes", frame
+                cursor = frame["cursor"]
+                if not frame["more"]:
+                    return
 
     def next_ops(self, changes: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
         """Operations for (entity, id, changes) creates, numbered from this device's next seq."""

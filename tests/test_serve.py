@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import socket
 import sqlite3
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -15,6 +17,8 @@ from typing import Any
 import pytest
 import simple_websocket
 from click.testing import CliRunner
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from tests.live import HttpSession, SyncClient
 from tests.served import ServedServer, prepare_demo_database
@@ -27,7 +31,7 @@ SOCKETS = 60  # far more than a threaded worker with a few threads could hold
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedServer]:
     folder = tmp_path_factory.mktemp("serve")
     url = f"sqlite:///{folder / 'outpost.db'}"
-    prepare_demo_database(url)
+    prepare_demo_database(url, records=2000)  # enough accounts for multi-megabyte pages
     server = ServedServer(folder, url).start()
     yield server
     server.stop()
@@ -183,3 +187,46 @@ def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path, monkeypatch: py
     result = CliRunner().invoke(main, ["serve", "--workers", "2"])
     assert result.exit_code == 2
     assert "needs PostgreSQL" in result.output
+
+
+def test_large_frames_to_a_slow_reader_arrive_whole(served: ServedServer) -> None:
+    """Pages of megabytes to a device that reads late: every frame arrives whole and in order
+    (simple-websocket alone writes a frame with one socket.send and loses what did not fit)."""
+    cookie = HttpSession(served.base, "admin").cookie
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow phone: a small window
+    raw.connect(("127.0.0.1", served.port))
+    raw.settimeout(30)
+    ws = WSConnection(ConnectionType.CLIENT)
+    headers = [(b"cookie", cookie.encode()), (b"origin", served.base.encode())]
+    raw.sendall(ws.send(Request(host=f"127.0.0.1:{served.port}", target="/api/sync", extra_headers=headers)))
+
+    def events() -> Iterator[Any]:
+        while data := raw.recv(65536):
+            ws.receive_data(data)
+            yield from ws.events()
+
+    stream = events()
+    try:
+        assert isinstance(next(stream), AcceptConnection)
+        hello = {"type": "hello", "device_id": str(uuid.uuid4())}
+        raw.sendall(ws.send(TextMessage(json.dumps(hello))))
+        download = {"type": "download", "entity": "account", "after": None, "limit": 2000}
+        for _ in range(4):
+            raw.sendall(ws.send(TextMessage(json.dumps(download))))
+        time.sleep(2)  # the device is busy: the server's writes fill the socket buffers
+        frames: list[dict[str, Any]] = []
+        text = ""
+        for event in stream:
+            assert not isinstance(event, CloseConnection), event
+            if isinstance(event, TextMessage):
+                text += event.data
+                if event.message_finished:
+                    frames.append(json.loads(text))
+                    text = ""
+                    if len(frames) == 5:
+                        break
+        assert [f["type"] for f in frames] == ["welcome", "page", "page", "page", "page"]
+        assert all(len(f["records"]) == 2000 for f in frames[1:])
+    finally:
+        raw.close()

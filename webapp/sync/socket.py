@@ -54,9 +54,33 @@ def register_sync(app: Flask) -> None:
     services(app).hub.attach(app.config["DATABASE_URL"])
 
 
+class WholeFrames:
+    """The socket simple-websocket writes frames to, made to write each frame whole and alone.
+
+    simple-websocket 1.1 sends a frame with one `socket.send()`, which may write only part of
+    a large frame (a feed page over a busy connection; any frame under gevent) and silently
+    drop the rest, corrupting the stream ("reserved bits must be 0" on the device). Here every
+    frame goes out with `sendall`, one frame at a time.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        """Write the whole frame before any other."""
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 @sock.route("/api/sync")
 def sync_socket(ws: Any) -> None:
     """Receive frames, answer them, and push live changes until the socket closes."""
+    ws.sock = WholeFrames(ws.sock)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     token, info = g.sync_session
     channel = Channel(app, token, info.org_id, info.user_id)
