@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import simple_websocket
+from sqlalchemy import create_engine, text
 
 from tests.conftest import PgSchema, _empty_pg
 from tests.live import HttpSession, SyncClient
@@ -95,3 +97,44 @@ def test_signing_out_on_one_process_closes_the_sessions_socket_on_another(
         assert info.value.reason == 1008
     finally:
         device.close()
+
+
+def test_a_listener_whose_connection_drops_reconnects_and_changes_cross_again(
+    two_servers: tuple[ServedServer, ServedServer], pg_schema: PgSchema
+) -> None:
+    first, second = two_servers
+    a = SyncClient(HttpSession(first.base, "manager"))
+    b = SyncClient(HttpSession(second.base, "manager"))
+    engine = create_engine(pg_schema.admin_url)
+    try:
+        a.hello()
+        caught_up(b)
+        names = [f"outpost-listen {pid}" for pid in second.worker_pids()]
+        query = text("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(:names)")
+        with engine.begin() as conn:
+            (old,) = conn.execute(query, {"names": names}).scalars().all()
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": old})
+        deadline = time.monotonic() + 30
+        while True:  # the listener reconnects (with back-off) under a new backend
+            with engine.begin() as conn:
+                now = conn.execute(query, {"names": names}).scalars().all()
+            if now and old not in now:
+                break
+            assert time.monotonic() < deadline, "the listener did not reconnect"
+            time.sleep(0.1)  # polling a condition (a new LISTEN backend) with a deadline
+        rid = str(uuid.uuid4())
+        op = {
+            "op_id": str(uuid.uuid4()),
+            "seq": 1,
+            "kind": "create",
+            "entity": "lead",
+            "id": rid,
+            "changes": {"subject": "After the drop", "lastname": "L"},
+        }
+        assert a.request({"type": "push", "ops": [op]})["results"][0]["status"] == "applied"
+        pushed = b.receive(timeout=10)
+        assert [u["record"]["leadid"] for u in pushed["upserts"]] == [rid]
+    finally:
+        engine.dispose()
+        a.close()
+        b.close()

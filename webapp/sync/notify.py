@@ -9,6 +9,7 @@ re-reads its feed from its own cursor and nothing sent while it was away is miss
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -51,7 +52,8 @@ class Listener:
         first = True
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                name = f"outpost-listen {os.getpid()}"  # findable in pg_stat_activity
+                with psycopg.connect(self.conninfo, autocommit=True, application_name=name) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     self.listening.set()
                     if not first:
