@@ -30,12 +30,20 @@ export function scriptUrls(doc) {
   return out;
 }
 
-/** Keep every script of `doc` for offline use; a failure is only logged. @param {any} doc */
+/**
+ * Keep every script of `doc` for offline use, and drop this organisation's scripts it no
+ * longer names (replaced or removed); a failure is only logged. @param {any} doc
+ */
 export async function prefetch(doc) {
   const urls = scriptUrls(doc);
-  if (!urls.length || !("caches" in self)) return;
+  if (!("caches" in self)) return;
   try {
     const cache = await caches.open(SCRIPT_CACHE);
+    const wanted = new Set(urls.map((url) => new URL(url, location.href).href));
+    const prefix = `/scripts/${doc?.organization}/`;
+    for (const request of await cache.keys()) {
+      if (new URL(request.url).pathname.startsWith(prefix) && !wanted.has(request.url)) await cache.delete(request);
+    }
     await Promise.all(
       urls.map(async (url) => {
         if (await cache.match(url)) return;
