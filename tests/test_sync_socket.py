@@ -6,6 +6,7 @@ import http.client
 import json
 import random
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,7 +133,14 @@ def test_a_change_on_one_device_is_pushed_live_to_another(server: LiveServer) ->
 
 
 def replay_with_kills(tmp: Path, ops_count: int, kills: int, seed: int) -> None:
-    """Replay `ops_count` operations in batches while the server is SIGKILLed `kills` times."""
+    """Replay `ops_count` operations in batches while the server is SIGKILLed `kills` times.
+
+    Each kill comes after a seeded batch, at a seeded moment: 0-100 ms after the push was sent
+    (before, during or after its commit), or once the server has answered it (committed for
+    sure) but before the device has read the ack. Like the app, the device keeps every
+    operation until it has read its ack and re-sends the unacknowledged ones after the restart
+    — so the ones the server committed just before dying must get their first result again.
+    """
     rng = random.Random(seed)
     server = LiveServer(tmp).start()
     try:
@@ -146,13 +154,17 @@ def replay_with_kills(tmp: Path, ops_count: int, kills: int, seed: int) -> None:
         for seq, op in enumerate(ops, start=1):
             op.update(seq=seq, op_id=str(uuid.uuid4()), base_version=None)
         kill_after = sorted(rng.sample(range(1, ops_count // 10), kills))
+        # None: after the answer is on its way; else seconds after the push was sent.
+        delays = [None if rng.random() < 0.4 else rng.uniform(0, 0.1) for _ in kill_after]
+        acked: dict[int, Any] = {}
         batches_sent = 0
         done = 0
+        resent_committed = 0
         while done < len(ops):
             client = SyncClient(HttpSession(server.base, "admin"), device_id=device_id)
             start = client.hello()["next_seq"] - 1
-            assert start >= done  # the server never forgets an acked operation
-            done = start
+            assert start >= done, f"the server forgot an acked operation (seed {seed})"
+            resent_committed += start - done  # committed before the kill, never acked: re-sent below
             try:
                 while done < len(ops):
                     batch = ops[done : done + 10]
@@ -160,24 +172,33 @@ def replay_with_kills(tmp: Path, ops_count: int, kills: int, seed: int) -> None:
                     batches_sent += 1
                     if kill_after and batches_sent == kill_after[0]:
                         kill_after.pop(0)
+                        delay = delays.pop(0)
+                        if delay is None:
+                            client.receive(timeout=30)  # committed for sure; the device never takes this ack
+                        else:
+                            time.sleep(delay)  # a seeded moment, not a wait for anything
                         server.kill()  # mid-replay: the batch may or may not have committed
                         break
                     ack = client.receive(timeout=30)
-                    assert ack["type"] == "ack", ack
-                    assert [r["seq"] for r in ack["results"]] == [o["seq"] for o in batch]
-                    assert all(r["status"] == "applied" for r in ack["results"]), ack
+                    assert ack["type"] == "ack", f"{ack} (seed {seed})"
+                    assert [r["seq"] for r in ack["results"]] == [o["seq"] for o in batch], f"seed {seed}"
+                    assert all(r["status"] == "applied" for r in ack["results"]), f"{ack} (seed {seed})"
+                    acked.update((r["seq"], r) for r in ack["results"])
                     done += len(batch)
             finally:
                 client.close()
             if server.proc is None:
                 server.start()
-        assert not kill_after
+        assert not kill_after, f"seed {seed}"
+        print(f"seed {seed}: {kills} kills, {resent_committed} committed-but-unacked ops re-sent")
     finally:
         server.stop()
     db = sqlite3.connect(tmp / "outpost.db")
     try:
         ledger = db.execute("SELECT seq, result FROM opledger WHERE deviceid = ? ORDER BY seq", (device_id,)).fetchall()
-        assert [s for s, _ in ledger] == list(range(1, ops_count + 1))
+        assert [s for s, _ in ledger] == list(range(1, ops_count + 1)), f"seed {seed}"
+        first = {s: json.loads(r) for s, r in ledger}
+        assert all(acked[s] == first[s] for s in first), f"a re-sent op got another result than its first (seed {seed})"
         marks = ",".join("?" * len(ids))
         per_record = dict(
             db.execute(
@@ -186,11 +207,11 @@ def replay_with_kills(tmp: Path, ops_count: int, kills: int, seed: int) -> None:
                 ids,
             ).fetchall()
         )
-        assert per_record == {rid: 2 for rid in ids}  # one create and one update each: exactly once
+        assert per_record == {rid: 2 for rid in ids}, f"not exactly once (seed {seed})"  # one create, one update
         names = dict(db.execute(f"SELECT accountid, name FROM account WHERE accountid IN ({marks})", ids).fetchall())
-        assert names == {rid: f"Op {i:03d} updated" for i, rid in enumerate(ids)}
-        versions = [json.loads(r)["records"][0]["record"]["versionnumber"] for _, r in ledger]
-        assert versions == sorted(versions) and len(set(versions)) == len(versions)  # applied in seq order
+        assert names == {rid: f"Op {i:03d} updated" for i, rid in enumerate(ids)}, f"seed {seed}"
+        versions = [first[s]["records"][0]["record"]["versionnumber"] for s in sorted(first)]
+        assert versions == sorted(set(versions)), f"not applied in seq order (seed {seed})"
     finally:
         db.close()
 
