@@ -97,6 +97,7 @@ class Device:
         self.ws = ws
         self.device_id = device_id
         self.seq = 0
+        self.cursor = 0  # the server's change number at hello
 
     @classmethod
     async def connect(cls, base: str, cookie: str, device_id: str | None = None) -> Device:
@@ -117,6 +118,7 @@ class Device:
         welcome = await device.request({"type": "hello", "device_id": device.device_id, "app_version": "bench"})
         assert welcome["type"] == "welcome", welcome
         device.seq = welcome["next_seq"] - 1
+        device.cursor = welcome["cursor"]
         return device
 
     async def send(self, msg: dict[str, Any]) -> None:
@@ -135,11 +137,12 @@ class Device:
         await self.send(msg)
         return await self.receive(timeout)
 
-    async def catch_up(self) -> None:
-        """Pull the whole feed; from then on the server pushes changes live."""
+    async def catch_up(self, whole: bool = False) -> None:
+        """Pull the feed from the cursor `hello` gave (a device already in sync), or from 0 when
+        `whole`; from then on the server pushes changes live."""
         from webapp.sync.channel import MAX_FEED_FRAMES  # frames the server sends for one pull
 
-        cursor = 0
+        cursor = 0 if whole else self.cursor
         while True:
             await self.send({"type": "pull", "cursor": cursor})
             for _ in range(MAX_FEED_FRAMES):
