@@ -144,6 +144,8 @@ async function startDevice() {
     console.warn("offline client APIs unavailable", err);
   }
   for (const fn of whenOpen.splice(0)) await fn();
+  const store = ctx.store;
+  if (store?.encrypted) setTimeout(() => store.warm().catch((err) => console.warn("warming the store", err)), 0);
 }
 
 /** Unlock the store with the PIN, then start. @param {string} pin */

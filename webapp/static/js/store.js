@@ -74,6 +74,12 @@ export class Store {
     this.locked = false; // encrypted, and the PIN not given yet: nothing may be read
     /** Quick-find tokens in memory, by entity (encrypted stores). @type {Map<string, {keys: string[], views: any[]}>} */
     this.searchIndex = new Map();
+    /**
+     * Records opened (or sealed) in this session, by "entity|id", with the IV of their sealed
+     * value: a value is sealed with a fresh IV each time, so an unchanged IV means an unchanged
+     * record and it need not be decrypted again. @type {Map<string, {iv: string, row: any}>}
+     */
+    this.opened = new Map();
   }
 
   /**
@@ -185,14 +191,33 @@ export class Store {
     const { entity, id, server, view, pending } = row;
     const body = view === server ? { server, same: true } : { server, view };
     const version = server?.versionnumber ?? null; // readable, so a download need not decrypt to compare
-    return { entity, id, pending, version, tokens: [], sealed: await this.vault.seal(body, `records|${entity}|${id}`) };
+    const sealed = await this.vault.seal(body, `records|${entity}|${id}`);
+    this.opened.set(`${entity}|${id}`, { iv: ivOf(sealed), row: { entity, id, pending, server, view, tokens: [] } });
+    return { entity, id, pending, version, tokens: [], sealed };
   }
 
   /** A records row as the code uses it. @param {any} raw */
   async #openRecord(raw) {
     if (!raw?.sealed) return raw;
+    const key = `${raw.entity}|${raw.id}`;
+    const iv = ivOf(raw.sealed);
+    const known = this.opened.get(key);
+    if (known && known.iv === iv && this.vault) return known.row;
     const body = await this.#key().open(raw.sealed, `records|${raw.entity}|${raw.id}`);
-    return { entity: raw.entity, id: raw.id, pending: raw.pending, server: body.server, view: body.same ? body.server : body.view, tokens: [] };
+    const row = { entity: raw.entity, id: raw.id, pending: raw.pending, server: body.server, view: body.same ? body.server : body.view, tokens: [] };
+    this.opened.set(key, { iv, row });
+    return row;
+  }
+
+  /**
+   * After unlocking: open every record of the offline entities and build their quick-find
+   * indexes in the background, so the first list or search does not wait for the decryption.
+   */
+  async warm() {
+    for (const e of this.offlineEntities()) {
+      if (!this.vault) return; // locked or destroyed meanwhile
+      await this.#searchMemory(e.logical_name, "", 0);
+    }
   }
 
   /** @param {Op} op */
@@ -237,6 +262,8 @@ export class Store {
   /** Close the database connection. */
   close() {
     this.db.close();
+    this.vault = null; // the data key leaves memory with the store
+    this.opened.clear();
   }
 
   /**
@@ -246,6 +273,7 @@ export class Store {
   async destroy() {
     if (this.encrypted) await transact(this.db, [META], "readwrite", (tx) => promised(tx.objectStore(META).delete(VAULT))).catch(() => {});
     this.vault = null;
+    this.opened.clear();
     this.db.close();
     await deleteDB(this.name);
   }
@@ -810,6 +838,12 @@ export class Store {
       }
     });
   }
+}
+
+/** The IV of a sealed value, as a string to compare. @param {Uint8Array|ArrayBuffer} sealed */
+function ivOf(sealed) {
+  const bytes = sealed instanceof Uint8Array ? sealed : new Uint8Array(sealed);
+  return String.fromCharCode(...bytes.subarray(0, 12));
 }
 
 /** Case-folded text for search (the same lower-casing as queries). @param {string} s */

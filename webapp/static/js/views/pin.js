@@ -20,7 +20,7 @@ function field(id, label, autocomplete, hint) {
 
 /** A message for what went wrong, in the user's terms. @param {any} err */
 function message(err) {
-  if (err?.status === 0) return "The server cannot be reached. Connect to the internet to reset your PIN.";
+  if (err?.status === 0) return "The server cannot be reached. This needs a connection: try again when you are online.";
   if (err?.status === 401) return "Your session has ended. Sign out, sign in again, then reset your PIN.";
   if (err?.status === 403 && err?.code === "invalid_credentials") return "The password is wrong.";
   return String(err?.message || err);
