@@ -144,6 +144,10 @@ async function startDevice() {
     console.warn("offline client APIs unavailable", err);
   }
   for (const fn of whenOpen.splice(0)) await fn();
+}
+
+/** After the first screen shows: open every record of an encrypted store in the background. */
+function warmSoon() {
   const store = ctx.store;
   if (store?.encrypted) setTimeout(() => store.warm().catch((err) => console.warn("warming the store", err)), 0);
 }
@@ -153,7 +157,8 @@ async function unlock(pin) {
   if (!ctx.store) return;
   await ctx.store.unlock(pin);
   await startDevice();
-  ctx.render();
+  await ctx.render();
+  warmSoon();
 }
 
 /**
@@ -172,7 +177,8 @@ async function setPin(pin) {
     raw.fill(0);
   }
   await startDevice();
-  ctx.render();
+  await ctx.render();
+  warmSoon();
 }
 
 /** Forgot PIN: the server's copy of the key, for the password, opens the store under a new PIN. @param {string} password @param {string} pin */
@@ -187,7 +193,8 @@ async function resetPin(password, pin) {
     raw.fill(0);
   }
   await startDevice();
-  ctx.render();
+  await ctx.render();
+  warmSoon();
 }
 
 /** Before a store is deleted: forget the server's copy of its key (best effort; needs the session). */

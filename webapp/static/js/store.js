@@ -80,6 +80,8 @@ export class Store {
      * record and it need not be decrypted again. @type {Map<string, {iv: string, row: any}>}
      */
     this.opened = new Map();
+    /** Quick-find tokens of each view object (encrypted stores). @type {WeakMap<object, string[]>} */
+    this.tokenCache = new WeakMap();
   }
 
   /**
@@ -444,12 +446,14 @@ export class Store {
     let index = this.searchIndex.get(entity);
     if (!index) {
       const generation = this.generation;
-      /** @type {[string, any][]} */
-      const pairs = [];
-      const skip = entity.length + 1;
-      for (const view of await this.all(entity)) for (const token of this.tokens(entity, view)) pairs.push([token.slice(skip), view]);
-      pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); // code-unit order, as IndexedDB compares keys
-      index = { keys: pairs.map((p) => p[0]), views: pairs.map((p) => p[1]) };
+      const views = await this.all(entity);
+      /** "token\0position": the built-in sort orders by code unit, as IndexedDB compares keys. @type {string[]} */
+      const entries = [];
+      views.forEach((view, i) => {
+        for (const token of this.#tokensOf(entity, view)) entries.push(`${token}\u0000${i}`);
+      });
+      entries.sort();
+      index = { keys: entries, views: entries.map((e) => views[Number(e.slice(e.lastIndexOf("\u0000") + 1))]) };
       if (generation === this.generation) this.searchIndex.set(entity, index);
     }
     let lo = 0;
@@ -660,6 +664,21 @@ export class Store {
       labelOption(meta, view, "statecode");
       labelOption(meta, view, "statuscode");
     }
+  }
+
+  /**
+   * A view's tokens without the entity prefix, remembered per view object: an unchanged record
+   * keeps its view object (this.opened), so rebuilding an index tokenises only what changed.
+   * @param {string} entity @param {any} view @returns {string[]}
+   */
+  #tokensOf(entity, view) {
+    let tokens = this.tokenCache.get(view);
+    if (!tokens) {
+      const skip = entity.length + 1;
+      tokens = this.tokens(entity, view).map((t) => t.slice(skip));
+      this.tokenCache.set(view, tokens);
+    }
+    return tokens;
   }
 
   /** Search tokens: quick-find values and words, and dates (beyond the reference). @param {string} entity @param {any} view */
