@@ -10,12 +10,20 @@ something:
 - replay of M queued operations end to end (queued offline, server restarted, until acked);
 - live push: a change on device A visible in device B's store, p50 / p95, with 48 more
   protocol-level devices connected (50 in all), whose receive times are reported too.
+
+The `encrypted` dimension (DESIGN.md §6): the same download, search, view, cold start and
+replay again on a fresh server whose organisation requires the app PIN (the store sealed with
+AES-GCM, quick find on an index built in memory), reported with "(encrypted)" and as
+encrypted / plain ratios (target: within 2x). Cold start then includes the unlock (PBKDF2 and
+opening the store), but not the typing of the PIN.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,13 +84,51 @@ TIMED = """async ([what, arg, runs]) => {
 }"""
 
 
-def sign_in(page: Any, base: str, username: str, password: str) -> None:
-    """Sign in through the UI and take the offline updates (the download is timed by the caller)."""
+PIN = "246810"
+DERIVE = """async () => {
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const t0 = performance.now();
+  const pin = new TextEncoder().encode("246810");
+  const material = await crypto.subtle.importKey("raw", pin, "PBKDF2", false, ["deriveKey"]);
+  await crypto.subtle.deriveKey({ name: "PBKDF2", hash: "SHA-256", salt, iterations: 600000 }, material,
+    { name: "AES-GCM", length: 256 }, false, ["decrypt"]);
+  return performance.now() - t0;
+}"""
+# Compared encrypted / plain: (metric, True when higher is better).
+COMPARED = [
+    ("first download", True),
+    ("first search (builds the index when encrypted)", False),
+    ("categorized search p50", False),
+    ("categorized search p95", False),
+    ("system view p50", False),
+    ("system view p95", False),
+    ("offline cold start p50", False),
+    ("offline cold start p95", False),
+    ("replay end to end", True),
+]
+
+
+def until(page: Any, expression: str, timeout_s: float = 600.0) -> None:
+    """Poll a JavaScript expression until truthy (page.wait_for_function uses eval, which the CSP forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout_s:.0f} s: {expression}")
+        page.wait_for_timeout(25)
+
+
+def sign_in(page: Any, base: str, username: str, password: str, pin: str | None = None) -> None:
+    """Sign in through the UI (setting the app PIN when given) and wait for the offline updates offer
+    (the download is timed by the caller)."""
     page.goto(base + "/")
     page.get_by_label("Organisation").fill("contoso")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+    if pin is not None:
+        page.get_by_label("New PIN").fill(pin)
+        page.get_by_label("Confirm PIN").fill(pin)
+        page.get_by_role("button", name="Set PIN").click()
     page.get_by_role("dialog", name="Offline Updates Available").wait_for(timeout=60_000)
 
 
@@ -93,11 +139,13 @@ def run(
     browser: Any = None,
     phone: dict[str, Any] | None = None,
     crowd: int = 48,
+    encrypted: tuple[bool, ...] = (False, True),
 ) -> None:
-    """Load `records` accounts, then measure the device against them.
+    """Load `records` accounts, then measure the device against them: plain, then encrypted.
 
     `browser` and `phone`: a Chromium already running and a device descriptor (the test suite's
     Playwright, which must not be started twice in one process); else both are made here.
+    `encrypted`: the variants to run (both by default, then their ratios are reported).
     """
     from playwright.sync_api import sync_playwright
 
@@ -105,11 +153,36 @@ def run(
         with sync_playwright() as pw:
             launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             try:
-                _measure(records, report, replay_ops, launched, pw.devices["Pixel 7"], crowd)
+                _variants(records, report, replay_ops, launched, pw.devices["Pixel 7"], crowd, encrypted)
             finally:
                 launched.close()
     else:
-        _measure(records, report, replay_ops, browser, phone or {}, crowd)
+        _variants(records, report, replay_ops, browser, phone or {}, crowd, encrypted)
+
+
+def _variants(
+    records: int,
+    report: Report,
+    replay_ops: int | None,
+    browser: Any,
+    device_profile: dict[str, Any],
+    crowd: int,
+    encrypted: tuple[bool, ...],
+) -> None:
+    """Each variant on its own server and data set, then encrypted / plain for each compared figure."""
+    figures: dict[tuple[bool, str], float] = {}
+    for sealed in encrypted:
+
+        def noted(name: str, value: float, unit: str, note: str = "", _sealed: bool = sealed) -> None:
+            figures[(_sealed, name)] = value
+            report(f"{name} (encrypted)" if _sealed else name, value, unit, note)
+
+        _measure(records, noted, replay_ops, browser, device_profile, crowd, sealed)
+    for name, higher_is_better in COMPARED:
+        if (False, name) in figures and (True, name) in figures:
+            plain, sealed_value = figures[(False, name)], figures[(True, name)]
+            ratio = plain / sealed_value if higher_is_better else sealed_value / plain
+            report(f"encrypted / plain: {name}", ratio, "x", "cost of encryption at rest; target <= 2 (DESIGN.md §6)")
 
 
 def _measure(
@@ -119,8 +192,9 @@ def _measure(
     browser: Any,
     device_profile: dict[str, Any],
     crowd: int,
+    encrypted: bool = False,
 ) -> None:
-    """The measurements proper, with a running browser."""
+    """The measurements proper, with a running browser (the app PIN on when `encrypted`)."""
 
     from benchmarks.serving import Crowd
     from tests.live import HttpSession, LiveServer
@@ -137,31 +211,52 @@ def _measure(
             load_bulk(dbs, svc.registry, DEMO_ORG, records, progress=False, mix=(("account", 1.0),))
             dbs.commit()
         svc.db.dispose()
+        if encrypted:
+            env = {**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'outpost.db'}"}
+            subprocess.run(
+                [sys.executable, "-m", "webapp.cli", "set-offline", "--org", DEMO_ORG, "--pin", "on"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+        pin = PIN if encrypted else None
         server = LiveServer(folder).start()
         try:
             device = {k: v for k, v in device_profile.items() if k != "default_browser_type"}
             context = browser.new_context(**device)
             context.set_default_timeout(600_000)
             page = context.new_page()
-            sign_in(page, server.base, "admin", DEMO_PASSWORD)
+            sign_in(page, server.base, "admin", DEMO_PASSWORD, pin)
             t0 = time.perf_counter()
             page.get_by_role("button", name="Update").click()
-            page.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
+            until(page, "window.Outpost.ctx.sync?.status.offlineReady === true")
             elapsed = time.perf_counter() - t0
             held = page.evaluate(
                 "async () => Object.values(await window.Outpost.ctx.store.counts()).reduce((a, b) => a + b, 0)"
             )
             rate = held / elapsed
             report("first download", rate, "rec/s", f"{held:,} records in {elapsed:.1f} s (admin holds all)")
-            raw_ms, account_count = page.evaluate(RAW_PUT)
-            raw_rate = account_count / (raw_ms / 1000)
-            report(
-                "raw IndexedDB bulk put",
-                raw_rate,
-                "rec/s",
-                f"{account_count:,} records, one transaction, one index",
+            account_count = page.evaluate("async () => (await window.Outpost.ctx.store.counts()).account")
+            if not encrypted:
+                raw_ms, account_count = page.evaluate(RAW_PUT)
+                raw_rate = account_count / (raw_ms / 1000)
+                report(
+                    "raw IndexedDB bulk put",
+                    raw_rate,
+                    "rec/s",
+                    f"{account_count:,} records, one transaction, one index",
+                )
+                report("first download vs raw put", raw_rate / rate, "x", "target <= 1.5 (issue 8)")
+            first = page.evaluate(
+                """async () => { const t0 = performance.now();
+                     await window.Outpost.ctx.store.search(['account'], 'a', 50); return performance.now() - t0; }"""
             )
-            report("first download vs raw put", raw_rate / rate, "x", "target <= 1.5 (issue 8)")
+            report(
+                "first search (builds the index when encrypted)",
+                first,
+                "ms",
+                "decrypt every account, tokens sorted in memory" if encrypted else "IndexedDB tokens index",
+            )
 
             prefixes = ["a", "ca", "no", "st", "be", "ma", "gr", "li"]
             samples = page.evaluate(TIMED, ["search", prefixes, 30])
@@ -181,14 +276,45 @@ def _measure(
             # Offline cold start: the browser is running; navigation to the first view rendered.
             server.stop()
             starts = []
+            unlocks = []
             for _ in range(12):
                 cold = context.new_page()
                 t0 = time.perf_counter()
                 cold.goto(server.base + "/")
-                cold.get_by_role("heading", name="Contoso").wait_for()
-                starts.append(time.perf_counter() - t0)
+                if encrypted:  # the Unlock screen, then (typing excluded) unlocking to the first view
+                    cold.get_by_role("heading", name="Unlock").wait_for()
+                    shown = time.perf_counter() - t0
+                    cold.get_by_label("PIN", exact=True).fill(PIN)
+                    t1 = time.perf_counter()
+                    cold.get_by_role("button", name="Unlock").click()
+                    cold.get_by_role("heading", name="Contoso").wait_for()
+                    unlocks.append(time.perf_counter() - t1)
+                    starts.append(shown + unlocks[-1])
+                else:
+                    cold.get_by_role("heading", name="Contoso").wait_for()
+                    starts.append(time.perf_counter() - t0)
                 cold.close()
-            report("offline cold start p50", median_ms(starts[2:]), "ms", "server stopped; target < 500 ms")
+            note = "server stopped"
+            if encrypted:
+                # PIN entry (DESIGN.md §6) = typing it and deriving its key; the rest of the unlock counts.
+                derive = statistics.median(page.evaluate(DERIVE) / 1000 for _ in range(5))
+                report("PIN key derivation p50", derive * 1000, "ms", "PBKDF2-SHA-256, 600,000 iterations")
+                report("unlock p50", median_ms(unlocks[2:]), "ms", "press Unlock -> first view: derivation + open")
+                report("offline cold start incl. unlock p50", median_ms(starts[2:]), "ms", "derivation included")
+                warm = page.evaluate(
+                    """async () => { const s = window.Outpost.ctx.store;
+                         s.opened.clear(); s.cache.clear(); s.searchIndex.clear();
+                         const t0 = performance.now(); await s.warm(); return performance.now() - t0; }"""
+                )
+                report(
+                    "open the whole store after unlock",
+                    warm,
+                    "ms",
+                    f"decrypt {held:,} records + quick-find index, in the background after unlocking",
+                )
+                starts = [s - derive for s in starts]
+                note = "server stopped; to the Unlock screen, then unlocked to the first view, PIN entry excluded"
+            report("offline cold start p50", median_ms(starts[2:]), "ms", f"{note}; target < 500 ms")
             report("offline cold start p95", p95_ms(starts[2:]), "ms", "")
 
             # Replay: queue M creates offline, restart, time until every op is acked.
@@ -197,17 +323,19 @@ def _measure(
                      await window.Outpost.ctx.data.create('account', {name: 'Replay ' + i}); }""",
                 replay_ops,
             )
-            page.wait_for_function(f"() => window.Outpost.ctx.sync.status.pending === {replay_ops}")
+            until(page, f"window.Outpost.ctx.sync.status.pending === {replay_ops}")
             server.start()
             t0 = time.perf_counter()
             page.evaluate("() => window.Outpost.ctx.sync.kick()")
-            page.wait_for_function(
-                "() => { const s = window.Outpost.ctx.sync.status;"
-                " return s.connection === 'online' && s.pending === 0; }",
-                polling=50,
+            until(
+                page,
+                "((s) => s.connection === 'online' && s.pending === 0)(window.Outpost.ctx.sync.status)",
             )
             elapsed = time.perf_counter() - t0
             report("replay end to end", replay_ops / elapsed, "ops/s", f"{replay_ops:,} creates queued offline, acked")
+            if encrypted:  # live push is the same over the wire, encrypted or not
+                context.close()
+                return
 
             # Live push between two devices, with `crowd` protocol-level devices connected too
             # (50 devices in all by default); those record when each change reaches them.
@@ -217,7 +345,7 @@ def _measure(
             sign_in(page_b, server.base, "admin", DEMO_PASSWORD)
             page_b.get_by_role("button", name="Skip for now").click()
             page_b.evaluate("() => window.Outpost.ctx.updateOffline()")
-            page_b.wait_for_function("() => window.Outpost.ctx.sync?.status.offlineReady === true", polling=100)
+            until(page_b, "window.Outpost.ctx.sync?.status.offlineReady === true")
             cookie = HttpSession(server.base, "admin", DEMO_PASSWORD).cookie
             latencies = []
             crowd_latencies: list[float] = []
