@@ -58,7 +58,11 @@ function watch(reg) {
   const track = (worker) => {
     if (!worker) return;
     const check = () => {
-      if (worker.state === 'installed' && navigator.serviceWorker.controller) offerUpdate(reg);
+      // A new version waits only while ANOTHER worker controls the page. WebKit delivers the first
+      // install's "installed" state change after clients.claim() has made that same worker the
+      // controller, so "there is a controller" alone would offer an update that does not exist.
+      const controller = navigator.serviceWorker.controller;
+      if (worker.state === 'installed' && controller && controller !== worker && reg.waiting === worker) offerUpdate(reg);
     };
     worker.addEventListener('statechange', check);
     check();
