@@ -27,6 +27,7 @@ const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
 const SEARCH_LIMIT = 50;
 const VAULT = "vault"; // the meta row holding the wrapped data key
 const PLAIN_META = new Set([VAULT, "device_id", "next_seq"]); // read before unlocking, or inside a write
+const REINDEX_DELAY_MS = 300; // after the last change, rebuild a stale in-memory index (encrypted stores)
 
 /**
  * @typedef {{logical_name: string, entity_set: string, primary_id: string, primary_name: string,
@@ -82,6 +83,9 @@ export class Store {
     this.opened = new Map();
     /** Quick-find tokens of each view object (encrypted stores). @type {WeakMap<object, string[]>} */
     this.tokenCache = new WeakMap();
+    /** Entities whose in-memory index is rebuilt soon. @type {Set<string>} */
+    this.stale = new Set();
+    this.reindexTimer = 0;
   }
 
   /**
@@ -211,6 +215,19 @@ export class Store {
     return row;
   }
 
+  /** An encrypted store's quick-find index went stale: build it again in the background, once changes settle. @param {string} entity */
+  #reindexSoon(entity) {
+    this.stale.add(entity);
+    clearTimeout(this.reindexTimer);
+    this.reindexTimer = setTimeout(() => {
+      const names = [...this.stale];
+      this.stale.clear();
+      (async () => {
+        for (const name of names) if (this.vault) await this.#searchMemory(name, "", 0);
+      })().catch((err) => console.warn("rebuilding the search index", err));
+    }, REINDEX_DELAY_MS);
+  }
+
   /**
    * After unlocking: open every record of the offline entities and build their quick-find
    * indexes in the background, so the first list or search does not wait for the decryption.
@@ -292,7 +309,7 @@ export class Store {
     this.generation += 1;
     for (const name of unique) {
       this.cache.delete(name);
-      this.searchIndex.delete(name);
+      if (this.searchIndex.delete(name)) this.#reindexSoon(name);
       if (this.entities[name]?.is_activity) this.cache.delete("activitypointer");
     }
     for (const fn of this.listeners) {
