@@ -173,3 +173,16 @@ def alice(app: Flask, org: Org) -> Api:
 def carol(app: Flask, org: Org) -> Api:
     """Signed in as carol (fabrikam)."""
     return sign_in(app, "fabrikam", "carol")
+
+
+@pytest.fixture(scope="session")
+def pw() -> Iterator[Any]:
+    """Playwright for Python (the sync API), for the whole session: shared by tests/e2e and tests/engines.
+
+    One per process: a second sync Playwright started while one runs fails ("using Playwright
+    Sync API inside the asyncio loop"), so it lives here, above both folders.
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright

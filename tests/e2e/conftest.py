@@ -10,6 +10,8 @@ Fixtures
                     `.url`, `.port`, `.database_url`; `.stop()` ends the process and `.start()`
                     starts it again on the SAME port and database (the honest "offline":
                     TESTING.md); `.client("east1")` is a signed-in HTTP client; `.log_tail()`.
+    pw              (tests/conftest.py) Playwright for Python, one per session: tests/engines uses it too,
+                    and two sync Playwright instances cannot run in one process.
     chromium        The session's Browser: `OUTPOST_CHROMIUM` or /usr/bin/chromium, launched
                     by Playwright for Python with the flags in `CHROMIUM_ARGS`.
     phone_context   A fresh BrowserContext emulating a Pixel 7 (412 px wide, touch), so empty
@@ -56,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 
@@ -296,13 +298,6 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 # --- the browser ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pw() -> Iterator[Playwright]:
-    """Playwright for Python (the sync API), for the whole session."""
-    with sync_playwright() as playwright:
-        yield playwright
 
 
 @pytest.fixture(scope="session")
