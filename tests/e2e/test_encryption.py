@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from playwright.sync_api import BrowserContext, Page, expect
+from sqlalchemy.orm import Session
 
 from tests.e2e.conftest import LiveServer
 from tests.e2e.sync_helpers import (
@@ -21,6 +22,7 @@ from tests.e2e.sync_helpers import (
     call,
     come_online,
     create,
+    database,
     fill_sign_in,
     get_or_none,
     go_offline,
@@ -35,6 +37,7 @@ from tests.e2e.sync_helpers import (
 )
 from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_PASSWORD
+from webapp.sync.devices import revoke
 
 PIN = "481516"
 NEW_PIN = "234223"
@@ -327,3 +330,25 @@ def test_a_device_that_already_holds_data_when_the_pin_is_turned_on_seals_it_all
     assert plaintext_found(dump(page), secrets) == []
     page.reload()
     expect(page.get_by_role("heading", name="Unlock")).to_be_visible()
+
+
+def test_a_revoked_device_loses_the_servers_copy_at_once_and_wipes_itself_once_unlocked(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """Revoking deletes the server's copy of the key; locked, the device cannot hear the wipe (nothing
+    syncs), so its data stays sealed; once unlocked and connected it wipes itself, wrapped key first."""
+    turn_pin_on(live_server)
+    page = phone_page
+    sign_in_with_pin(page, "west2")
+    device_id = call(page, f"() => {CTX}.store.deviceId()")
+    with database(live_server) as engine, Session(engine) as session:
+        revoke(session, device_id)
+        session.commit()
+    api = live_server.client("west2")
+    assert api.post(f"/api/device-keys/{device_id}/recover", {"password": DEMO_PASSWORD}).status == 403
+
+    page.reload()
+    unlock(page, PIN)
+    expect(page.get_by_label("Organisation")).to_be_visible()  # wiped and signed out: the sign-in screen
+    wait_until(page, "(async () => (await indexedDB.databases()).every((d) => !d.name.startsWith('outpost:')))()")
+    assert store_names(page) == []
