@@ -142,6 +142,39 @@ def test_a_re_sent_operation_gets_its_first_result_and_is_not_applied_twice(app:
     assert count_changes(app, acc) == 2
 
 
+def test_a_re_sent_operation_carries_its_records_as_they_are_now(app: Flask, org: Org, device: Device) -> None:
+    """Found by the sync model: a device whose ack was lost pulls (the record is removed), pushes
+    again, and took the stale record of the first answer back, keeping a deleted record for good."""
+    acc = new_id()
+    create = device.op("create", "account", acc, {"name": "Soon gone"})
+    first = device.push(create)[0]["results"][0]  # ... and the connection drops before the ack arrives
+    assert [r["record"]["accountid"] for r in first["records"]] == [acc]
+    other = Device(app, org, org.alice)
+    other.hello()
+    other.push(other.op("delete", "account", acc))
+    again = device.push(create)[0]["results"][0]
+    assert (again["op_id"], again["status"]) == (first["op_id"], "applied")
+    assert again["records"] == []
+    assert again["removed"] == [{"entity": "account", "id": acc}]
+    assert count_changes(app, acc) == 2  # the create and the delete: nothing applied twice
+
+
+def test_a_re_sent_operation_carries_nothing_the_user_may_no_longer_read(app: Flask, org: Org) -> None:
+    from tests.conftest import sign_in
+
+    bob = Device(app, org, org.bob)
+    bob.hello()
+    lead = new_id()
+    create = bob.op("create", "lead", lead, {"subject": "Bob's", "lastname": "L"})
+    assert bob.push(create)[0]["results"][0]["records"][0]["record"]["leadid"] == lead
+    admin = sign_in(app, "contoso", "alice")
+    admin.post(f"/api/data/leads({lead})/assign", json={"ownerid@odata.bind": f"/systemusers({org.alice})"})
+    again = bob.push(create)[0]["results"][0]
+    assert again["status"] == "applied"
+    assert again["records"] == []
+    assert again["removed"] == [{"entity": "lead", "id": lead}]
+
+
 def test_a_gap_is_refused_and_nothing_from_the_gap_on_is_applied(app: Flask, device: Device) -> None:
     acc = new_id()
     ok = device.op("create", "account", acc, {"name": "First"})

@@ -3,9 +3,10 @@
 Every operation passes the same checks as the Web API (`webapp.security.operations`), the
 entity's offline command set and the metadata schema. The idempotency ledger keeps
 `(device, seq) -> first result`, written in the same transaction as the operation's
-effects, so a re-sent operation gets its first answer again and is never applied twice,
-and a crash loses an operation and its ledger row together. A rejected operation never
-blocks the queue; operations that depend on a rejected create are rejected too.
+effects, so a re-sent operation gets its first status again and is never applied twice,
+and a crash loses an operation and its ledger row together. The answer to a re-sent operation
+carries its records as the server has them now, not as they were then. A rejected operation
+never blocks the queue; operations that depend on a rejected create are rejected too.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def push(replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | N
                 return results, PushError(
                     "seq_reused", f"seq {op['seq']} was already used by another operation.", seq=op["seq"]
                 )
-            results.append(first.result)  # a re-sent op: its first result, nothing applied
+            results.append(resent_result(replay, first.result))  # a re-sent op: nothing applied again
             continue
         if op["seq"] != expected:
             return results, PushError(
@@ -144,6 +145,32 @@ def push(replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | N
         results.append(result)
         expected += 1
     return results, None
+
+
+def resent_result(replay: Replay, first: dict[str, Any]) -> dict[str, Any]:
+    """A re-sent op's answer: its first status and reason, with its records as the server has them now.
+
+    The first answer's records may be stale by now: deleted since, or out of the user's scope. A
+    device whose ack was lost pulls before it pushes again, and would take those records back
+    from a stale answer after the feed had removed them — and keep them for good.
+    """
+    touched: dict[tuple[str, str], None] = {}
+    for item in first.get("records") or []:
+        entity = replay.model.entities.get(item["entity"])
+        if entity is not None:
+            touched[(entity.logical_name, item["record"][entity.primary_id])] = None
+    for item in first.get("removed") or []:
+        touched[(item["entity"], item["id"])] = None
+    records: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
+    for entity_name, record_id in touched:
+        entity = replay.model.entities.get(entity_name)
+        if entity is None:
+            continue
+        view = _server_view(replay, entity, record_id)
+        records += view["records"]
+        removed += view["removed"]
+    return {**first, "records": records, "removed": removed}
 
 
 def record_result(replay: Replay, op: dict[str, Any], result: dict[str, Any]) -> None:
