@@ -32,9 +32,19 @@ export async function render(ctx) {
     ),
     persisted || !navigator.storage?.persist
       ? null
-      : h("button", { type: "button", class: "button button--secondary", onclick: async () => {
-          persisted = await navigator.storage.persist();
+      : h("button", { type: "button", class: "button button--secondary", onclick: async (/** @type {Event} */ e) => {
+          // Firefox asks the user in a prompt of its own and answers only once they choose (never,
+          // if they ignore it): say so meanwhile, rather than nothing.
+          const button = /** @type {HTMLButtonElement} */ (e.currentTarget);
+          button.disabled = true;
+          persistState.textContent = "No (waiting for the browser's answer)";
+          try {
+            persisted = await navigator.storage.persist();
+          } catch {
+            persisted = false;
+          }
           persistState.textContent = persisted ? "Yes" : "No (the browser declined)";
+          button.disabled = persisted;
         } }, "Keep data on this device"),
     h("div", { class: "stack" },
       h("button", { type: "button", class: "button button--secondary button--block", onclick: () => ctx.reconfigure() }, "Reconfigure"),
