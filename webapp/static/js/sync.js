@@ -2,11 +2,15 @@
 /**
  * The sync loop over the WebSocket (PROTOCOL.md §5): hello, first download (paged and
  * resumable), pull, push of the queue in order, live changes, heartbeats, reconnects with
- * exponential back-off and jitter. Exactly one tab runs the loop for a store (Web Locks);
- * the others hear about changes through a BroadcastChannel and ask the loop to push.
+ * exponential back-off and jitter. Exactly one tab runs the loop for a store (Web Locks, or a
+ * lease in localStorage where there are none: tabs.js); the others hear about changes through
+ * a BroadcastChannel (or localStorage events) and ask the loop to push. Without Background Sync
+ * the queue drains when the app starts, when the network returns and when it comes back to the
+ * foreground.
  * Status is an immutable snapshot; listeners hear only real changes.
  */
 import { Store } from "./store.js";
+import { exclusive, tabChannel } from "./tabs.js";
 
 export const APP_VERSION = "1.0.0";
 const PUSH_BATCH = 100;
@@ -70,7 +74,9 @@ export class Sync {
     this.wakeUp = null;
     this.wanted = { push: false, download: false };
     this.lastFrameAt = 0;
-    this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(`outpost-sync:${store.name}`) : null;
+    this.channel = tabChannel(`outpost-sync:${store.name}`);
+    /** Whether this tab still holds the sync lock (a lease can be lost while the tab sleeps). */
+    this.held = () => true;
     if (this.channel) this.channel.onmessage = (e) => this.#onBroadcast(e.data);
     this.relaying = false; // true while re-announcing another tab's change here: never echo it back
     this.backgroundSyncAsked = false; // once per batch of pending work (reset when the queue empties)
@@ -127,15 +133,16 @@ export class Sync {
     document.addEventListener("visibilitychange", this.onVisible);
     navigator.serviceWorker?.addEventListener("message", this.onWorkerMessage);
     await this.refreshCounts();
-    const run = async () => {
+    const run = async (/** @type {() => boolean} */ held) => {
+      this.held = held;
       this.#set({ leader: true });
-      await this.#loop();
+      try {
+        await this.#loop();
+      } finally {
+        this.#set({ leader: false });
+      }
     };
-    if (navigator.locks?.request) {
-      navigator.locks.request(`outpost-sync:${this.store.name}`, run).catch((err) => console.error("sync lock", err));
-    } else {
-      run().catch((err) => console.error("sync loop", err)); // no Web Locks: every tab syncs (ops are idempotent)
-    }
+    exclusive(`outpost-sync:${this.store.name}`, run, () => this.stopped).catch((err) => console.error("sync lock", err));
   }
 
   /** Stop the loop and close the socket. */
@@ -218,7 +225,7 @@ export class Sync {
   }
 
   async #loop() {
-    while (!this.stopped) {
+    while (!this.stopped && this.held()) {
       try {
         await this.#session();
         this.attempt = 0;
@@ -235,7 +242,7 @@ export class Sync {
         this.ws?.close();
         this.ws = null;
       }
-      if (this.stopped) return;
+      if (this.stopped || !this.held()) return;
       const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
       this.attempt += 1;
       await this.#pause(base / 2 + Math.random() * base); // exponential back-off with jitter
@@ -344,6 +351,10 @@ export class Sync {
 
   #heartbeat() {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    if (!this.held()) {
+      this.ws.close(); // another tab took the sync over: end this session
+      return;
+    }
     if (Date.now() - this.lastFrameAt > SILENCE_MS) {
       this.ws.close(); // the other side went quiet: reconnect
       return;
