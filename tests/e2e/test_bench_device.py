@@ -26,6 +26,11 @@ def test_the_device_benchmark_reports_every_figure(chromium: Browser, pw: Playwr
         "offline cold start p50",
         "replay end to end",
         "live push p95",
+        "first download (encrypted)",
+        "offline cold start p50 (encrypted)",
+        "encrypted / plain: system view p50",
     ):
         assert wanted in names
-    assert all(value > 0 for _, value, _ in rows)
+    # An in-memory search over 300 records can take less than the timer's resolution: 0 ms.
+    assert all(value > 0 for name, value, _ in rows if "search" not in name), rows
+    assert all(value >= 0 for _, value, _ in rows), rows
