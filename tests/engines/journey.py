@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.engines.drivers import Driver, poll
+from tests.engines.drivers import Driver, Name, WaitTimeout, poll
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 
 CTX = "window.Outpost.ctx"
@@ -23,6 +23,25 @@ DRAIN_MS = 90_000  # a queue reaching the server once it answers again (includes
 def entity_link(collection: str) -> re.Pattern[str]:
     """The home screen's link to an entity ("Contacts", then its count and offline mark)."""
     return re.compile(rf"^{re.escape(collection)}(?![A-Za-z])")
+
+
+def follow(tab: Driver, role: str, name: Name, heading: str, level: int | None = None, tries: int = 3) -> None:
+    """Click a link or button that leads to another screen, and wait for that screen's heading.
+
+    A save re-renders its screen once more when the store announces the change (~150 ms later).
+    A click whose press and release straddle that re-render lands on two different elements and
+    is no click at all (WebKitGTK under Xvfb is slow enough to hit it): click again.
+    """
+    for attempt in range(tries):
+        if attempt and tab.count("heading", heading, level=level):
+            return  # the earlier click did arrive, late
+        tab.click(role, name)
+        try:
+            tab.wait_visible("heading", heading, level=level, timeout=8_000 * (attempt + 1))
+            return
+        except WaitTimeout:
+            if attempt == tries - 1:
+                raise
 
 
 def open_app(tab: Driver) -> None:
@@ -91,8 +110,7 @@ def menu(tab: Driver, item: str) -> None:
 def open_entity(tab: Driver, collection: str) -> None:
     """Home, then an entity's list."""
     menu(tab, "Home")
-    tab.click("link", entity_link(collection))
-    tab.wait_visible("heading", collection)
+    follow(tab, "link", entity_link(collection), collection)
 
 
 def grid(tab: Driver) -> list[dict[str, str]]:
@@ -137,8 +155,7 @@ def clear_search(tab: Driver, collection: str, view: str) -> None:
 
 def open_record(tab: Driver, name: str) -> None:
     """Open a record from the list."""
-    tab.click("link", name)
-    tab.wait_visible("heading", name, level=1)
+    follow(tab, "link", name, name, level=1)
 
 
 def pick(tab: Driver, label: str, text: str, option: str) -> None:
@@ -161,8 +178,7 @@ def save(tab: Driver, heading: str) -> None:
 
 def back_to_list(tab: Driver, collection: str) -> None:
     """The record's back link."""
-    tab.click("link", f"Back to {collection}")
-    tab.wait_visible("heading", collection)
+    follow(tab, "link", f"Back to {collection}", collection)
 
 
 def edit_contact(tab: Driver, name: str, job_title: str, company_prefix: str, company: str) -> None:
