@@ -505,3 +505,36 @@ def test_roles_profiles_teams_and_positions_are_deleted_only_when_nothing_depend
         "fieldprofile.create",
         "fieldprofile.delete",
     ]
+
+
+def test_a_disabled_business_unit_signs_its_people_out_and_keeps_them_out(app: Flask, org: Org, alice: Api) -> None:
+    from webapp.crm.orgs import create_business_unit
+    from webapp.security.setup import new_user
+
+    svc = services(app)
+    with svc.db.session(write=True) as s:
+        model = svc.registry.model(s, org.org_id)
+        field = create_business_unit(s, model, "Field")
+        depot = create_business_unit(s, model, "Depot", field)
+        new_user(s, model, svc.hasher, "dave", PASSWORD, "Dale", field, ["Salesperson"])
+        new_user(s, model, svc.hasher, "erin", PASSWORD, "Eames", depot, ["Salesperson"])
+        s.commit()
+    dave, erin = sign_in(app, "contoso", "dave"), sign_in(app, "contoso", "erin")
+    # Neither the root nor the administrator's own unit can be disabled.
+    for unit in (org.root_bu, org.east_bu):
+        refused = form(alice, f"/admin/business-units/{unit}/status", {"action": "disable"}, follow_redirects=True)
+        assert b"cannot disable" in refused.data or b"cannot be disabled" in refused.data
+    done = form(alice, f"/admin/business-units/{field}/status", {"action": "disable"}, follow_redirects=True)
+    assert b"2 people signed out" in done.data
+    assert b"Disabled" in alice.get("/admin/business-units").data
+    for api in (dave, erin):  # the unit's people and those of the unit below it
+        assert api.get("/api/auth/me").status_code == 401
+    for username in ("dave", "erin"):
+        resp = app.test_client().post(
+            "/api/auth/login", json={"org": "contoso", "username": username, "password": PASSWORD}
+        )
+        assert resp.status_code == 401
+    assert alice.get("/api/auth/me").status_code == 200  # nobody else was touched
+    assert form(alice, f"/admin/business-units/{field}/status", {"action": "enable"}).status_code == 302
+    assert sign_in(app, "contoso", "erin").get("/api/auth/me").status_code == 200
+    assert audit_actions(app, org.org_id)[-2:] == ["businessunit.disable", "businessunit.enable"]

@@ -20,7 +20,7 @@ from webapp.crm.orgs import add_team_member, create_business_unit, create_positi
 from webapp.crm.records import delete_record, fetch, update_record
 from webapp.crm.tables import teammembership
 from webapp.security import fieldsecurity
-from webapp.security.accounts import revoke_user_sessions, set_password
+from webapp.security.accounts import revoke_business_unit_sessions, revoke_user_sessions, set_password
 from webapp.security.roles import (
     ADMIN_ROLE,
     DEPTHS,
@@ -400,6 +400,29 @@ def business_unit_edit(record_id: str | None = None) -> Any:
         "admin.people.business_unit_edit",
         create_business_unit,
     )
+
+
+@bp.post("/business-units/<record_id>/status")
+def business_unit_status(record_id: str) -> Any:
+    """Disable a business unit (its people and those below cannot sign in; their sessions end) or enable it."""
+    unit = _record("businessunit", record_id)
+    disable = request.form.get("action") == "disable"
+    endpoint = "admin.people.business_unit_edit"
+    if disable and not unit.get("parentbusinessunitid"):
+        return done(endpoint, "The root business unit cannot be disabled.", record_id=record_id)
+    own_units = _ancestors("businessunit", "parentbusinessunitid", current().principal.business_unit_id)
+    if disable and record_id in own_units:
+        return done(endpoint, "You cannot disable the business unit you belong to.", record_id=record_id)
+    m = current().model
+    update_record(db(), m, system_actor(m), m.entity("businessunit"), unit, {"isdisabled": disable})
+    people = revoke_business_unit_sessions(db(), m.org_id, record_id) if disable else 0
+    commit(
+        "businessunit.disable" if disable else "businessunit.enable",
+        f"Business unit {unit['name']}",
+        {"signed_out": people} if disable else None,
+    )
+    said = f"disabled; {people} people signed out" if disable else "enabled"
+    return done(endpoint, f"Business unit {said}.", record_id=record_id)
 
 
 @bp.route("/positions/new", methods=["GET", "POST"])

@@ -154,9 +154,17 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             pk("businessunitid", "Business Unit"),
             text("name", "Name", 160, required=True),
             lookup("parentbusinessunitid", "Parent Business", "businessunit"),
+            boolean("isdisabled", "Disabled"),  # its users (and those of units below) cannot sign in
         ),
         views=(
-            view("businessunit", 1, "Active Business Units", "name parentbusinessunitid", "", "name asc"),
+            view(
+                "businessunit",
+                1,
+                "Active Business Units",
+                "name parentbusinessunitid",
+                "isdisabled eq false",
+                "name asc",
+            ),
             view("businessunit", 2, "All Business Units", "name", "", "modifiedon desc"),
         ),
         quick_find=("name",),

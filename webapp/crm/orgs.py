@@ -71,7 +71,13 @@ def create_org(session: Session, registry: Registry, name: str, friendly_name: s
     )
     model = registry.model(session, org_id)
     actor = system_actor(model)
-    insert_record(session, model, actor, model.entity("businessunit"), {"name": friendly_name or name.capitalize()})
+    insert_record(
+        session,
+        model,
+        actor,
+        model.entity("businessunit"),
+        {"name": friendly_name or name.capitalize(), "isdisabled": False},
+    )
     insert_record(
         session,
         model,
@@ -136,7 +142,7 @@ def create_business_unit(session: Session, model: OrgModel, name: str, parent_id
         model,
         system_actor(model),
         model.entity("businessunit"),
-        {"name": name, "parentbusinessunitid": parent},
+        {"name": name, "parentbusinessunitid": parent, "isdisabled": False},
     )
     return str(row["businessunitid"])
 

@@ -184,7 +184,13 @@ def authenticate(
     """(org id, user id) when the credentials are right and the user enabled; else None."""
     users = SYSTEM_TABLES["systemuser"]
     row = session.execute(
-        select(users.c.systemuserid, users.c.organizationid, users.c.isdisabled, credential.c.password_hash)
+        select(
+            users.c.systemuserid,
+            users.c.organizationid,
+            users.c.businessunitid,
+            users.c.isdisabled,
+            credential.c.password_hash,
+        )
         .join(organization, organization.c.organizationid == users.c.organizationid)
         .join(credential, credential.c.systemuserid == users.c.systemuserid)
         .where(organization.c.name == orgname.lower(), func.lower(users.c.username) == username.lower())
@@ -198,9 +204,52 @@ def authenticate(
         hasher.verify(row.password_hash, password)
     except (VerificationError, InvalidHashError):
         return None
-    if row.isdisabled:
+    if row.isdisabled or in_disabled_business_unit(session, str(row.organizationid), row.businessunitid):
         return None
     return str(row.organizationid), str(row.systemuserid)
+
+
+def in_disabled_business_unit(session: Session, org_id: str, business_unit_id: str | None) -> bool:
+    """Whether a business unit, or one above it, is disabled (its people cannot sign in)."""
+    units = SYSTEM_TABLES["businessunit"]
+    seen: set[str] = set()
+    while business_unit_id and business_unit_id not in seen:
+        seen.add(business_unit_id)
+        row = session.execute(
+            select(units.c.parentbusinessunitid, units.c.isdisabled).where(
+                units.c.organizationid == org_id, units.c.businessunitid == business_unit_id
+            )
+        ).first()
+        if row is None:
+            return False
+        if row.isdisabled:
+            return True
+        business_unit_id = row.parentbusinessunitid
+    return False
+
+
+def revoke_business_unit_sessions(session: Session, org_id: str, business_unit_id: str) -> int:
+    """End every session of the people in a business unit and the units below it; returns how many people."""
+    units, users = SYSTEM_TABLES["businessunit"], SYSTEM_TABLES["systemuser"]
+    parents = dict(
+        session.execute(
+            select(units.c.businessunitid, units.c.parentbusinessunitid).where(units.c.organizationid == org_id)
+        ).all()
+    )
+    below = {business_unit_id}
+    grew = True
+    while grew:
+        more = {bu for bu, parent in parents.items() if parent in below} - below
+        below |= more
+        grew = bool(more)
+    people = session.execute(
+        select(users.c.systemuserid).where(users.c.organizationid == org_id, users.c.businessunitid.in_(below))
+    ).scalars()
+    count = 0
+    for user_id in people:
+        revoke_user_sessions(session, str(user_id))
+        count += 1
+    return count
 
 
 def start_session(session: Session, org_id: str, user_id: str) -> tuple[str, SessionInfo]:
