@@ -538,3 +538,17 @@ def test_a_disabled_business_unit_signs_its_people_out_and_keeps_them_out(app: F
     assert form(alice, f"/admin/business-units/{field}/status", {"action": "enable"}).status_code == 302
     assert sign_in(app, "contoso", "erin").get("/api/auth/me").status_code == 200
     assert audit_actions(app, org.org_id)[-2:] == ["businessunit.disable", "businessunit.enable"]
+
+
+def test_disabling_a_user_or_resetting_a_password_closes_their_open_sockets(app: Flask, org: Org, alice: Api) -> None:
+    hub = services(app).hub
+    bobs, alices = hub.subscribe(org.org_id, org.bob, "t1"), hub.subscribe(org.org_id, org.alice, "t2")
+    assert form(alice, f"/admin/users/{org.bob}/status", {"action": "disable"}).status_code == 302
+    assert bobs.ended and bobs.event.is_set()  # the socket loop sees it and closes with 1008
+    assert not alices.ended
+    again = hub.subscribe(org.org_id, org.bob, "t3")
+    assert form(alice, f"/admin/users/{org.bob}/status", {"action": "enable"}).status_code == 302
+    assert not again.ended
+    reset = form(alice, f"/admin/users/{org.bob}/password", {"password": "N3w-password!", "confirm": "N3w-password!"})
+    assert reset.status_code == 302
+    assert again.ended

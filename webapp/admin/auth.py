@@ -73,8 +73,13 @@ def signin() -> Any:
 def signout() -> Any:
     """End this session everywhere and go back to the sign-in page."""
     dbs = db()
-    end_session(dbs, current().info.token_hash)
+    token_hash = current().info.token_hash
+    hub = services(current_app).hub
+    end_session(dbs, token_hash)
+    hub.publish(dbs, "session_ended", token_hash)  # other processes close its sockets on commit
     dbs.commit()
+    hub.end_session(token_hash)
     resp = redirect(url_for("admin.auth.signin"))
     resp.delete_cookie(current_app.config["SESSION_COOKIE_NAME"], path="/")
+    resp.headers["Clear-Site-Data"] = '"cookies"'
     return resp

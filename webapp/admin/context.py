@@ -10,6 +10,7 @@ token as the hidden field `csrf_token` (PROTOCOL.md §3).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -93,14 +94,25 @@ def template_globals() -> dict[str, Any]:
     return {"admin": admin, "csrf_token": admin.info.csrf_token if admin else ""}
 
 
-def commit(action: str, target: str, details: dict[str, Any] | None = None) -> None:
-    """Write the audit entry for this change and commit both together."""
+def commit(action: str, target: str, details: dict[str, Any] | None = None, signed_out: Iterable[str] = ()) -> None:
+    """Write the audit entry for this change and commit both together, then wake the devices.
+
+    `signed_out`: users whose sessions the change ended; their open sockets close (1008), in
+    this process and, through the hub's NOTIFY, in the others.
+    """
     admin = current()
     dbs = db()
+    hub = services(current_app).hub
+    ended = list(signed_out)
     audit.record(dbs, admin.model.org_id, admin.info.user_id, action, target, details)
+    hub.publish(dbs, "changed", admin.model.org_id)  # other processes, on commit
+    for user_id in ended:
+        hub.publish(dbs, "user_ended", user_id)
     dbs.commit()
     services(current_app).registry.forget(admin.model.org_id)
-    services(current_app).hub.notify(admin.model.org_id)
+    hub.notify(admin.model.org_id)
+    for user_id in ended:
+        hub.end_user(user_id)
 
 
 def model() -> OrgModel:

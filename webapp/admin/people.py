@@ -238,7 +238,11 @@ def user_status(user_id: str) -> Any:
     update_record(db(), m, system_actor(m), m.entity("systemuser"), user, {"isdisabled": disable})
     if disable:
         revoke_user_sessions(db(), user_id)
-    commit("user.disable" if disable else "user.enable", f"User {user['username']}")
+    commit(
+        "user.disable" if disable else "user.enable",
+        f"User {user['username']}",
+        signed_out=[user_id] if disable else [],
+    )
     return done("admin.people.user_edit", f"User {'disabled' if disable else 'enabled'}.", user_id=user_id)
 
 
@@ -257,7 +261,7 @@ def user_password(user_id: str) -> Any:
         form = {k: user.get(k) for k in user}
         form["roles"] = sorted(_held_roles(userrole, "systemuserid", user_id))
         return _user_page(user, form, {"password": exc.message})
-    commit("user.password_reset", f"User {user['username']}")
+    commit("user.password_reset", f"User {user['username']}", signed_out=[user_id])
     return done("admin.people.user_edit", "Password reset; the user's sessions were ended.", user_id=user_id)
 
 
@@ -415,13 +419,14 @@ def business_unit_status(record_id: str) -> Any:
         return done(endpoint, "You cannot disable the business unit you belong to.", record_id=record_id)
     m = current().model
     update_record(db(), m, system_actor(m), m.entity("businessunit"), unit, {"isdisabled": disable})
-    people = revoke_business_unit_sessions(db(), m.org_id, record_id) if disable else 0
+    people = revoke_business_unit_sessions(db(), m.org_id, record_id) if disable else []
     commit(
         "businessunit.disable" if disable else "businessunit.enable",
         f"Business unit {unit['name']}",
-        {"signed_out": people} if disable else None,
+        {"signed_out": len(people)} if disable else None,
+        signed_out=people,
     )
-    said = f"disabled; {people} people signed out" if disable else "enabled"
+    said = f"disabled; {len(people)} people signed out" if disable else "enabled"
     return done(endpoint, f"Business unit {said}.", record_id=record_id)
 
 

@@ -228,8 +228,8 @@ def in_disabled_business_unit(session: Session, org_id: str, business_unit_id: s
     return False
 
 
-def revoke_business_unit_sessions(session: Session, org_id: str, business_unit_id: str) -> int:
-    """End every session of the people in a business unit and the units below it; returns how many people."""
+def revoke_business_unit_sessions(session: Session, org_id: str, business_unit_id: str) -> list[str]:
+    """End every session of the people in a business unit and the units below it; returns who they are."""
     units, users = SYSTEM_TABLES["businessunit"], SYSTEM_TABLES["systemuser"]
     parents = dict(
         session.execute(
@@ -245,11 +245,10 @@ def revoke_business_unit_sessions(session: Session, org_id: str, business_unit_i
     people = session.execute(
         select(users.c.systemuserid).where(users.c.organizationid == org_id, users.c.businessunitid.in_(below))
     ).scalars()
-    count = 0
-    for user_id in people:
-        revoke_user_sessions(session, str(user_id))
-        count += 1
-    return count
+    ended = [str(user_id) for user_id in people]
+    for user_id in ended:
+        revoke_user_sessions(session, user_id)
+    return ended
 
 
 def start_session(session: Session, org_id: str, user_id: str) -> tuple[str, SessionInfo]:
