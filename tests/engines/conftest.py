@@ -17,7 +17,9 @@ reason (`./dev test` installs them with apt-get as root); under CI (CI=true) a m
 fails instead, so CI always runs all three. Binaries: OUTPOST_CHROMIUM, OUTPOST_FIREFOX,
 OUTPOST_WEBKIT_DRIVER, OUTPOST_MINIBROWSER.
 
-Every test fails on a Content-Security-Policy violation recorded in its pages.
+Every test fails on a Content-Security-Policy violation recorded in its pages (`securitypolicyviolation`
+events: from the first script with Playwright, from each load's end with WebDriver, which has no
+preload scripts in WebKitGTK).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, LiveServer, free_port
-from tests.engines.drivers import TIMEOUT_MS, Driver, PlaywrightDriver, WebDriverDriver
+from tests.engines.drivers import CSP_LISTENER, TIMEOUT_MS, Driver, PlaywrightDriver, WebDriverDriver
 
 ENGINES = ("chromium", "firefox", "webkit")
 FIREFOX = os.environ.get("OUTPOST_FIREFOX") or "/usr/bin/firefox-esr"
@@ -195,6 +197,7 @@ def engine(
         else:
             device = {"viewport": VIEWPORT}  # Playwright's Firefox has no touch or mobile emulation
         context = browser.new_context(**device, base_url=live_server.url)
+        context.add_init_script(script=f"({CSP_LISTENER})()")  # before the app's first script
         context.set_default_timeout(TIMEOUT_MS)
         context.set_default_navigation_timeout(TIMEOUT_MS)
         driver = PlaywrightDriver(engine_name, browser.version, context)

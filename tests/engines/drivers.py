@@ -39,7 +39,7 @@ T = TypeVar("T")
 Name = str | re.Pattern[str] | None
 Within = tuple[str, Name] | None
 
-# Records CSP violations in the page (Playwright installs it before any script; WebDriver after each load).
+# Records CSP violations in the page (an init script with Playwright; WebDriver runs it after each load).
 CSP_LISTENER = """() => {
   if (window.__cspViolations) return;
   window.__cspViolations = [];
