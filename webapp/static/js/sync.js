@@ -272,6 +272,7 @@ export class Sync {
     );
     // Updates are available while the offline data on the device is not of the server's version.
     const downloaded = await this.store.getMeta("downloaded_version", null);
+    this.attempt = 0; // connected: the next drop waits the shortest back-off again
     this.#set({
       connection: "online",
       error: null,
@@ -283,7 +284,12 @@ export class Sync {
       while (!this.stopped && this.ws && this.ws.readyState === WebSocket.OPEN) {
         if (this.wanted.download) {
           this.wanted.download = false;
-          await this.#downloadAll();
+          try {
+            await this.#downloadAll();
+          } catch (err) {
+            this.wanted.download = true; // cut off: the next session resumes it from its checkpoints
+            throw err;
+          }
         }
         if (await this.store.getMeta("downloaded_version", null)) {
           await this.#pullAll();
