@@ -300,6 +300,8 @@ export class Sync {
         await this.refreshCounts();
         this.#set({ phase: "idle" });
         if (this.wanted.push || this.wanted.download) continue;
+        // Closed while no request was waiting (between two, or in #checkVersion): nobody would wake the pause.
+        if (!this.ws || this.ws.readyState !== WebSocket.OPEN) break;
         const interval = (this.store.customizations?.sync_interval_minutes ?? 15) * 60_000;
         await this.#pause(interval); // woken early by kick(), a download request or a closed socket
       }
