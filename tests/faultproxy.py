@@ -7,6 +7,7 @@ Point a device at `proxy.url` (a browser context's `base_url`, an `HttpSession`)
     block() / unblock()  refuse new connections too (accepted and closed at once: no network)
     drop_next(match)     swallow the next server→client WebSocket frame that `match` accepts
                          (e.g. the first `ack`) and cut every connection instead of delivering it
+    drop_every(match)    the same for every frame `match` accepts, until `clear_drops()`
     flap(times, rng, …)  cut every connection `times` times at random moments drawn from a
                          seeded `random.Random` (a background thread; `wait_flapped()`)
 
@@ -228,7 +229,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._blocked = False
         self._closing = False
-        self._drops: list[Callable[[dict[str, Any]], bool]] = []
+        self._drops: list[tuple[Callable[[dict[str, Any]], bool], bool]] = []  # (match, only once)
         self._flapper: threading.Thread | None = None
         self._stop_flapping = threading.Event()
         self._accepter = threading.Thread(target=self._accept, name="faultproxy-accept", daemon=True)
@@ -259,7 +260,17 @@ class FaultProxy:
     def drop_next(self, match: Callable[[dict[str, Any]], bool]) -> None:
         """Swallow the next server→device frame `match` accepts, and cut every connection instead."""
         with self._lock:
-            self._drops.append(match)
+            self._drops.append((match, True))
+
+    def drop_every(self, match: Callable[[dict[str, Any]], bool]) -> None:
+        """Swallow every server→device frame `match` accepts (cutting every connection each time)."""
+        with self._lock:
+            self._drops.append((match, False))
+
+    def clear_drops(self) -> None:
+        """Deliver every frame again."""
+        with self._lock:
+            self._drops.clear()
 
     def flap(self, times: int, rng: random.Random, low: float = 0.05, high: float = 1.0) -> None:
         """Cut every connection `times` times, each after a delay drawn uniformly from [low, high] s."""
@@ -358,9 +369,10 @@ class FaultProxy:
         with self._lock:
             deliver = True
             if direction == DOWN:
-                for i, match in enumerate(self._drops):
+                for i, (match, once) in enumerate(self._drops):
                     if match(message):
-                        del self._drops[i]
+                        if once:
+                            del self._drops[i]
                         deliver = False
                         break
             self.frames.append(Frame(direction, link.number, message, deliver))
