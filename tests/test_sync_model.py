@@ -586,6 +586,7 @@ def model_world(url: str) -> Iterator[World]:
             "FAST_PASSWORD_HASH": True,
             "TESTING": True,
             "SECRET_KEY": "t",
+            "RATE_LIMITS": False,  # thousands of runs share three users: the per-user limits would throttle them
         }
     )
     with app.app_context():
