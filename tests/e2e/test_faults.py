@@ -236,7 +236,9 @@ def test_an_ack_lost_after_the_commit_is_re_sent_by_the_app_and_applied_once(
     assert len(pushes) == 2, f"the app sent its queue {len(pushes)} times"
     assert [(o["seq"], o["op_id"]) for o in pushes[0]["ops"]] == [(o["seq"], o["op_id"]) for o in pushes[1]["ops"]]
     acks = [a for a in proxy.received("ack") if any(r["op_id"] == pushes[0]["ops"][0]["op_id"] for r in a["results"])]
-    assert [a["results"] for a in acks] == [swallowed[0]["results"]]  # the re-send got the first results
+    assert len(acks) == 1, f"seed {SEED}"
+    first = [(r["op_id"], r["seq"], r["status"]) for r in swallowed[0]["results"]]
+    assert [(r["op_id"], r["seq"], r["status"]) for r in acks[0]["results"]] == first  # the first answers again
     ledger = check_ops_applied_once(live_server, device_id(page), SEED)
     assert sorted(r.recordid for r in ledger) == sorted(ids)
     views = [call(page, "([e, i]) => window.Outpost.ctx.store.get(e, i)", ["account", i]) for i in ids]
