@@ -67,14 +67,34 @@ export class Data {
       const page = await call("GET", `/api/data/${meta.entity_set}${q ? `?${q}` : ""}`);
       return { entities: page.value, nextSkip: page["@odata.nextLink"] ? 1 : null };
     }
+    const generation = this.store.generation;
     const records = await this.store.all(entity);
     const targets = await this.#expandTargets(meta, options);
     const result = runQuery(records, options, meta, {
       maxPageSize,
+      memo: this.#memo(entity, generation),
       entities: this.store.entities,
       resolve: (/** @type {string} */ target, /** @type {string} */ id) => targets.get(`${target}|${id}`),
     });
     return { entities: result.value, nextSkip: result.nextSkip };
+  }
+
+  /**
+   * The sorted views of an entity while the store has not changed since `generation` (read
+   * before the records were): any write or synced change starts them afresh. Undefined when
+   * the store moved on during the read (that result is not kept).
+   * @param {string} entity @param {number} generation
+   */
+  #memo(entity, generation) {
+    if (generation !== this.store.generation) return undefined;
+    if (this.memoGeneration !== generation) {
+      this.memos = new Map();
+      this.memoGeneration = generation;
+    }
+    let memo = this.memos.get(entity);
+    if (!memo) this.memos.set(entity, (memo = new Map()));
+    if (memo.size > 20) memo.clear(); // a handful of views per entity; never unbounded
+    return memo;
   }
 
   /** Records that $expand may need, keyed "entity|id". @param {any} meta @param {string} options */

@@ -180,6 +180,9 @@ const EXPAND_ITEM_RE = new RegExp(`^[${WS}]*([A-Za-z_][A-Za-z0-9_]*)[${WS}]*(?:\
  * @property {EntityCatalog} [entities]  needed for `$expand`
  * @property {(entity: string, id: string) => (Record<string, any> | null | undefined)} [resolve]
  *   the record of `entity` with that id, or undefined (needed for `$expand`)
+ * @property {Map<string, Record<string, any>[]>} [memo]  the caller's store of filtered, sorted
+ *   results, by filter and ordering: a view's second page, or the same view opened again, skips
+ *   the filter and the sort. The caller must clear it whenever `records` change.
  */
 
 /** A query option is malformed or does not fit the entity; the message says which and why. */
@@ -1389,7 +1392,7 @@ export function projectRecord(record, select, entity) {
  * @returns {{value: Record<string, any>[], nextSkip: number | null}}
  */
 export function runQuery(records, options, entity, run = {}) {
-  const { maxPageSize = DEFAULT_PAGE_SIZE, entities, resolve } = run;
+  const { maxPageSize = DEFAULT_PAGE_SIZE, entities, resolve, memo } = run;
   if (!(maxPageSize === Infinity || (Number.isInteger(maxPageSize) && maxPageSize > 0))) {
     throw new RangeError(`maxPageSize must be a positive integer, not ${maxPageSize}`);
   }
@@ -1400,20 +1403,26 @@ export function runQuery(records, options, entity, run = {}) {
     throw new TypeError('runQuery: $expand needs a resolve(entity, id) function');
   }
 
-  const matching = predicate ? records.filter(predicate) : records.slice();
-  // Decorate-sort-undecorate: each record's keys are computed once, not per comparison.
-  const decorated = matching.map((record) => ({ record, keys: keysOf(columns, record) }));
-  decorated.sort((a, b) => compareKeys(columns, a.keys, b.keys));
+  const memoKey = memo ? JSON.stringify([opts.filter, opts.orderby]) : '';
+  let sorted = memo?.get(memoKey);
+  if (!sorted) {
+    const matching = predicate ? records.filter(predicate) : records.slice();
+    // Decorate-sort-undecorate: each record's keys are computed once, not per comparison.
+    const decorated = matching.map((record) => ({ record, keys: keysOf(columns, record) }));
+    decorated.sort((a, b) => compareKeys(columns, a.keys, b.keys));
+    sorted = decorated.map(({ record }) => record);
+    memo?.set(memoKey, sorted);
+  }
 
   const skip = opts.skiptoken;
   let limit = maxPageSize;
   if (opts.top !== null) limit = Math.max(0, Math.min(maxPageSize, opts.top - skip));
-  let page = decorated.slice(skip, skip + limit + 1);
+  let page = sorted.slice(skip, skip + limit + 1);
   let more = page.length > limit;
   page = page.slice(0, limit);
   if (opts.top !== null && skip + page.length >= opts.top) more = false;
 
-  const value = page.map(({ record }) => {
+  const value = page.map((record) => {
     const out = projectRecord(record, opts.select, entity);
     for (const exp of opts.expand) {
       const idKey = `_${exp.attribute}_value`;
