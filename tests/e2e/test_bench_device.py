@@ -24,6 +24,7 @@ def test_the_device_benchmark_reports_every_figure(chromium: Browser, pw: Playwr
         "longest main-thread task during the download",
         "categorized search p50",
         "system view p50",
+        "system view after a change p50",
         "offline cold start p50",
         "replay end to end",
         "live push p95",
