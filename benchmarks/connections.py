@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 from benchmarks import Report, median_ms, p95_ms
-from benchmarks.serving import COMPRESSION, Device, progress, raise_open_file_limit, served
+from benchmarks.serving import COMPRESSION, Device, progress, raise_open_file_limit, run_async, served
 
 OPENING_AT_ONCE = 100  # handshakes in flight at a time
 SETTLE_SECONDS = 2.0
@@ -38,7 +38,7 @@ def run(records: int, report: Report, connections: int | None = None) -> None:
     with served("sqlite") as server:
         (worker,) = server.worker_pids()
         http = HttpSession(server.base, "east1")
-        asyncio.run(_measure(server.base, http.cookie, n, worker, report))
+        run_async(_measure(server.base, http.cookie, n, worker, report))
 
 
 async def _measure(base: str, cookie: str, n: int, worker: int, report: Report) -> None:

@@ -13,7 +13,7 @@ import time
 import uuid
 
 from benchmarks import Report, median_ms, p95_ms
-from benchmarks.serving import Device, progress, served
+from benchmarks.serving import Device, progress, run_async, served
 
 DEVICES = 50
 
@@ -30,7 +30,7 @@ def run(records: int, report: Report, devices: int = DEVICES, rounds: int | None
     rounds = rounds or default_rounds(records)
     with served("sqlite") as server:
         cookie = HttpSession(server.base, "admin").cookie
-        asyncio.run(_measure(server.base, cookie, devices, rounds, report))
+        run_async(_measure(server.base, cookie, devices, rounds, report))
 
 
 async def _measure(base: str, cookie: str, count: int, rounds: int, report: Report) -> None:

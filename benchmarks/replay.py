@@ -10,7 +10,6 @@ Figures are operations per second, and the HTTP way against the batched socket a
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks import Report
-from benchmarks.serving import Device, progress, served
+from benchmarks.serving import Device, progress, run_async, served
 
 BATCH = 100  # the app's PUSH_BATCH (webapp/static/js/sync.js)
 
@@ -46,11 +45,11 @@ def run(records: int, report: Report, ops: int | None = None) -> None:
                 continue
             http = HttpSession(server.base, "admin")
             progress(f"{kind}: {n:,} operations in batches of {BATCH} over the WebSocket")
-            rate = asyncio.run(_socket(server.base, http.cookie, creates(n, "Batched"), BATCH))
+            rate = run_async(_socket(server.base, http.cookie, creates(n, "Batched"), BATCH))
             batched[kind] = rate
             report(f"replay {kind}, socket, batches of {BATCH}", rate, "ops/s", f"{n:,} creates, acked per batch")
             progress(f"{kind}: {n:,} operations one frame each")
-            single = asyncio.run(_socket(server.base, http.cookie, creates(n, "Single"), 1))
+            single = run_async(_socket(server.base, http.cookie, creates(n, "Single"), 1))
             report(f"replay {kind}, socket, one op a frame", single, "ops/s", "strict request/ack")
             progress(f"{kind}: {n:,} operations one HTTP request each")
             per_request = _http(server.base, http, creates(n, "Http"))

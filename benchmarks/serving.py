@@ -19,15 +19,36 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 COMPRESSION = None if os.environ.get("OUTPOST_BENCH_NO_DEFLATE") else "deflate"
 PG_URL = os.environ.get(
     "OUTPOST_BENCH_PG_URL",
     os.environ.get("OUTPOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
 )
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(coro)` on a thread of its own: the caller's thread may already run a loop
+    (Playwright's sync API keeps one running in the test process), where `asyncio.run` refuses."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=main, name="bench-asyncio")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def progress(message: str) -> None:
