@@ -8,8 +8,8 @@ from flask import Blueprint, current_app, redirect, request, url_for
 
 from webapp import services
 from webapp.admin.context import current, db, page
+from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.security.accounts import (
-    SESSION_LIFETIME,
     authenticate,
     clear_failures,
     end_session,
@@ -56,17 +56,7 @@ def signin() -> Any:
     clear_failures(dbs, values["org"], values["username"])
     token, _ = start_session(dbs, *found)
     dbs.commit()
-    resp = redirect(next_url)
-    resp.set_cookie(
-        current_app.config["SESSION_COOKIE_NAME"],
-        token,
-        max_age=int(SESSION_LIFETIME.total_seconds()),
-        httponly=True,
-        samesite="Lax",
-        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]),
-        path="/",
-    )
-    return resp
+    return set_session_cookie(redirect(next_url), token)
 
 
 @bp.post("/signout")
@@ -79,7 +69,4 @@ def signout() -> Any:
     hub.publish(dbs, "session_ended", token_hash)  # other processes close its sockets on commit
     dbs.commit()
     hub.end_session(token_hash)
-    resp = redirect(url_for("admin.auth.signin"))
-    resp.delete_cookie(current_app.config["SESSION_COOKIE_NAME"], path="/")
-    resp.headers["Clear-Site-Data"] = '"cookies"'
-    return resp
+    return clear_session_cookie(redirect(url_for("admin.auth.signin")))

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
 from webapp import services
 from webapp.api.context import caller, db_session, json_body, session_info
 from webapp.api.errors import ApiError
+from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.crm.tables import organization
 from webapp.security.accounts import (
-    SESSION_LIFETIME,
     THROTTLE_WINDOW,
     authenticate,
     clear_failures,
@@ -68,17 +68,7 @@ def login() -> Any:
     model = services(current_app).registry.model(dbs, org_id)
     body_out = {"user": user_summary(dbs, model, user_id), "org": _org_summary(org_id), "csrf_token": info.csrf_token}
     dbs.commit()
-    resp: Response = jsonify(body_out)
-    resp.set_cookie(
-        current_app.config["SESSION_COOKIE_NAME"],
-        token,
-        max_age=int(SESSION_LIFETIME.total_seconds()),
-        httponly=True,
-        samesite="Lax",
-        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]),
-        path="/",
-    )
-    return resp
+    return set_session_cookie(jsonify(body_out), token)
 
 
 @bp.post("/logout")
@@ -92,12 +82,7 @@ def logout() -> Any:
         hub.publish(dbs, "session_ended", info.token_hash)  # other processes close theirs on commit
         dbs.commit()
         hub.end_session(info.token_hash)
-    resp: Response = jsonify({"signed_out": True})
-    resp.delete_cookie(current_app.config["SESSION_COOKIE_NAME"], path="/")
-    # Only cookies: "storage" would also delete the device's queue of unsynced work and the
-    # offline app; "Sign out and clear this device" deletes the organisation's store itself.
-    resp.headers["Clear-Site-Data"] = '"cookies"'
-    return resp
+    return clear_session_cookie(jsonify({"signed_out": True}))
 
 
 @bp.get("/me")
