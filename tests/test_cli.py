@@ -157,12 +157,12 @@ def free_port() -> int:
 class DemoServer:
     """`outpost demo` in a subprocess on a free port, against a given database."""
 
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
+    def __init__(self, db_url: str, port: int, log: Path, extra: tuple[str, ...] = ()) -> None:
         self.port = port
         env = {**os.environ, "DATABASE_URL": db_url}
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "webapp.cli", "demo", "--port", str(port)],
+            [sys.executable, "-m", "webapp.cli", "demo", "--port", str(port), *extra],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -250,3 +250,39 @@ def test_outpost_demo_serves_the_demo_organisation_and_a_restart_keeps_data_secr
     finally:
         again.stop()
     assert (tmp / "demo" / "secret_key").read_text() == secret
+
+
+def test_outpost_demo_listens_on_loopback_only_unless_host_is_given(demo_db: tuple[str, Path]) -> None:
+    from webapp.cli import lan_addresses
+
+    url, tmp = demo_db
+    lan = lan_addresses()
+    if not lan:
+        pytest.skip("this machine has no address besides loopback to open the demo from")
+    port = free_port()
+    server = DemoServer(url, port, tmp / "demo.log")
+    try:
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://{lan[0]}:{port}/healthz", timeout=2)
+    finally:
+        server.stop()
+
+    port = free_port()
+    server = DemoServer(url, port, tmp / "host.log", ("--host",))
+    try:
+        with urllib.request.urlopen(f"http://{lan[0]}:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        log = (tmp / "host.log").read_text()
+        assert f"http://{lan[0]}:{port}/" in log
+        assert "HTTPS" in log and "localhost" in log
+    finally:
+        server.stop()
+
+
+def test_demo_network_notes_name_the_address_and_say_why_offline_needs_https() -> None:
+    from webapp.cli import network_notes
+
+    lines = "\n".join(network_notes("10.1.2.3", 8123))
+    assert "http://10.1.2.3:8123/" in lines
+    assert "service workers" in lines and "HTTPS" in lines
+    assert "adb reverse tcp:8123 tcp:8123" in lines

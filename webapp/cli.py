@@ -23,6 +23,9 @@ from webapp import Services, create_app, services
 from webapp.crm.errors import CrmError
 from webapp.crm.registry import OrgModel
 
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"  # `outpost demo --host` listens on every interface, on purpose
+
 
 def make_app() -> Flask:
     """The application for a command (schema migrated to the newest version)."""
@@ -362,8 +365,18 @@ def ensure_demo(app: Flask, echo: Callable[[str], None]) -> list[dict[str, Any]]
 
 @main.command("demo")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-def demo_cmd(port: int) -> None:
-    """Create the SQLite database and demo organisation if absent, then serve on 127.0.0.1."""
+@click.option(
+    "--host",
+    is_flag=False,
+    flag_value=ALL_INTERFACES,
+    default=LOOPBACK,
+    show_default=True,
+    metavar="[ADDRESS]",
+    help=f"Listen on this address; --host alone listens on every interface ({ALL_INTERFACES}), "
+    "so a phone on the same network can open the app.",
+)
+def demo_cmd(port: int, host: str) -> None:
+    """Create the SQLite database and demo organisation if absent, then serve (127.0.0.1 unless --host)."""
     configure_logging()
     app = make_app()
     signins = ensure_demo(app, click.echo)
@@ -372,8 +385,46 @@ def demo_cmd(port: int) -> None:
     for s in signins:
         click.echo(f"  {s['username']:<10} {s['password']:<16} {s['role']} ({s['business_unit']})")
     click.echo(f"Outpost is running at http://127.0.0.1:{port}/  (Ctrl+C to stop)", err=False)
+    if host != LOOPBACK:
+        for line in network_notes(host, port):
+            click.echo(line)
     sys.stdout.flush()
-    app.run(host="127.0.0.1", port=port, threaded=True, use_reloader=False)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+def lan_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback, as a phone on the same network reaches them."""
+    import socket
+
+    found: list[str] = []
+    try:
+        # The address the system would send from to reach another network: no packet is sent.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1, never routed
+            found.append(s.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            found.append(str(info[4][0]))
+    except OSError:
+        pass
+    return [a for a in dict.fromkeys(found) if not a.startswith("127.")]
+
+
+def network_notes(host: str, port: int) -> list[str]:
+    """What `outpost demo --host` prints: where a phone opens the app, and why offline needs HTTPS."""
+    addresses = lan_addresses() if host == ALL_INTERFACES else [host]
+    lines = [f"Listening on {host}: from a phone on the same network open"]
+    lines += [f"  http://{a}:{port}/" for a in addresses] or [f"  http://<this machine's address>:{port}/"]
+    lines += [
+        "Over plain HTTP at such an address the app works online only: browsers give service workers",
+        "(the offline app shell), Background Sync and WebCrypto only to HTTPS pages and to localhost.",
+        "For offline use on a phone: forward the port over USB and open http://localhost:"
+        f"{port}/ there (Android: `adb reverse tcp:{port} tcp:{port}`), or serve through an HTTPS proxy",
+        "whose certificate the phone trusts. See the README, 'Open it on a phone'.",
+    ]
+    return lines
 
 
 def configure_logging() -> None:

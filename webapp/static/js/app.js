@@ -10,6 +10,7 @@
  * With the app PIN (DESIGN.md §6) the store opens locked: the PIN screen comes before any
  * other, and the sync loop starts only once the store is unlocked (or its PIN is first set).
  */
+import "./insecure.js"; // first: an id source on plain-HTTP pages, before anything mints one
 import { ApiError, call, setCsrf } from "./api.js";
 import { Data } from "./data.js";
 import { ask, h, replace, toast } from "./dom.js";

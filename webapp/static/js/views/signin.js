@@ -1,6 +1,7 @@
 // @ts-check
 /** Sign-in: organisation, username, password. */
 import { h } from "../dom.js";
+import { INSECURE_TEXT, secure } from "../insecure.js";
 
 /** @param {any} ctx */
 export function render(ctx) {
@@ -33,5 +34,5 @@ export function render(ctx) {
   );
   const submit = /** @type {HTMLButtonElement} */ (h("button", { type: "submit", class: "button button--primary button--block" }, "Sign in"));
   form.appendChild(submit);
-  return h("section", { class: "stack" }, h("h1", null, "Sign in to Outpost"), form);
+  return h("section", { class: "stack" }, h("h1", null, "Sign in to Outpost"), secure ? null : h("p", { class: "banner banner--warning" }, INSECURE_TEXT), form);
 }

@@ -5,6 +5,7 @@
  * progress, "Download Customizations", and the sync errors with Retry or Discard.
  */
 import { h, toast } from "../dom.js";
+import { INSECURE_TEXT, secure } from "../insecure.js";
 import { BADGE, markOf } from "./home.js";
 
 export const live = true;
@@ -87,6 +88,7 @@ export async function render(ctx) {
     "section",
     { class: "stack" },
     h("h1", null, "Offline Status"),
+    secure ? null : h("p", { class: "banner banner--warning" }, INSECURE_TEXT),
     h("p", { class: "card" }, h("span", { class: `badge ${state.text === "Available" ? "badge--available" : "badge--error"}` }, state.text), h("span", null, ` ${state.reason}`)),
     h("dl", { class: "card facts" },
       h("dt", null, "Sync time"), h("dd", null, when(s?.lastSync ?? null)),
