@@ -230,3 +230,28 @@ def test_large_frames_to_a_slow_reader_arrive_whole(served: ServedServer) -> Non
         assert all(len(f["records"]) == 2000 for f in frames[1:])
     finally:
         raw.close()
+
+
+def test_a_graceful_stop_closes_every_socket_with_1012_service_restart(tmp_path: Path) -> None:
+    """SIGTERM (a deploy): each socket is closed with 1012, which tells the phone to come back
+    after a random wait (docs/protocol.md), and the server exits well before its graceful timeout
+    would have cut the sockets."""
+    url = f"sqlite:///{tmp_path / 'outpost.db'}"
+    prepare_demo_database(url)
+    server = ServedServer(tmp_path, url).start()
+    devices: list[SyncClient] = []
+    try:
+        devices = [SyncClient(HttpSession(server.base, name)) for name in ("east1", "west1")]
+        caught_up(devices[0])
+        devices[1].hello()  # before its first pull: closed the same way
+        assert server.proc is not None
+        server.proc.terminate()
+        for device in devices:
+            with pytest.raises(simple_websocket.ConnectionClosed) as info:
+                device.receive(timeout=15)
+            assert info.value.reason == 1012
+        assert server.proc.wait(timeout=15) == 0
+    finally:
+        for d in devices:
+            d.close()
+        server.stop()

@@ -467,6 +467,8 @@ def gunicorn_argv(host: str, port: int, workers: int, connections: int, graceful
         "--access-logfile",
         "-",
         "--no-control-socket",  # gunicorn's default path is one per user: two servers would clash
+        "--config",
+        "python:webapp.serving",  # hooks: sockets close with 1012 on SIGTERM
         "webapp.cli:served_app()",
     ]
 

@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 CHANNEL = "outpost_sync"  # the PostgreSQL NOTIFY channel
+RESTART_CODE = 1012  # Service Restart: the device comes back after a random wait (docs/protocol.md)
 LISTEN_WAIT_SECONDS = 5.0
 
 
@@ -40,6 +41,7 @@ class Subscription:
     token_hash: str
     event: threading.Event = field(default_factory=threading.Event)
     ended: bool = False
+    restarting: bool = False  # the process is stopping: close with RESTART_CODE
 
 
 class Hub:
@@ -125,6 +127,15 @@ class Hub:
     def end_user(self, user_id: str) -> int:
         """Every session of a user was revoked: their sockets in this process close (1008)."""
         return self._end(s for s in self._matching() if s.user_id == user_id)
+
+    def shutdown(self) -> int:
+        """The process is stopping (SIGTERM): every socket closes with RESTART_CODE, so devices
+        come back spread over a few seconds instead of all at once to the next process."""
+        subs = self._matching()
+        for sub in subs:
+            sub.restarting = True
+            sub.event.set()
+        return len(subs)
 
     def publish(self, session: Session, kind: str, key: str) -> None:
         """Tell the other processes, when `session` commits: kind "changed" (an organisation id),

@@ -6,7 +6,7 @@ socket. Frames over 1 MiB close the socket with 1009 (simple-websocket enforces 
 A second thread per connection (a greenlet under `outpost serve`'s gevent worker) waits on the
 hub for live changes and pushes them at once; it also closes the socket with 1008 after an
 `unauthenticated` error frame when the session is signed out (here or in another process)
-or expires.
+or expires, and with 1012 (Service Restart) when the process is stopping (`Hub.shutdown`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from webapp.api.errors import ApiError
 from webapp.crm.changes import utcnow
 from webapp.security.accounts import load_session
 from webapp.sync.channel import Channel, Closing, error
+from webapp.sync.hub import RESTART_CODE
 
 MAX_FRAME = 1 << 20
 HEARTBEAT_SECONDS = 25
@@ -113,7 +114,9 @@ def sync_socket(ws: Any) -> None:
                 return
             with lock:
                 try:
-                    if session_over():
+                    if sub.restarting:
+                        close(RESTART_CODE, [])
+                    elif session_over():
                         close(1008, [SESSION_ENDED])
                     elif not woke:
                         send([{"type": "ping"}])

@@ -20,6 +20,9 @@ const HEARTBEAT_MS = 25_000;
 const SILENCE_MS = 60_000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
+/** Close codes of a server that is restarting (docs/protocol.md): come back after a random wait. */
+const RESTART_CODES = [1001, 1012];
+const RESTART_SPREAD_MS = 10_000;
 
 /**
  * @typedef {{
@@ -74,6 +77,7 @@ export class Sync {
     this.wakeUp = null;
     this.wanted = { push: false, download: false };
     this.lastFrameAt = 0;
+    this.closeCode = 0;
     this.channel = tabChannel(`outpost-sync:${store.name}`);
     /** Whether this tab still holds the sync lock (a lease can be lost while the tab sleeps). */
     this.held = () => true;
@@ -243,6 +247,12 @@ export class Sync {
         this.ws = null;
       }
       if (this.stopped || !this.held()) return;
+      if (RESTART_CODES.includes(this.closeCode)) {
+        // The server is restarting: every device comes back, so spread them over the window.
+        this.closeCode = 0;
+        await this.#pause(BACKOFF_MIN_MS / 2 + Math.random() * RESTART_SPREAD_MS);
+        continue;
+      }
       const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
       this.attempt += 1;
       await this.#pause(base / 2 + Math.random() * base); // exponential back-off with jitter
@@ -256,6 +266,7 @@ export class Sync {
     const me = await this.fetch("/api/auth/me", { credentials: "same-origin" }).catch(() => null);
     if (me && me.status === 401) throw new SyncError("signed_out", "The session has ended.");
     if (!me || !me.ok) throw new SyncError("offline", "The server cannot be reached.");
+    this.closeCode = 0;
     await this.#connect();
     const deviceId = await this.deviceId();
     const welcome = await this.#request(
@@ -347,7 +358,8 @@ export class Sync {
         resolve(undefined);
       };
       ws.onerror = () => reject(new SyncError("offline", "The sync channel could not be opened."));
-      ws.onclose = () => {
+      ws.onclose = (event) => {
+        if (this.ws === ws) this.closeCode = event.code;
         this.waiter?.reject(new SyncError("offline", "The connection closed."));
         this.waiter = null;
         this.#set({ connection: navigator.onLine ? "connecting" : "offline" });
