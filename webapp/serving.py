@@ -8,9 +8,10 @@ holding a socket the old worker is about to cut or all reconnecting in the same 
 from __future__ import annotations
 
 import signal
-import threading
 from types import FrameType
 from typing import Any
+
+import gevent
 
 from webapp import services
 
@@ -21,7 +22,7 @@ def post_worker_init(worker: Any) -> None:
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         worker.handle_exit(signum, frame)  # stop accepting; gunicorn waits for open requests
-        # Not inside the signal handler: closing sockets blocks (a greenlet under gevent).
-        threading.Thread(target=services(app).hub.shutdown, name="outpost-drain", daemon=True).start()
+        # Not inside the handler, which may run in gevent's loop where nothing may block.
+        gevent.spawn(services(app).hub.shutdown)
 
     signal.signal(signal.SIGTERM, on_term)
