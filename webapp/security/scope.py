@@ -20,6 +20,7 @@ and replay use it, so no path filters rows in Python. The rules (README "Securit
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,42 +225,89 @@ def _subordinates(
     return found
 
 
-def condition(p: Principal, model: OrgModel, entity: Entity, src: Any, privilege: str) -> Any:
-    """The WHERE clause selecting exactly the records of `entity` the user holds `privilege` on."""
+@dataclass(frozen=True)
+class Reach:
+    """The records of one entity a user holds one privilege on, as data: every record, or those
+    owned by one of `owners`, owned in one of `units`, or shared with one of `sharees` for the
+    privilege. The rules (`reach`) produce it once; `sql` renders it as the WHERE clause every
+    read and write uses, `admits` decides one record in Python (live fan-out,
+    webapp/sync/fanout.py) — one declaration, two renderings, proven equal by
+    tests/test_fanout_scope.py."""
+
+    privilege: str
+    everything: bool = False
+    owners: frozenset[str] = frozenset()
+    units: frozenset[str] = frozenset()
+    sharees: frozenset[str] = frozenset()
+    share_entities: tuple[str, ...] = ()
+
+    def sql(self, org_id: str, src: Any, primary_id: str) -> Any:
+        """The WHERE clause over `src` (the entity's table or union)."""
+        if self.everything:
+            return true()
+        parts: list[Any] = []
+        if self.owners:
+            parts.append(src.c.ownerid.in_(sorted(self.owners)))
+        if self.units:
+            parts.append(src.c.owningbusinessunit.in_(sorted(self.units)))
+        if self.sharees:
+            shares = select(recordshare.c.recordid).where(
+                recordshare.c.organizationid == org_id,
+                recordshare.c.entity.in_(self.share_entities),
+                recordshare.c.principalid.in_(sorted(self.sharees)),
+                recordshare.c[self.privilege] == true(),
+            )
+            parts.append(src.c[primary_id].in_(shares))
+        return or_(*parts) if parts else false()
+
+    def admits(self, owner: str | None, unit: str | None, shares: Mapping[str, Iterable[str]]) -> bool:
+        """Whether a record owned by `owner` in `unit`, shared as `shares` (principal id → the
+        rights shared with it), is reached."""
+        if self.everything:
+            return True
+        if owner in self.owners or unit in self.units:
+            return True
+        return any(who in self.sharees and self.privilege in rights for who, rights in shares.items())
+
+
+def reach(p: Principal, entity: Entity, privilege: str) -> Reach:
+    """What of `entity` the user holds `privilege` on (README "Security model")."""
     name = entity.logical_name
     if entity.ownership == "organization":
-        return true() if p.best_depth(name, privilege) >= ORG else false()
-    parts: list[Any] = []
-    for team_id, bu, owners in [(None, p.business_unit_id, [p.user_id, *p.team_ids])] + [
+        return Reach(privilege, everything=p.best_depth(name, privilege) >= ORG)
+    owners: set[str] = set()
+    units: set[str] = set()
+    for team_id, bu, owned in [(None, p.business_unit_id, [p.user_id, *p.team_ids])] + [
         (t, p.team_bus.get(t, ""), [t]) for t in p.team_ids
     ]:
         depth = p.depth(name, privilege, team_id)
         if depth >= ORG:
-            return true()
+            return Reach(privilege, everything=True)
         # Depths are ordered: a deeper grant reaches everything a shallower one does, so the
         # user's own (and their teams') records stay in reach when the unit is elsewhere.
         if depth >= USER:
-            parts.append(src.c.ownerid.in_(owners))
+            owners.update(owned)
         if depth >= PARENTCHILD:
-            parts.append(src.c.owningbusinessunit.in_(p.subtree(bu)))
+            units.update(p.subtree(bu))
         elif depth >= BU:
-            parts.append(src.c.owningbusinessunit == bu)
+            units.add(bu)
     if p.subordinates and p.best_depth(name, privilege) >= USER:
         if privilege == "read":
-            parts.append(src.c.ownerid.in_(sorted(p.subordinates)))
+            owners.update(p.subordinates)
         elif privilege in HIERARCHY_WRITE:
-            direct = sorted(u for u, level in p.subordinates.items() if level == 1)
-            if direct:
-                parts.append(src.c.ownerid.in_(direct))
-    shared_entities = list(entity.union_of) if entity.union_of else [name]
-    shares = select(recordshare.c.recordid).where(
-        recordshare.c.organizationid == p.org_id,
-        recordshare.c.entity.in_(shared_entities),
-        recordshare.c.principalid.in_([p.user_id, *p.team_ids]),
-        recordshare.c[privilege] == true(),
+            owners.update(u for u, level in p.subordinates.items() if level == 1)
+    return Reach(
+        privilege,
+        owners=frozenset(owners),
+        units=frozenset(units),
+        sharees=frozenset([p.user_id, *p.team_ids]),
+        share_entities=tuple(entity.union_of) if entity.union_of else (name,),
     )
-    parts.append(src.c[entity.primary_id].in_(shares))
-    return or_(*parts) if parts else false()
+
+
+def condition(p: Principal, model: OrgModel, entity: Entity, src: Any, privilege: str) -> Any:
+    """The WHERE clause selecting exactly the records of `entity` the user holds `privilege` on."""
+    return reach(p, entity, privilege).sql(p.org_id, src, entity.primary_id)
 
 
 def may_create(p: Principal, entity: Entity) -> bool:

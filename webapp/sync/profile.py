@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, exists, false, or_, true
@@ -21,7 +23,7 @@ from webapp.crm.metadata import Entity
 from webapp.crm.orgs import save_settings
 from webapp.crm.registry import OrgModel
 from webapp.security.operations import read_condition
-from webapp.security.scope import Principal
+from webapp.security.scope import Principal, Reach, reach
 
 FILTERS = ("all", "mine", "myteams", "mybu", "modified", "related")
 
@@ -48,23 +50,64 @@ def downloadable(model: OrgModel) -> list[Entity]:
     return [e for e in model.entities.values() if not e.union_of and is_offline(model, e)]
 
 
-def _plain_filter(model: OrgModel, p: Principal, entity: Entity, src: Any, now: dt.datetime) -> Any:
+@dataclass(frozen=True)
+class PlainFilter:
+    """A non-`related` offline filter as data: every record, those owned by one of `owners`,
+    owned in `unit`, or changed in the last `days`. `sql` renders it for downloads and pulls,
+    `admits` decides one record in Python for live fan-out (webapp/sync/fanout.py); one
+    declaration, proven equal by tests/test_fanout_scope.py."""
+
+    owners: frozenset[str] | None = None
+    unit: str | None = None
+    days: int | None = None
+
+    def sql(self, src: Any, now: dt.datetime) -> Any:
+        """The WHERE clause over the entity's table."""
+        if self.owners is not None:
+            return src.c.ownerid.in_(sorted(self.owners))
+        if self.unit is not None:
+            return src.c.owningbusinessunit == self.unit
+        if self.days is not None:
+            return src.c.modifiedon >= now - dt.timedelta(days=self.days)
+        return true()
+
+    def admits(self, row: Mapping[str, Any], now: dt.datetime) -> bool:
+        """Whether the record `row` (its ownerid, owningbusinessunit and modifiedon) passes."""
+        if self.owners is not None:
+            return row.get("ownerid") in self.owners
+        if self.unit is not None:
+            return bool(row.get("owningbusinessunit") == self.unit)
+        if self.days is not None:
+            changed = row.get("modifiedon")
+            return changed is not None and changed >= now - dt.timedelta(days=self.days)
+        return True
+
+
+def plain_filter(model: OrgModel, p: Principal, entity: Entity) -> PlainFilter | None:
+    """The profile's filter of an entity as data, or None for `related` (which needs SQL)."""
     settings = entity_settings(model, entity)
     kind = settings.get("filter", "all")
+    if kind == "related":
+        return None
     if entity.ownership != "user" and kind in ("mine", "myteams", "mybu"):
-        return true()  # organisation-owned records have no owner to filter on
+        return PlainFilter()  # organisation-owned records have no owner to filter on
     if kind == "all":
-        return true()
+        return PlainFilter()
     if kind == "mine":
-        return src.c.ownerid == p.user_id
+        return PlainFilter(owners=frozenset([p.user_id]))
     if kind == "myteams":
-        return src.c.ownerid.in_([p.user_id, *p.team_ids])
+        return PlainFilter(owners=frozenset([p.user_id, *p.team_ids]))
     if kind == "mybu":
-        return src.c.owningbusinessunit == p.business_unit_id
+        return PlainFilter(unit=p.business_unit_id)
     if kind == "modified":
-        days = int(settings.get("days") or 30)
-        return src.c.modifiedon >= now - dt.timedelta(days=days)
+        return PlainFilter(days=int(settings.get("days") or 30))
     raise BadRequest(f"Unknown offline filter '{kind}'.")
+
+
+def _plain_filter(model: OrgModel, p: Principal, entity: Entity, src: Any, now: dt.datetime) -> Any:
+    found = plain_filter(model, p, entity)
+    assert found is not None, "a related filter has no plain form"
+    return found.sql(src, now)
 
 
 def offline_filter(model: OrgModel, p: Principal, entity: Entity, src: Any, now: dt.datetime | None = None) -> Any:
@@ -96,14 +139,46 @@ def offline_filter(model: OrgModel, p: Principal, entity: Entity, src: Any, now:
     return or_(*links) if links else false()
 
 
+@dataclass(frozen=True)
+class Holding:
+    """What a device holds of one entity, as data: nothing when the entity is not offline, else
+    the records that pass the profile's filter and the user's read reach. `filter` is None for
+    the `related` filter, which only SQL decides. `device_scope` renders it as SQL; `admits`
+    decides one record in Python for live fan-out."""
+
+    offline: bool
+    filter: PlainFilter | None
+    read: Reach
+
+    def admits(self, row: Mapping[str, Any], shares: Mapping[str, Iterable[str]], now: dt.datetime) -> bool | None:
+        """Whether a device holds the record `row` (shared as `shares`: principal id → rights);
+        None when only SQL can tell (a `related` filter)."""
+        if not self.offline:
+            return False
+        if self.filter is None:
+            return None
+        if not self.filter.admits(row, now):
+            return False
+        return self.read.admits(row.get("ownerid"), row.get("owningbusinessunit"), shares)
+
+
+def holding(model: OrgModel, p: Principal, entity: Entity) -> Holding:
+    """What devices of user `p` hold of `entity` (see Holding)."""
+    return Holding(is_offline(model, entity), plain_filter(model, p, entity), reach(p, entity, "read"))
+
+
 def device_scope(model: OrgModel, p: Principal, entity: Entity, now: dt.datetime | None = None) -> Any:
     """What a device holds of an entity: the offline filter ∩ the user's read scope."""
     src = model.selectable(entity)
-    if not is_offline(model, entity):
+    held = holding(model, p, entity)
+    if not held.offline:
         return false()
+    read = held.read.sql(model.org_id, src, entity.primary_id)
     if entity.union_of:
-        return read_condition(p, model, entity)
-    return and_(offline_filter(model, p, entity, src, now), read_condition(p, model, entity))
+        return read
+    if held.filter is None:
+        return and_(offline_filter(model, p, entity, src, now), read)
+    return and_(held.filter.sql(src, now or utcnow()), read)
 
 
 def validate_entity_settings(settings: dict[str, Any]) -> dict[str, Any]:
