@@ -12,12 +12,13 @@ from collections.abc import Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from webapp.crm import epoch
 from webapp.crm.orgs import save_settings
 from webapp.crm.records import Actor, Owner, insert_record
 from webapp.crm.registry import OrgModel, Registry
 from webapp.security.roles import assign_team_role, assign_user_role, create_role, grant
 from webapp.security.scope import Principal, condition, load_principal
-from webapp.security.tables import recordshare, teamrole, userrole
+from webapp.security.tables import recordshare, role, teamrole, userrole
 
 SHARE_RIGHTS = ("read", "write", "delete", "append", "appendto", "assign", "share")
 RECORD_PRIVILEGES = SHARE_RIGHTS  # the privileges that apply to an existing record
@@ -43,6 +44,8 @@ def give_role(session: Session, model: OrgModel, role_id: str, holder_id: str, h
 
 def withdraw_role(session: Session, role_id: str) -> None:
     """Take a role away from every user and team holding it."""
+    org_id = session.execute(select(role.c.organizationid).where(role.c.roleid == role_id)).scalar_one()
+    epoch.bump(session, org_id)
     session.execute(delete(userrole).where(userrole.c.roleid == role_id))
     session.execute(delete(teamrole).where(teamrole.c.roleid == role_id))
 
@@ -81,6 +84,10 @@ def add_share(
 ) -> None:
     """A recordshare row granting `rights` on one record to a user or a team."""
     granted = set(rights)
+    if principal_type == "team":
+        epoch.bump_members(session, model.org_id, principal_id)
+    else:
+        epoch.bump(session, model.org_id, [principal_id])
     session.execute(
         insert(recordshare),
         {

@@ -15,8 +15,9 @@ from sqlalchemy import delete, func, select
 
 from webapp import services
 from webapp.admin.context import choices, commit, current, db, done, form_value, page
+from webapp.crm import epoch
 from webapp.crm.errors import CrmError, ValidationFailed
-from webapp.crm.orgs import add_team_member, create_business_unit, create_position, create_team, system_actor
+from webapp.crm.orgs import create_business_unit, create_position, create_team, set_team_members, system_actor
 from webapp.crm.records import delete_record, fetch, update_record
 from webapp.crm.tables import teammembership
 from webapp.security import fieldsecurity
@@ -326,9 +327,7 @@ def team_edit(team_id: str | None = None) -> Any:
             else:
                 values = {k: form[k] for k in ("name", "description", "businessunitid")}
                 update_record(dbs, m, system_actor(m), m.entity("team"), team, values)
-                dbs.execute(delete(teammembership).where(teammembership.c.teamid == team_id))
-                for u in form["members"]:
-                    add_team_member(dbs, m, team_id, u)
+                set_team_members(dbs, m, team_id, form["members"])
             assert team_id is not None
             set_team_roles(dbs, m, team_id, form["roles"])
             commit(
@@ -725,6 +724,7 @@ def role_delete(role_id: str) -> Any:
     if users or teams_:
         msg = f"The role is held by {users} user(s) and {teams_} team(s): take it away from them first."
         return done("admin.people.role_edit", msg, role_id=role_id)
+    epoch.bump(db(), m.org_id)
     db().execute(delete(roleprivilege).where(roleprivilege.c.roleid == role_id))
     db().execute(delete(role).where(role.c.roleid == role_id))
     commit("role.delete", f"Role {row.name}")
@@ -746,6 +746,7 @@ def profile_delete(profile_id: str) -> Any:
     )
     if row is None:
         abort(404, "There is no such field security profile.")
+    epoch.bump(db(), m.org_id)
     db().execute(delete(fieldpermission).where(fieldpermission.c.profileid == profile_id))
     db().execute(delete(fieldprofilemember).where(fieldprofilemember.c.profileid == profile_id))
     db().execute(delete(fieldprofile).where(fieldprofile.c.profileid == profile_id))
@@ -779,6 +780,7 @@ def team_delete(team_id: str) -> Any:
         return done("admin.people.team_edit", msg, team_id=team_id)
     m = current().model
     dbs = db()
+    epoch.bump(dbs, m.org_id)
     dbs.execute(delete(teammembership).where(teammembership.c.teamid == team_id))
     dbs.execute(delete(teamrole).where(teamrole.c.teamid == team_id))
     dbs.execute(delete(fieldprofilemember).where(fieldprofilemember.c.principalid == team_id))

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from webapp.crm import epoch
 from webapp.crm.tables import changelog
 
 CHANGE_LOCK_KEY = 7_420_001  # advisory lock id reserved for change numbering
@@ -45,6 +46,8 @@ def log_change(
 ) -> int:
     """Record one write and return its change number (the record's new versionnumber)."""
     _serialise_numbering(session)
+    fields = list(fields)
+    epoch.bump_for_record_write(session, org_id, entity, operation, fields)
     ownerid, owner_type, bu = owner
     result = session.execute(
         insert(changelog).returning(changelog.c.changenum),
@@ -69,6 +72,9 @@ def reserve_changes(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     _serialise_numbering(session)
     if not rows:
         return []
+    orgs = {r["organizationid"] for r in rows if epoch.changes_access(r["entity"], r["operation"], r["changedfields"])}
+    for org_id in sorted(orgs):
+        epoch.bump(session, org_id)
     start = session.execute(select(func.coalesce(func.max(changelog.c.changenum), 0))).scalar_one() + 1
     numbered = [{**r, "changenum": start + i} for i, r in enumerate(rows)]
     session.execute(insert(changelog), numbered)

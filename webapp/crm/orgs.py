@@ -12,9 +12,10 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from webapp.crm import epoch
 from webapp.crm.changes import utcnow
 from webapp.crm.entities import SYSTEM_ENTITIES
 from webapp.crm.errors import NotFound, ValidationFailed
@@ -96,8 +97,18 @@ def org_id_by_name(session: Session, name: str) -> str:
     return str(found)
 
 
+def access_settings(settings: dict[str, Any]) -> tuple[Any, ...]:
+    """The settings that decide what users see and devices hold: offline switches and filters, hierarchy."""
+    offline = settings.get("offline", {})
+    return offline.get("enabled"), offline.get("entities"), settings.get("hierarchy")
+
+
 def save_settings(session: Session, org_id: str, settings: dict[str, Any]) -> None:
-    """Store new settings and bump the metadata revision."""
+    """Store new settings and bump the metadata revision (and the security epoch when the
+    offline profile or the hierarchy changed: they decide what devices hold)."""
+    before = session.execute(select(organization.c.settings).where(organization.c.organizationid == org_id)).scalar()
+    if access_settings(before or {}) != access_settings(settings):
+        epoch.bump(session, org_id)
     session.execute(
         update(organization)
         .where(organization.c.organizationid == org_id)
@@ -174,6 +185,22 @@ def add_team_member(session: Session, model: OrgModel, team_id: str, user_id: st
         select(teammembership).where(teammembership.c.teamid == team_id, teammembership.c.systemuserid == user_id)
     ).first()
     if exists is None:
+        epoch.bump(session, model.org_id, [user_id])
         session.execute(
             insert(teammembership), {"organizationid": model.org_id, "teamid": team_id, "systemuserid": user_id}
         )
+
+
+def set_team_members(session: Session, model: OrgModel, team_id: str, user_ids: list[str]) -> None:
+    """Make exactly these users the members of a team."""
+    now = set(
+        session.execute(select(teammembership.c.systemuserid).where(teammembership.c.teamid == team_id)).scalars()
+    )
+    gone = now - set(user_ids)
+    if gone:
+        epoch.bump(session, model.org_id, gone)
+        session.execute(
+            delete(teammembership).where(teammembership.c.teamid == team_id, teammembership.c.systemuserid.in_(gone))
+        )
+    for user_id in user_ids:
+        add_team_member(session, model, team_id, user_id)

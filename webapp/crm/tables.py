@@ -73,6 +73,17 @@ changelog = Table(
     Index("ix_changelog_record", "organizationid", "entity", "recordid"),
 )
 
+# The security epoch (webapp/crm/epoch.py): per organisation ("" principal) and per user, a
+# number that grows with every change deciding what that user may see or do.
+securityepoch = Table(
+    "securityepoch",
+    metadata,
+    Column("organizationid", ID, primary_key=True),
+    Column("principalid", String(36), primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("changedon", DateTime, nullable=False),
+)
+
 teammembership = Table(
     "teammembership",
     metadata,

@@ -11,6 +11,7 @@ import uuid
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from webapp.crm import epoch
 from webapp.crm.errors import NotFound, ValidationFailed
 from webapp.crm.registry import OrgModel
 from webapp.security.tables import fieldpermission, fieldprofile, fieldprofilemember, securedattribute
@@ -27,6 +28,7 @@ def set_secured(session: Session, model: OrgModel, entity_name: str, attribute: 
         securedattribute.c.attribute == attribute,
     )
     session.execute(delete(securedattribute).where(*key))
+    epoch.bump(session, model.org_id)
     if secured:
         session.execute(
             insert(securedattribute), {"organizationid": model.org_id, "entity": entity_name, "attribute": attribute}
@@ -73,6 +75,7 @@ def set_permission(
         fieldpermission.c.attribute == attribute,
     )
     session.execute(delete(fieldpermission).where(*key))
+    epoch.bump(session, model.org_id)
     session.execute(
         insert(fieldpermission),
         {
@@ -96,6 +99,7 @@ def add_member(session: Session, model: OrgModel, profile_id: str, principal_id:
         )
     ).first()
     if exists is None:
+        epoch.bump(session, model.org_id)
         session.execute(
             insert(fieldprofilemember),
             {
@@ -109,6 +113,7 @@ def add_member(session: Session, model: OrgModel, profile_id: str, principal_id:
 
 def set_members(session: Session, model: OrgModel, profile_id: str, members: list[tuple[str, str]]) -> None:
     """Make exactly these (principal id, systemuser | team) the profile's members."""
+    epoch.bump(session, model.org_id)
     session.execute(
         delete(fieldprofilemember).where(
             fieldprofilemember.c.profileid == profile_id, fieldprofilemember.c.organizationid == model.org_id
@@ -120,6 +125,11 @@ def set_members(session: Session, model: OrgModel, profile_id: str, members: lis
 
 def clear_permission(session: Session, profile_id: str, entity_name: str, attribute: str) -> None:
     """Take away everything a profile allows on one attribute."""
+    org_id = session.execute(
+        select(fieldprofile.c.organizationid).where(fieldprofile.c.profileid == profile_id)
+    ).scalar()
+    if org_id is not None:
+        epoch.bump(session, org_id)
     session.execute(
         delete(fieldpermission).where(
             fieldpermission.c.profileid == profile_id,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from webapp.crm import odata, records
+from webapp.crm import epoch, odata, records
 from webapp.crm.changes import log_change, utcnow
 from webapp.crm.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from webapp.crm.metadata import Entity
@@ -184,6 +184,8 @@ def assign(
     require(session, model, p, entity, record_id, "assign")
     owner_id, kind, bu = _principal_bind(session, model, body["ownerid@odata.bind"], "ownerid")
     values = {"ownerid": owner_id, "ownerid__type": kind, "owningbusinessunit": bu}
+    _bump_principal(session, model, current.get("ownerid"), current.get("ownerid__type"))
+    _bump_principal(session, model, owner_id, kind)
     return records.update_record(session, model, actor, entity, current, values)
 
 
@@ -209,6 +211,7 @@ def share(
     current = fetch_readable(session, model, p, entity, record_id)
     require(session, model, p, entity, record_id, "share")
     principal_id, kind, _ = _principal_bind(session, model, body.get("principal@odata.bind"), "principal")
+    _bump_principal(session, model, principal_id, kind)
     key = (
         recordshare.c.organizationid == model.org_id,
         recordshare.c.entity == entity.logical_name,
@@ -237,7 +240,8 @@ def unshare(
     body = _body(payload, {"principal@odata.bind"})
     current = fetch_readable(session, model, p, entity, record_id)
     require(session, model, p, entity, record_id, "share")
-    principal_id, _, _ = _principal_bind(session, model, body.get("principal@odata.bind"), "principal")
+    principal_id, kind, _ = _principal_bind(session, model, body.get("principal@odata.bind"), "principal")
+    _bump_principal(session, model, principal_id, kind)
     session.execute(
         delete(recordshare).where(
             recordshare.c.organizationid == model.org_id,
@@ -247,6 +251,16 @@ def unshare(
         )
     )
     _log_access(session, model, actor, entity, current, "unshare", principal_id)
+
+
+def _bump_principal(session: Session, model: OrgModel, principal_id: str | None, kind: str | None) -> None:
+    """Move the security epoch of a user, or of a team's members (webapp/crm/epoch.py)."""
+    if principal_id is None:
+        return
+    if kind == "team":
+        epoch.bump_members(session, model.org_id, principal_id)
+    else:
+        epoch.bump(session, model.org_id, [principal_id])
 
 
 def _log_access(

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from webapp.crm import epoch
 from webapp.crm.changes import utcnow
 from webapp.crm.errors import NotFound, ValidationFailed
 from webapp.crm.registry import OrgModel
@@ -130,6 +131,7 @@ def grant(session: Session, model: OrgModel, role_id_: str, entity: str, privile
             roleprivilege.c.roleid == role_id_, roleprivilege.c.entity == entity, roleprivilege.c.privilege == privilege
         )
     )
+    epoch.bump(session, model.org_id)
     if depth > NONE:
         session.execute(
             insert(roleprivilege), {"roleid": role_id_, "entity": entity, "privilege": privilege, "depth": depth}
@@ -145,6 +147,7 @@ def install_default_roles(session: Session, model: OrgModel) -> dict[str, str]:
         for entity, privilege, depth in grants:
             rows[(rid, entity, privilege)] = depth  # the last grant wins, as with `grant`
         ids[name] = rid
+    epoch.bump(session, model.org_id)
     session.execute(
         insert(roleprivilege),
         [{"roleid": r, "entity": e, "privilege": p, "depth": d} for (r, e, p), d in rows.items() if d > NONE],
@@ -158,6 +161,7 @@ def assign_user_role(session: Session, model: OrgModel, user_id: str, role_id_: 
         select(userrole).where(userrole.c.systemuserid == user_id, userrole.c.roleid == role_id_)
     ).first()
     if exists is None:
+        epoch.bump(session, model.org_id, [user_id])
         session.execute(insert(userrole), {"systemuserid": user_id, "roleid": role_id_, "organizationid": model.org_id})
 
 
@@ -167,11 +171,13 @@ def assign_team_role(session: Session, model: OrgModel, team_id: str, role_id_: 
         select(teamrole).where(teamrole.c.teamid == team_id, teamrole.c.roleid == role_id_)
     ).first()
     if exists is None:
+        epoch.bump_members(session, model.org_id, team_id)
         session.execute(insert(teamrole), {"teamid": team_id, "roleid": role_id_, "organizationid": model.org_id})
 
 
 def set_user_roles(session: Session, model: OrgModel, user_id: str, role_ids: Iterable[str]) -> None:
     """Make a user hold exactly these roles."""
+    epoch.bump(session, model.org_id, [user_id])
     session.execute(
         delete(userrole).where(userrole.c.systemuserid == user_id, userrole.c.organizationid == model.org_id)
     )
@@ -181,6 +187,7 @@ def set_user_roles(session: Session, model: OrgModel, user_id: str, role_ids: It
 
 def set_team_roles(session: Session, model: OrgModel, team_id: str, role_ids: Iterable[str]) -> None:
     """Make a team hold exactly these roles."""
+    epoch.bump_members(session, model.org_id, team_id)
     session.execute(delete(teamrole).where(teamrole.c.teamid == team_id, teamrole.c.organizationid == model.org_id))
     for rid in dict.fromkeys(role_ids):
         assign_team_role(session, model, team_id, rid)

@@ -11,6 +11,10 @@ commit does. One `Listener` per process (webapp/sync/notify.py), started when th
 socket subscribes, LISTENs on the channel and replays other processes' messages here. On
 SQLite the feed stays in-process (one serving process).
 
+A security change (webapp/crm/epoch.py) announces itself as kind "scope" with origin "-" from
+inside its own transaction; `scope_changed` wakes the connections of the users it names (or
+of the whole organisation), which then compare the epoch and reconcile their devices.
+
 Under gunicorn's gevent worker the standard library is monkey-patched before the app is
 built, so these threading primitives are gevent's: a wait parks a greenlet, not a thread.
 """
@@ -27,7 +31,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-CHANNEL = "outpost_sync"  # the PostgreSQL NOTIFY channel
+from webapp.crm.epoch import NOTIFY_CHANNEL, parse_scope_key
+
+CHANNEL = NOTIFY_CHANNEL  # the PostgreSQL NOTIFY channel
 RESTART_CODE = 1012  # Service Restart: the device comes back after a random wait (docs/protocol.md)
 LISTEN_WAIT_SECONDS = 5.0
 
@@ -107,6 +113,17 @@ class Hub:
         for sub in self._matching(org_id):
             sub.event.set()
 
+    def scope_changed(self, org_id: str, user_ids: list[str] | None = None) -> None:
+        """What some users may see changed (the security epoch moved): wake their connections.
+
+        `user_ids` None means everyone in the organisation. Each woken connection compares the
+        epoch it last saw with `webapp.crm.epoch.current` and reconciles what its device holds.
+        """
+        wanted = None if user_ids is None else set(user_ids)
+        for sub in self._matching(org_id):
+            if wanted is None or sub.user_id in wanted:
+                sub.event.set()
+
     def wake_all(self) -> None:
         """Wake every connection (after the listener lost messages, each re-reads its feed)."""
         for sub in self._matching():
@@ -139,7 +156,10 @@ class Hub:
 
     def publish(self, session: Session, kind: str, key: str) -> None:
         """Tell the other processes, when `session` commits: kind "changed" (an organisation id),
-        "session_ended" (a session's token hash) or "user_ended" (a user id). No-op on SQLite."""
+        "session_ended" (a session's token hash) or "user_ended" (a user id). No-op on SQLite.
+
+        (Kind "scope" is published by `webapp.crm.epoch.bump` itself, with the origin "-", so
+        every process hears it, this one included.)"""
         if self._listen_url is None:
             return
         session.execute(
@@ -159,6 +179,8 @@ class Hub:
             self.end_session(key)
         elif kind == "user_ended":
             self.end_user(key)
+        elif kind == "scope":
+            self.scope_changed(*parse_scope_key(key))
 
     def close(self) -> None:
         """Stop the listener (if one runs)."""
