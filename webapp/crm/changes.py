@@ -20,6 +20,7 @@ from webapp.crm import epoch
 from webapp.crm.tables import changelog
 
 CHANGE_LOCK_KEY = 7_420_001  # advisory lock id reserved for change numbering
+LOCK_HOLDER = "change_lock_transaction"  # session.info: the transaction the lock was taken in
 
 
 def utcnow() -> dt.datetime:
@@ -28,9 +29,22 @@ def utcnow() -> dt.datetime:
 
 
 def _serialise_numbering(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql" and not session.info.get("change_lock"):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOCK_KEY})
-        session.info["change_lock"] = True
+    """Hold the numbering lock for the rest of this transaction (PostgreSQL).
+
+    The lock belongs to the (sub)transaction that took it: rolling back a savepoint releases
+    one taken inside it, and a commit releases it for good. So what we remember is the
+    innermost transaction it was taken in, and we take it again (it is re-entrant: cheap)
+    whenever that one is no longer active — a savepoint rolled back or released, or the
+    session's transaction over. A plain flag on the session outlived both and let a
+    transaction number changes without the lock: a cursor skip.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    taken_in = session.info.get(LOCK_HOLDER)
+    if taken_in is not None and taken_in.is_active:
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOCK_KEY})
+    session.info[LOCK_HOLDER] = session.get_nested_transaction() or session.get_transaction()
 
 
 def log_change(
