@@ -3,16 +3,18 @@
 System entities are the same everywhere; custom entities belong to the organisation that
 added them and live in tables named after it. The model of an organisation is cached and
 rebuilt whenever its `metadata_revision` moves, so a custom entity added by another process
-appears at the next request.
+appears at the next request. A model built inside a transaction that then rolls back is
+dropped from the cache (another change may commit the same revision number later).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import MetaData, Table, select, union_all
+from sqlalchemy import MetaData, Table, event, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -94,12 +96,22 @@ class Registry:
             raise NotFound("There is no such organisation.")
         cached = self._models.get(org_id)
         if cached is not None and cached.revision == row["metadata_revision"]:
-            cached.settings = row["settings"]
+            if cached.settings != row["settings"]:
+                # Never mutate the shared model: other threads use it in their own transactions.
+                return dataclasses.replace(cached, settings=row["settings"])
             return cached
         with self._lock:
             model = self._build(session, row)
             self._models[org_id] = model
-            return model
+        # Built from what this transaction sees, which may be its own uncommitted change: if it
+        # rolls back, a later change could commit the same revision number and find this model.
+        event.listen(session, "after_soft_rollback", lambda *_: self._forget_model(model), once=True)
+        return model
+
+    def _forget_model(self, model: OrgModel) -> None:
+        with self._lock:
+            if self._models.get(model.org_id) is model:
+                del self._models[model.org_id]
 
     def _build(self, session: Session, org: Any) -> OrgModel:
         entities = {e.logical_name: e for e in SYSTEM_ENTITIES}
