@@ -25,7 +25,8 @@ from webapp.ratelimit import limits
 from webapp.security.accounts import load_session, user_summary
 from webapp.security.scope import load_principal
 from webapp.sync import devices
-from webapp.sync.download import changes_since, download_page
+from webapp.sync.download import download_page
+from webapp.sync.feed import changes_since
 from webapp.sync.replay import PushError, Replay, push
 
 log = logging.getLogger("outpost.sync")
