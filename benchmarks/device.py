@@ -325,7 +325,7 @@ def _measure(
                 report("offline cold start incl. unlock p50", median_ms(starts[2:]), "ms", "derivation included")
                 warm = page.evaluate(
                     """async () => { const s = window.Outpost.ctx.store;
-                         s.opened.clear(); s.cache.clear(); s.searchIndex.clear();
+                         s.codec.opened?.clear(); s.records.cache.clear(); s.searchIndex.clear();
                          const t0 = performance.now(); await s.warm(); return performance.now() - t0; }"""
                 )
                 report(

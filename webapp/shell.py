@@ -141,6 +141,7 @@ def register_shell(app: Flask) -> None:
             shell_url=SHELL_URL,
             hash_length=HASH_LENGTH,
             precache=assets.precache(),
+            js_url=f"{assets.static_url_path}/js",  # the worker imports the store's layers from here
         )
         resp = Response(body, content_type=CONTENT_TYPES[".js"])
         resp.headers["Cache-Control"] = "no-cache"

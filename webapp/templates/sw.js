@@ -2,12 +2,16 @@
 // network, and waits for the user's go-ahead before a new version takes over.
 //
 // Rendered by the server (webapp/shell.py) with the content hash of every static file; any
-// changed file changes this script, so the browser installs a new worker. Kept to install,
-// activate, fetch and one message: it imports none of the app's modules.
+// changed file changes this script, so the browser installs a new worker. A module worker
+// (registered with type "module", js/pwa.js): it imports the store's queue and meta layers for
+// Background Sync, and so opens the device's databases through js/idb.js like the page does.
 //   navigations  network first; the cached shell when the network fails, errs or is slow
 //   assets       cache first (when the URL's ?v= is this version's hash, or has none)
 //   /api/*, WebSocket, everything else   network only, never cached
-'use strict';
+import { listStores, openDB } from {{ (js_url ~ "/idb.js")|tojson }};
+import { PLAIN } from {{ (js_url ~ "/codec.js")|tojson }};
+import * as meta from {{ (js_url ~ "/meta.js")|tojson }};
+import * as queue from {{ (js_url ~ "/queue.js")|tojson }};
 
 const VERSION = {{ version|tojson }};
 const CACHE_PREFIX = {{ cache_prefix|tojson }};
@@ -170,28 +174,17 @@ async function deliverQueues() {
     for (const client of visible) client.postMessage({ type: 'outpost-sync' });
     return;
   }
-  const names = (await indexedDB.databases()).map((d) => d.name || '').filter((n) => n.startsWith('outpost:'));
-  for (const name of names) await deliverQueue(name);
-}
-
-function idbResult(request) {
-  return new Promise((resolve, reject) => {
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
+  for (const name of await listStores()) await deliverQueue(name);
 }
 
 async function deliverQueue(name) {
-  const db = await idbResult(indexedDB.open(name));
+  const db = await openDB(name);
   try {
-    if (!db.objectStoreNames.contains('queue') || !db.objectStoreNames.contains('meta')) return;
-    const tx = db.transaction(['queue', 'meta'], 'readonly');
-    const locked = await idbResult(tx.objectStore('meta').get('vault'));
-    if (locked) return; // encrypted under the app PIN: not the worker's to read
+    if (await meta.wrapping(db)) return; // encrypted under the app PIN: not the worker's to read
     const [ops, device, csrf] = await Promise.all([
-      idbResult(tx.objectStore('queue').getAll(null, 500)),
-      idbResult(tx.objectStore('meta').get('device_id')),
-      idbResult(tx.objectStore('meta').get('csrf')),
+      queue.peek(db, PLAIN, 500),
+      meta.get(db, PLAIN, 'device_id', null),
+      meta.get(db, PLAIN, 'csrf', null),
     ]);
     if (!ops.length || !device || !csrf) return;
     const wire = ops.map(({ op_id, seq, kind, entity, id, base_version, changes, command, args }) =>
@@ -199,8 +192,8 @@ async function deliverQueue(name) {
     const response = await fetch('/api/sync/push', {
       method: 'POST',
       credentials: 'same-origin',
-      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf.value },
-      body: JSON.stringify({ device_id: device.value, ops: wire }),
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify({ device_id: device, ops: wire }),
     });
     if (response.status >= 500) throw new Error('The server failed; the browser retries the sync later.');
   } finally {

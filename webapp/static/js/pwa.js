@@ -35,7 +35,7 @@ async function start() {
   });
   let reg;
   try {
-    reg = await container.register('/sw.js', { scope: '/', updateViaCache: 'none' });
+    reg = await container.register('/sw.js', { scope: '/', updateViaCache: 'none', type: 'module' });
   } catch (err) {
     // Offline, registering (which also checks for an update) fails; the existing worker still serves.
     reg = (await container.getRegistration('/')) ?? null;

@@ -1,0 +1,331 @@
+// @ts-check
+/**
+ * Records on the device: the server's state and the user's pending view of each (DESIGN.md §5).
+ *
+ * Each records row keeps `server` (the last state the server confirmed, with its version) and
+ * `view` (what the user sees) = server + the still-pending operations, applied in order by
+ * rules.js. A local write stores the new view and its operation in ONE transaction. A server
+ * change rebases: the confirmed state moves and the pending operations are applied again on
+ * top, so an incoming change never hides an unsynced edit. An ack drops the operation and
+ * takes the server's record; a rejected operation is dropped the same way, which rolls its
+ * local effect back to the server's state.
+ *
+ * Values pass through the store's codec (sealed under the app PIN, or not); crypto inside a
+ * write transaction is awaited with `during` (idb.js), so each write still commits as one
+ * transaction. Each method returns the entities it touched; the store tells its listeners.
+ */
+import { ERRORS, META, QUEUE, RECORDS, during, getAll, promised, transact } from "./idb.js";
+import * as queue from "./queue.js";
+import { applyEffect, bindLabels, nowIso } from "./rules.js";
+import { tokens } from "./search.js";
+
+/**
+ * @typedef {import("./codec.js").Codec} Codec
+ * @typedef {import("./codec.js").RecordRow} RecordRow
+ * @typedef {import("./queue.js").Op} Op
+ * @typedef {import("./rules.js").Schema} Schema
+ */
+
+/** A fresh lower-case UUID. */
+export function uuid() {
+  return crypto.randomUUID();
+}
+
+export class Records {
+  /**
+   * @param {{db: IDBDatabase, codec: Codec, generation: number, entities: Schema["entities"],
+   *   bySet: Schema["bySet"], user: Schema["user"], activityTypes: () => string[]}} host
+   *   the store: its database, codec, metadata and change generation (read live)
+   */
+  constructor(host) {
+    this.host = host;
+    /** Views by entity, kept until that entity changes (lists and queries read them often). @type {Map<string, any[]>} */
+    this.cache = new Map();
+  }
+
+  /** Forget what is kept of an entity (it changed). @param {string} entity */
+  changed(entity) {
+    this.cache.delete(entity);
+  }
+
+  // --- rows ------------------------------------------------------------------------------
+
+  /** A records row inside a transaction, opened. @param {IDBTransaction} tx @param {string} entity @param {string} id @returns {Promise<RecordRow|undefined>} */
+  async row(tx, entity, id) {
+    const raw = await promised(tx.objectStore(RECORDS).get([entity, id]));
+    return raw?.sealed ? during(tx, this.host.codec.openRecord(raw)) : raw;
+  }
+
+  /** Store a records row inside a transaction (with its search tokens when plain). @param {IDBTransaction} tx @param {RecordRow} row */
+  async putRow(tx, row) {
+    const codec = this.host.codec;
+    await promised(tx.objectStore(RECORDS).put(codec.sealed ? await during(tx, codec.sealRecord(row)) : row));
+  }
+
+  /** A plain row for a view, with its tokens. @param {string} entity @param {string} id @param {any} server @param {any} view @param {number} pending */
+  #plainRow(entity, id, server, view, pending) {
+    return { entity, id, server, view, pending, tokens: view ? tokens(this.host.entities[entity], entity, view) : [] };
+  }
+
+  // --- reads ----------------------------------------------------------------------------
+
+  /** A record as the user sees it, or null. @param {string} entity @param {string} id */
+  async get(entity, id) {
+    const raw = await transact(this.host.db, [RECORDS], "readonly", (tx) => promised(tx.objectStore(RECORDS).get([entity, id])));
+    return (await this.host.codec.openRecord(raw))?.view ?? null;
+  }
+
+  /** Every record of an entity as the user sees it (activitypointer: every activity). @param {string} entity */
+  async all(entity) {
+    const cached = this.cache.get(entity);
+    if (cached) return cached.slice();
+    const names = entity === "activitypointer" ? this.host.activityTypes() : [entity];
+    const generation = this.host.generation;
+    const rows = await transact(this.host.db, [RECORDS], "readonly", async (tx) => {
+      const index = tx.objectStore(RECORDS).index("entity");
+      /** @type {any[]} */
+      let all = [];
+      // concat, not push(...rows): spreading 200,000 rows as arguments overflows the call stack
+      for (const name of names) all = all.concat(await getAll(index, name));
+      return all;
+    });
+    const codec = this.host.codec;
+    const opened = codec.sealed ? await Promise.all(rows.map((row) => codec.openRecord(row))) : rows;
+    const out = [];
+    for (const row of opened) if (row.view) out.push(row.view);
+    if (generation === this.host.generation) this.cache.set(entity, out);
+    return out.slice();
+  }
+
+  /** Record counts per entity (views only). */
+  async counts() {
+    return transact(this.host.db, [RECORDS], "readonly", async (tx) => {
+      /** @type {Record<string, number>} */
+      const out = {};
+      const index = tx.objectStore(RECORDS).index("entity");
+      for (const e of Object.values(this.host.entities)) out[e.logical_name] = await promised(index.count(e.logical_name));
+      return out;
+    });
+  }
+
+  /**
+   * The ids of an entity's records the device holds from the server (those the server sent and
+   * has not taken back), sorted: what a scope checksum compares with the server's. Records only
+   * created on the device (their operation not acked yet) are left out; only rows some queued
+   * operation touches are read, everything else is keys only.
+   * @param {string} entity
+   * @returns {Promise<string[]>}
+   */
+  async heldIds(entity) {
+    return transact(this.host.db, [RECORDS, QUEUE], "readonly", async (tx) => {
+      const records = tx.objectStore(RECORDS);
+      const keys = /** @type {[string, string][]} */ (await promised(records.index("entity").getAllKeys(entity)));
+      // The queue is short and its "entity|id" pairs are readable even when sealed.
+      const prefix = `${entity}|`;
+      const queued = new Set();
+      for (const op of await getAll(tx.objectStore(QUEUE))) for (const key of op.touches || []) if (key.startsWith(prefix)) queued.add(key.slice(prefix.length));
+      /** @type {Set<string>} */
+      const localOnly = new Set();
+      for (const id of queued) {
+        const raw = await promised(records.get([entity, id]));
+        if (!raw) continue;
+        const held = raw.sealed ? raw.version !== null && raw.version !== undefined : raw.server !== null && raw.server !== undefined;
+        if (!held) localOnly.add(id);
+      }
+      return keys.map((k) => k[1]).filter((id) => !localOnly.has(id));
+    });
+  }
+
+  // --- local writes ---------------------------------------------------------------------
+
+  /**
+   * Apply a user's change locally and queue its operation, in one transaction.
+   * @param {"create"|"update"|"delete"|"command"} kind
+   * @param {string} entity
+   * @param {string} id
+   * @param {Record<string, any>} changes Web API form: attribute values and `x@odata.bind`
+   * @param {{command?: string, args?: any, effects?: {kind: string, entity: string, id: string, changes: Record<string, any>}[]}} [extra]
+   *   a command's local effects (each a create/update/delete on some record), all in this one op
+   * @returns {Promise<{op: Op, view: any, touched: string[]}>}
+   */
+  async write(kind, entity, id, changes, extra = {}) {
+    const codec = this.host.codec;
+    return transact(this.host.db, [RECORDS, QUEUE, META], "readwrite", async (tx) => {
+      const row = (await this.row(tx, entity, id)) || null;
+      if (kind === "create" && row?.view) throw Object.assign(new Error(`A record with id ${id} already exists.`), { errorCode: "duplicate_id" });
+      if (kind !== "create" && !row?.view && kind !== "command") throw Object.assign(new Error(`There is no ${entity} with id ${id}.`), { errorCode: "not_found" });
+      /** @type {Op} */
+      const op = {
+        op_id: uuid(),
+        seq: await queue.nextSeq(tx),
+        kind,
+        entity,
+        id,
+        base_version: row?.server?.versionnumber ?? null,
+        changes,
+        created_at: nowIso(),
+      };
+      if (extra.command) {
+        op.command = extra.command;
+        op.args = extra.args || {};
+      }
+      const effects = kind === "command" ? extra.effects || [] : [{ kind, entity, id, changes }];
+      op.effects = effects;
+      op.touches = [...new Set(effects.map((e) => `${e.entity}|${e.id}`))];
+      op.labels = await bindLabels(this.host, effects, (e, i) => this.row(tx, e, i));
+      await queue.add(tx, codec, op);
+      const touched = new Set();
+      for (const effect of effects) {
+        await this.rebase(tx, effect.entity, effect.id);
+        touched.add(effect.entity);
+      }
+      const after = await this.row(tx, entity, id);
+      return { op, view: after?.view ?? null, touched: [...touched] };
+    });
+  }
+
+  /**
+   * Recompute a record's view from its server state and the pending ops that touch it.
+   * @param {IDBTransaction} tx @param {string} entity @param {string} id
+   */
+  async rebase(tx, entity, id) {
+    const row = (await this.row(tx, entity, id)) || { entity, id, server: null };
+    const ops = await queue.touching(tx, this.host.codec, entity, id);
+    let view = row.server ? { ...row.server } : null;
+    let pending = 0;
+    for (const op of ops) {
+      for (const effect of op.effects || []) {
+        if (effect.entity !== entity || effect.id !== id) continue;
+        view = applyEffect(this.host, view, effect, op.labels || {});
+        pending += 1;
+      }
+    }
+    if (!view && !row.server && pending === 0) {
+      await promised(tx.objectStore(RECORDS).delete([entity, id]));
+      return;
+    }
+    await this.putRow(tx, this.#plainRow(entity, id, row.server, view, pending));
+  }
+
+  // --- server state ---------------------------------------------------------------------
+
+  /**
+   * Records the server sent (download pages, live changes, acks): keep the newer version and
+   * rebase pending operations on top.
+   * @param {{entity: string, record: any}[]} items
+   * @returns {Promise<string[]>} the entities touched
+   */
+  async applyServer(items) {
+    if (!items.length) return [];
+    const codec = this.host.codec;
+    const entities = this.host.entities;
+    // Sealed: seal the common case (no pending operation) for every item at once, before the
+    // transaction, rather than one by one inside it.
+    const presealed = codec.sealed
+      ? await Promise.all(
+          items.map(({ entity, record }) => {
+            const meta = entities[entity];
+            return meta ? codec.sealRecord({ entity, id: record[meta.primary_id], server: record, view: record, pending: 0 }) : null;
+          }),
+        )
+      : null;
+    return transact(this.host.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
+      const records = tx.objectStore(RECORDS);
+      const touched = new Set();
+      const anyPending = !(await queue.isEmpty(tx)); // a first download has none
+      for (const [i, { entity, record }] of items.entries()) {
+        const meta = entities[entity];
+        if (!meta) continue;
+        const id = record[meta.primary_id];
+        const raw = await promised(records.get([entity, id]));
+        const known = raw?.sealed ? raw.version : raw?.server?.versionnumber;
+        if (known !== null && known !== undefined && known >= record.versionnumber) continue; // own change coming back
+        if (!anyPending || !(await queue.touches(tx, entity, id))) {
+          await promised(records.put(presealed ? presealed[i] : this.#plainRow(entity, id, record, record, 0)));
+        } else {
+          const row = raw?.sealed ? await during(tx, codec.openRecord(raw)) : raw;
+          await this.putRow(tx, { .../** @type {RecordRow} */ (row || { entity, id }), server: record });
+          await this.rebase(tx, entity, id);
+        }
+        touched.add(entity);
+      }
+      return [...touched];
+    });
+  }
+
+  /** Records that left the device (deleted, or out of the user's filter or scope). @param {{entity: string, id: string}[]} removes */
+  async applyRemoves(removes) {
+    if (!removes.length) return [];
+    await transact(this.host.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
+      for (const { entity, id } of removes) {
+        const row = await this.row(tx, entity, id);
+        if (!row) continue;
+        await this.putRow(tx, { ...row, server: null });
+        await this.rebase(tx, entity, id);
+      }
+    });
+    return removes.map((r) => r.entity);
+  }
+
+  /**
+   * An ack: each result drops its op and brings the server's records, in one transaction, so
+   * nothing leaves the queue before its result is stored.
+   * @param {any[]} results
+   * @returns {Promise<string[]>} the entities touched
+   */
+  async applyAck(results) {
+    const codec = this.host.codec;
+    const entities = this.host.entities;
+    return transact(this.host.db, [RECORDS, QUEUE, ERRORS], "readwrite", async (tx) => {
+      const touched = new Set();
+      for (const result of results) {
+        const op = await queue.take(tx, codec, result);
+        if (!op) continue; // already handled (a duplicate ack)
+        if (result.status !== "applied") await queue.recordError(tx, codec, op, result, nowIso());
+        for (const { entity, record } of result.records || []) {
+          const meta = entities[entity];
+          if (!meta) continue;
+          const id = record[meta.primary_id];
+          const row = await this.row(tx, entity, id);
+          const newer = !row?.server || row.server.versionnumber === null || row.server.versionnumber <= record.versionnumber;
+          await this.putRow(tx, { .../** @type {RecordRow} */ (row || { entity, id }), server: newer ? record : row?.server });
+          touched.add(entity);
+        }
+        for (const { entity, id } of result.removed || []) {
+          const row = await this.row(tx, entity, id);
+          if (row) await this.putRow(tx, { ...row, server: null });
+          touched.add(entity);
+        }
+        for (const effect of op.effects || []) {
+          await this.rebase(tx, effect.entity, effect.id);
+          touched.add(effect.entity);
+        }
+        for (const { entity, record } of result.records || []) {
+          const meta = entities[entity];
+          if (meta) await this.rebase(tx, entity, record[meta.primary_id]);
+        }
+        for (const { entity, id } of result.removed || []) await this.rebase(tx, entity, id);
+      }
+      return [...touched];
+    });
+  }
+
+  /** Replace every record of an entity (a fresh first download of it). @param {string} entity */
+  async clearEntity(entity) {
+    this.cache.delete(entity);
+    const codec = this.host.codec;
+    await transact(this.host.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
+      const records = tx.objectStore(RECORDS);
+      const rows = await getAll(records.index("entity"), entity);
+      for (const raw of rows) {
+        if (raw.pending) {
+          const row = raw.sealed ? await during(tx, codec.openRecord(raw)) : raw;
+          await this.putRow(tx, { ...row, server: null });
+          await this.rebase(tx, entity, row.id);
+        } else {
+          await promised(records.delete([entity, raw.id]));
+        }
+      }
+    });
+  }
+}
