@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SUITES = ("security", "connections", "replay", "push", "device")
+SUITES = ("security", "connections", "replay", "push", "device", "scope")
 
 
 def run_suite(
@@ -65,7 +65,7 @@ def run_suite(
     from functools import partial
 
     from benchmarks import connections as conns
-    from benchmarks import device, push, replay, security
+    from benchmarks import device, push, replay, scope, security
 
     suites: dict[str, Callable[[int, Report], None]] = {
         "security": security.run,
@@ -73,6 +73,7 @@ def run_suite(
         "replay": replay.run,
         "push": push.run,
         "device": device.run,
+        "scope": scope.run,
     }
     rows: list[Row] = []
     for name, fn in suites.items():

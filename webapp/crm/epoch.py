@@ -40,7 +40,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -59,13 +59,16 @@ STRUCTURE_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+# Built once: a statement read on every frame should not pay for being built each time.
+_CURRENT = select(func.coalesce(func.sum(securityepoch.c.epoch), 0)).where(
+    securityepoch.c.organizationid == bindparam("org"),
+    securityepoch.c.principalid.in_([bindparam("everyone"), bindparam("user")]),
+)
+
+
 def current(session: Session, org_id: str, user_id: str) -> int:
     """The user's epoch: grows whenever anything deciding their access changes (0 before any)."""
-    found = session.execute(
-        select(func.coalesce(func.sum(securityepoch.c.epoch), 0)).where(
-            securityepoch.c.organizationid == org_id, securityepoch.c.principalid.in_([ORG, user_id])
-        )
-    ).scalar_one()
+    found = session.execute(_CURRENT, {"org": org_id, "everyone": ORG, "user": user_id}).scalar_one()
     return int(found)
 
 

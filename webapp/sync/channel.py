@@ -1,16 +1,19 @@
 """One sync connection's protocol (PROTOCOL.md §5), with no socket code: text in, frames out.
 
 The socket handler feeds each received frame to `Channel.receive` and sends what it returns;
-`Channel.wake` produces the live `changes` for this device after a commit elsewhere. Every
-message re-checks the session, so sign-out or expiry ends the channel (code 1008). A bad
-frame gets an error frame and never ends a good session.
+`Channel.wake` produces the live `changes` for this device after a commit elsewhere, and the
+`scope` check when one is due (webapp/sync/reconcile.py: what the device holds follows every
+security change and time window). Every message re-checks the session, so sign-out or expiry
+ends the channel (code 1008). A bad frame gets an error frame and never ends a good session.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +27,14 @@ from webapp.crm.records import Actor
 from webapp.ratelimit import limits
 from webapp.security.accounts import load_session, user_summary
 from webapp.security.scope import load_principal
-from webapp.sync import devices
+from webapp.sync import devices, reconcile
 from webapp.sync.download import download_page
 from webapp.sync.feed import changes_since
 from webapp.sync.replay import PushError, Replay, push
 
 log = logging.getLogger("outpost.sync")
 MAX_FEED_FRAMES = 20  # changes frames sent for one pull or wake; the device pulls again if more
+CHECK_PATIENCE = 120.0  # seconds a device may take to answer a scope check before another is sent
 
 
 class Closing(Exception):
@@ -57,8 +61,15 @@ class Channel:
     user_id: str
     device_id: str | None = None
     cursor: int | None = None  # set by the first pull: from then on, changes are pushed live
+    reconciles: bool = False  # the device said (pull `scope: 1`) it answers scope checks
+    check: reconcile.Check | None = None  # the scope check awaiting the device's answer
+    check_sent: float = 0.0
+    clock: Callable[[], dt.datetime] | None = None  # the server's "now" (default utcnow; tests move it)
     stats: dict[str, int] = field(default_factory=lambda: {"ops": 0, "conflicts": 0, "rejected": 0, "frames": 0})
     started: float = field(default_factory=time.monotonic)
+
+    def _now(self) -> dt.datetime:
+        return self.clock() if self.clock is not None else utcnow()
 
     def receive(self, text: Any) -> list[dict[str, Any]]:
         """Handle one frame; returns the frames to send (raises Closing to end the channel)."""
@@ -74,7 +85,13 @@ class Channel:
             return [{"type": "pong"}]
         if kind == "pong":
             return []
-        handler = {"hello": self.hello, "push": self.push, "download": self.download, "pull": self.pull}.get(kind)
+        handler = {
+            "hello": self.hello,
+            "push": self.push,
+            "download": self.download,
+            "pull": self.pull,
+            "reconcile": self.reconcile,
+        }.get(kind)
         if handler is None:
             return [error("unknown_type", f"Unknown message type '{kind[:40]}'.")]
         if kind != "hello" and self.device_id is None:
@@ -89,7 +106,7 @@ class Channel:
                 )
             ]
         svc = services(self.app)
-        with svc.db.session(write=kind in ("hello", "push", "pull")) as s:
+        with svc.db.session(write=kind in ("hello", "push", "pull", "reconcile")) as s:
             info = load_session(s, self.token)
             if info is None:
                 raise Closing(1008, [error("unauthenticated", "The session has ended; sign in again.")])
@@ -176,37 +193,106 @@ class Channel:
         return [{"type": "page", **page}]
 
     def pull(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
-        """Changes after the device's cursor; from now on they are also pushed live."""
+        """Changes after the device's cursor, then a scope check if one is due; from now on
+        changes are also pushed live."""
         cursor = msg.get("cursor")
         if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
             return [error("bad_message", "pull needs a cursor (a whole number of zero or more).")]
-        frames = self._feed(s, cursor)
-        devices.touch(s, self.device_id or "", last_sync=utcnow(), cursor=self.cursor or 0)
+        if msg.get("scope") in (1, True):
+            self.reconciles = True
+        model, principal, _ = self._context(s)
+        frames, cursor, plan = self._feed(s, model, principal, cursor)
+        if plan.save is not None:
+            reconcile.save_stamp(s, self.org_id, self.device_id or "", plan.save)
+        devices.touch(s, self.device_id or "", last_sync=utcnow(), cursor=cursor)
         s.commit()
+        check = plan.check
+        self._started(cursor, check)
         return frames
 
-    def _feed(self, s: Any, cursor: int) -> list[dict[str, Any]]:
-        model, principal, _ = self._context(s)
+    def _feed(
+        self, s: Any, model: Any, principal: Any, cursor: int
+    ) -> tuple[list[dict[str, Any]], int, reconcile.Plan]:
+        """The feed from `cursor` (at most MAX_FEED_FRAMES), and then, once the device is caught
+        up, what reconciliation plans: a check (its frame appended) or a stamp to save."""
         frames = []
+        now = self._now()
+        caught_up = False
         for _ in range(MAX_FEED_FRAMES):
-            batch = changes_since(s, model, principal, cursor)
+            batch = changes_since(s, model, principal, cursor, now=now)
             frames.append(batch.to_message())
             cursor = batch.cursor
             if not batch.more:
+                caught_up = True
                 break
+        plan = self._plan(s, model, principal, cursor, now) if caught_up else reconcile.Plan()
+        if plan.check is not None:
+            frames.append(plan.check.to_message())
+        return frames, cursor, plan
+
+    def _plan(self, s: Any, model: Any, principal: Any, cursor: int, now: dt.datetime) -> reconcile.Plan:
+        awaiting = self.check is not None and time.monotonic() - self.check_sent < CHECK_PATIENCE
+        if not self.reconciles or awaiting:
+            return reconcile.Plan()
+        return reconcile.plan(s, model, principal, self.device_id or "", cursor, now)
+
+    def _started(self, cursor: int, check: reconcile.Check | None) -> None:
+        """After the commit: the feed stands at `cursor` and `check` (if any) awaits its answer."""
         self.cursor = cursor
+        if check is not None:
+            self.check, self.check_sent = check, time.monotonic()
+
+    def reconcile(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """The device's ids in the buckets that differ: removes and upserts; after `done`, the
+        `reconciled` frame (and the stamp stored)."""
+        check = self.check
+        if check is None or msg.get("check") != check.check_id:
+            return [error("bad_message", "There is no scope check with that id: pull again.")]
+        model, principal, _ = self._context(s)
+        frames = reconcile.reconcile(s, model, principal, check, msg.get("held", {}), self._now(), self.cursor or 0)
+        if msg.get("done") is True:
+            frames.append(reconcile.finish(s, model, self.device_id or "", check))
+            s.commit()
+            self.check = None
         return frames
 
     def wake(self) -> list[dict[str, Any]]:
-        """After a commit elsewhere: the new changes for this device (nothing before its first pull)."""
+        """After a commit elsewhere or a security change: the new changes for this device, and
+        the scope check if one is due (nothing before its first pull)."""
         if self.cursor is None or self.device_id is None:
             return []
         svc = services(self.app)
         with svc.db.session() as s:
             if load_session(s, self.token) is None:
                 raise Closing(1008, [error("unauthenticated", "The session has ended; sign in again.")])
-            frames = self._feed(s, self.cursor)
-        return [f for f in frames if f["upserts"] or f["removes"]]
+            model, principal, _ = self._context(s)
+            frames, cursor, plan = self._feed(s, model, principal, self.cursor)
+        if plan.save is not None:  # rare (the epoch moved, no rule changed): a short write of its own
+            with svc.db.session(write=True) as w:
+                reconcile.save_stamp(w, self.org_id, self.device_id, plan.save)
+                w.commit()
+        self._started(cursor, plan.check)
+        return [f for f in frames if f["type"] != "changes" or f["upserts"] or f["removes"]]
+
+    def check_scope(self) -> list[dict[str, Any]]:
+        """The `scope` check due for this device now, if any (see webapp/sync/reconcile.py).
+
+        For a wake path that delivers changes without `wake` (which does this itself): call it
+        when the hub says the scope of this socket's user changed, with the channel's `cursor`
+        kept current. Opens its own session; three primary-key reads when nothing is due.
+        """
+        if self.cursor is None or self.device_id is None or not self.reconciles:
+            return []
+        svc = services(self.app)
+        with svc.db.session() as s:
+            model, principal, _ = self._context(s)
+            plan = self._plan(s, model, principal, self.cursor, self._now())
+        if plan.save is not None:
+            with svc.db.session(write=True) as w:
+                reconcile.save_stamp(w, self.org_id, self.device_id, plan.save)
+                w.commit()
+        self._started(self.cursor, plan.check)
+        return [plan.check.to_message()] if plan.check is not None else []
 
     def close_log(self, **extra: Any) -> None:
         """One structured line per sync session: a JSON object on the "outpost.sync" logger."""

@@ -1,11 +1,23 @@
 """The change feed: what changed for a device after its cursor (no socket code here).
 
 The feed reads the change log after a cursor and, for each changed record, sends it if the
-device may hold it now, or a remove (`deleted` or `out_of_scope`) if not.
+device may hold it now. A record that is no longer in the device's scope (deleted, or moved
+out of it) is sent as a remove (`deleted` or `out_of_scope`) only when the device may have
+held it — any other id is never sent: a device must not learn the ids of records it could
+not see (issue 17). It may have held it when
+- a state it may have been sent — the one it had at the cursor, or any since (a download
+  page later than the cursor, or a live change, may have carried it) — was in the user's
+  scope as the rules stand now (owner, unit, teams, hierarchy, shares; the profile's owner
+  filters), or
+- the user wrote it after the cursor (an ack gave the device that version), or
+- it was shared with the user or one of their teams at some point (the share may be gone).
+What this cannot see — a scope that changed under the device (a security change) — is settled
+by reconciliation (webapp/sync/reconcile.py), which compares what the device actually holds.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,11 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.crm.errors import BadRequest
+from webapp.crm.metadata import Entity
 from webapp.crm.registry import OrgModel
 from webapp.crm.tables import changelog
 from webapp.security.operations import to_wire_many
-from webapp.security.scope import Principal
-from webapp.sync.profile import device_scope, downloadable
+from webapp.security.scope import Principal, condition
+from webapp.sync.profile import device_scope, downloadable, may_have_held
 
 FEED_BATCH = 500
 
@@ -42,12 +55,25 @@ class Changes:
         }
 
 
-def changes_since(session: Session, model: OrgModel, p: Principal, cursor: int, limit: int = FEED_BATCH) -> Changes:
+def changes_since(
+    session: Session,
+    model: OrgModel,
+    p: Principal,
+    cursor: int,
+    limit: int = FEED_BATCH,
+    now: dt.datetime | None = None,
+) -> Changes:
     """What changed for this device after `cursor`: records it may now hold, and removes."""
     if not isinstance(cursor, int) or isinstance(cursor, bool) or cursor < 0:
         raise BadRequest("cursor must be a whole number of zero or more.")
     rows = session.execute(
-        select(changelog.c.changenum, changelog.c.entity, changelog.c.recordid, changelog.c.operation)
+        select(
+            changelog.c.changenum,
+            changelog.c.entity,
+            changelog.c.recordid,
+            changelog.c.operation,
+            changelog.c.changedby,
+        )
         .where(changelog.c.organizationid == model.org_id, changelog.c.changenum > cursor)
         .order_by(changelog.c.changenum)
         .limit(limit + 1)
@@ -55,34 +81,91 @@ def changes_since(session: Session, model: OrgModel, p: Principal, cursor: int, 
     more = len(rows) > limit
     rows = rows[:limit]
     out = Changes(cursor=rows[-1].changenum if rows else cursor, more=more)
-    latest: dict[tuple[str, str], Any] = {}
-    for r in rows:
-        latest[(r.entity, r.recordid)] = r  # the last change of each record in this batch decides
     held_entities = {e.logical_name for e in downloadable(model)}
-    by_entity: dict[str, list[str]] = {}
-    for (entity_name, record_id), r in latest.items():
-        if entity_name not in held_entities:
-            continue
-        if r.operation == "delete":
-            out.removes.append({"entity": entity_name, "id": record_id, "reason": "deleted"})
-        else:
-            by_entity.setdefault(entity_name, []).append(record_id)
-    for entity_name, ids in by_entity.items():
+    by_entity: dict[str, dict[str, None]] = {}
+    written: set[str] = set()  # records this batch shows the user wrote
+    for r in rows:
+        if r.entity in held_entities:
+            by_entity.setdefault(r.entity, {})[r.recordid] = None
+            if r.changedby == p.user_id:
+                written.add(r.recordid)
+    for entity_name, id_set in by_entity.items():
+        ids = list(id_set)
         entity = model.entity(entity_name)
         src = model.selectable(entity)
         pk = src.c[entity.primary_id]
         held = [
             dict(row)
             for row in session.execute(
-                select(src).where(src.c.organizationid == model.org_id, pk.in_(ids), device_scope(model, p, entity))
+                select(src).where(
+                    src.c.organizationid == model.org_id, pk.in_(ids), device_scope(model, p, entity, now)
+                )
             ).mappings()
         ]
         kept = {row[entity.primary_id] for row in held}
-        existing = set(session.execute(select(pk).where(src.c.organizationid == model.org_id, pk.in_(ids))).scalars())
-        for record_id in ids:
-            if record_id not in kept:
-                reason = "out_of_scope" if record_id in existing else "deleted"
-                out.removes.append({"entity": entity_name, "id": record_id, "reason": reason})
+        left = [rid for rid in ids if rid not in kept]
+        if left:
+            proven = written | held_before(session, model, p, entity, left, cursor, out.cursor)
+            proven |= shared_before(session, model, p, entity, left, out.cursor)
+            existing = set(
+                session.execute(select(pk).where(src.c.organizationid == model.org_id, pk.in_(left))).scalars()
+            )
+            for record_id in left:
+                if record_id in proven:
+                    reason = "out_of_scope" if record_id in existing else "deleted"
+                    out.removes.append({"entity": entity_name, "id": record_id, "reason": reason})
         for record in to_wire_many(session, model, p, entity, held):
             out.upserts.append({"entity": entity_name, "record": record})
     return out
+
+
+def held_before(
+    session: Session, model: OrgModel, p: Principal, entity: Entity, ids: list[str], cursor: int, upto: int
+) -> set[str]:
+    """The ids the device may have held: some state of the record from the device's `cursor` up
+    to `upto` (a download page or a live change may have carried any of them) was in the user's
+    scope as it stands now (owner, business unit, teams, hierarchy, shares; the profile's owner
+    filters). The change log keeps, with each write, the owner and unit the record had before
+    it (a create: the new ones), so the rows after the cursor list every such state."""
+    states = (
+        select(
+            changelog.c.recordid.label(entity.primary_id),
+            changelog.c.organizationid,
+            changelog.c.ownerid,
+            changelog.c.ownerid__type,
+            changelog.c.owningbusinessunit,
+            changelog.c.changedon.label("modifiedon"),
+        )
+        .where(
+            changelog.c.organizationid == model.org_id,
+            changelog.c.entity == entity.logical_name,
+            changelog.c.recordid.in_(ids),
+            changelog.c.changenum > cursor,
+            changelog.c.changenum <= upto,
+        )
+        .subquery()
+    )
+    found = session.execute(
+        select(states.c[entity.primary_id])
+        .where(condition(p, model, entity, states, "read"), may_have_held(model, p, entity, states))
+        .distinct()
+    )
+    return set(found.scalars())
+
+
+def shared_before(
+    session: Session, model: OrgModel, p: Principal, entity: Entity, ids: list[str], upto: int
+) -> set[str]:
+    """The ids shared at some point up to `upto` with the user or one of their teams (the change
+    log keeps each share's principal; the share itself may since have been withdrawn)."""
+    mine = {p.user_id, *p.team_ids}
+    rows = session.execute(
+        select(changelog.c.recordid, changelog.c.changedfields).where(
+            changelog.c.organizationid == model.org_id,
+            changelog.c.entity == entity.logical_name,
+            changelog.c.recordid.in_(ids),
+            changelog.c.operation == "share",
+            changelog.c.changenum <= upto,
+        )
+    )
+    return {r.recordid for r in rows if mine & set(r.changedfields or ())}

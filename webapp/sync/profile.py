@@ -181,6 +181,38 @@ def device_scope(model: OrgModel, p: Principal, entity: Entity, now: dt.datetime
     return and_(held.filter.sql(src, now or utcnow()), read)
 
 
+def may_have_held(model: OrgModel, p: Principal, entity: Entity, src: Any) -> Any:
+    """The profile's filter as far as a past version of a record can show it (owner and unit);
+    a time window or a relation is taken as met: the device may have held the record then."""
+    if entity_settings(model, entity).get("filter", "all") in ("mine", "myteams", "mybu"):
+        return _plain_filter(model, p, entity, src, utcnow())
+    return true()
+
+
+def window_days(model: OrgModel, entity: Entity) -> int | None:
+    """The days of a `modified` filter on this entity, or None when it has none."""
+    settings = entity_settings(model, entity)
+    if not is_offline(model, entity) or settings.get("filter") != "modified":
+        return None
+    return int(settings.get("days") or 30)
+
+
+def related_sources(model: OrgModel, entity: Entity) -> set[str]:
+    """For an entity held under `related`: the entities whose records decide which of its records
+    are held (a change to one of those can bring its records in or take them out)."""
+    if not is_offline(model, entity) or entity_settings(model, entity).get("filter") != "related":
+        return set()
+    out = set()
+    for other in downloadable(model):
+        if other.logical_name == entity.logical_name or entity_settings(model, other).get("filter") == "related":
+            continue
+        linked = any(other.logical_name in a.targets for a in entity.lookups())
+        linked = linked or any(entity.logical_name in a.targets for a in other.lookups())
+        if linked:
+            out.add(other.logical_name)
+    return out
+
+
 def validate_entity_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """Check one entity's profile settings (enabled, filter, days) and return them clean."""
     kind = settings.get("filter", "all")

@@ -73,3 +73,17 @@ devicekey = Table(
     Column("createdon", DateTime, nullable=False),
     Index("ix_devicekey_user", "organizationid", "systemuserid"),
 )
+
+# What the server last verified a device holds (webapp/sync/reconcile.py): the user's security
+# epoch and change number it was verified at, when a full check last ran, and per entity the
+# fingerprint of the scope rule and the start of a `modified` window it was verified with.
+devicescope = Table(
+    "devicescope",
+    metadata,
+    Column("deviceid", ID, primary_key=True),
+    Column("organizationid", ID, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("checkedon", DateTime, nullable=False),
+    Column("state", JSON, nullable=False),
+)
