@@ -160,14 +160,19 @@ def test_a_session_that_expires_while_its_socket_is_open_is_closed_with_1008(ser
 
 
 def test_each_sync_session_ends_with_one_json_log_line(served: ServedServer) -> None:
-    device = SyncClient(HttpSession(served.base, "east1"))
+    http = HttpSession(served.base, "east1")
+    opened = time.monotonic()  # before the handshake: the session cannot have started earlier
+    device = SyncClient(http)
     device.hello()
+    welcomed = time.monotonic()  # the server had the hello (its session had started) before this
     _, op = new_lead(1)
     bad = {**new_lead(2)[1], "entity": "nosuchentity"}
     ack = device.request({"type": "push", "ops": [op, bad]})
     assert [r["status"] for r in ack["results"]] == ["applied", "rejected"]
+    closing = time.monotonic()  # the server sees the close after this
     device.close()
     line = served.wait_for_log_line(lambda x: x.startswith("{") and device.device_id in x)
+    logged = time.monotonic()  # the session had ended before its line was written
     entry = json.loads(line)
     assert entry["event"] == "sync_session"
     assert entry["device"] == device.device_id
@@ -179,7 +184,11 @@ def test_each_sync_session_ends_with_one_json_log_line(served: ServedServer) -> 
         "rejected": 1,
         "frames_received": 2,
     }
-    assert entry["frames_sent"] >= 2 and entry["duration_ms"] >= 0 and entry["org"]
+    assert entry["frames_sent"] >= 2 and entry["org"] == http.call("GET", "/api/auth/me")[1]["org"]["id"]
+    # The server's clock and ours are the same monotonic clock: its duration lies between the
+    # part of the session we saw whole (welcome to close) and all of it (connect to log line).
+    at_least, at_most = (closing - welcomed) * 1000, (logged - opened) * 1000
+    assert at_least - 1 <= entry["duration_ms"] <= at_most + 1, (at_least, entry["duration_ms"], at_most)
 
 
 def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """Browser tests: the real server as a subprocess, Debian's Chromium, an emulated phone.
 
 Every test in tests/e2e is marked `e2e` (see `pytest_collection_modifyitems`) and is skipped,
-with the reason, when the browser is missing (`./dev test` installs it with apt-get).
+with the reason, when the browser is missing (`./dev test` installs it with apt-get); under CI
+(`CI=true`) a missing browser fails every browser test instead, so they cannot vanish silently.
 
 Fixtures
     live_server     The app as a REAL process: `python -m webapp.cli demo --port P` on a fresh
@@ -81,19 +82,38 @@ STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM before it is killed
 POLL_INTERVAL = 0.05  # seconds between /healthz probes (spent waiting on the process itself)
 
 
+def under_ci() -> bool:
+    """Whether this run is CI's (`CI` set to anything but empty, 0 or false): no browser may be missing."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def chromium_missing() -> str | None:
+    """Why the browser tests cannot run here, or None when Chromium is there."""
+    if os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK):
+        return None
+    return (
+        f"no Chromium at {CHROMIUM}: run `apt-get install -y chromium` (./dev test does it as root) "
+        "or point OUTPOST_CHROMIUM at a Chromium executable"
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/e2e `e2e`, and skip them with the reason if there is no browser."""
-    missing = None
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        missing = pytest.mark.skip(
-            reason=f"no Chromium at {CHROMIUM}: run `apt-get install -y chromium` (./dev test does it as root) "
-            "or point OUTPOST_CHROMIUM at a Chromium executable"
-        )
+    """Mark every test under tests/e2e `e2e`; without a browser skip them with the reason (fail under CI)."""
+    why = chromium_missing()
     for item in items:
         if item.path.is_relative_to(E2E_DIR):
             item.add_marker(pytest.mark.e2e)
-            if missing is not None:
-                item.add_marker(missing)
+            if why is not None and not under_ci():
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under CI a browser test without its browser fails at once (before any fixture starts a server)."""
+    if item.path.is_relative_to(E2E_DIR) and under_ci():
+        why = chromium_missing()
+        if why is not None:
+            pytest.fail(f"CI=true and the browser tests cannot run: {why}", pytrace=False)
 
 
 # --- HTTP -------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, LiveServer, free_port
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, LiveServer, free_port, under_ci
 from tests.engines.drivers import CSP_LISTENER, TIMEOUT_MS, Driver, PlaywrightDriver, WebDriverDriver
 
 ENGINES = ("chromium", "firefox", "webkit")
@@ -88,7 +88,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for name in chosen_engines():
         why = missing(name)
         marks = [pytest.mark.engines]
-        if why and os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        if why and under_ci():
             why = None  # under CI every engine must run: let the fixture fail loudly
         if why:
             marks.append(pytest.mark.skip(reason=f"{name}: {why}"))

@@ -27,6 +27,7 @@ from webapp.security.scope import Principal, load_principal
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 OPEN_ENDPOINTS = {"admin.auth.signin"}
+CSRF_REFUSED = "The form's security token is missing or out of date; reload the page and try again."
 
 
 @dataclass
@@ -84,7 +85,7 @@ def guard() -> Any:
     if request.method in WRITE_METHODS:
         sent = request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, info.csrf_token):
-            abort(403, "The form's security token is missing or out of date; reload the page and try again.")
+            abort(403, CSRF_REFUSED)
     return None
 
 
