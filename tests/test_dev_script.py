@@ -22,6 +22,11 @@ if [ "${1:-}" = "-c" ]; then echo "3.11.fake"; fi
 if [ "${1:-} ${2:-}" = "-m pip" ] && [ -n "${FAKE_PIP_FAILS:-}" ]; then exit 1; fi
 exit 0
 """
+FAKE_CHECKER = """#!/usr/bin/env bash
+echo "TOOL $*" >>"$(dirname "$0")/../calls.log"
+if [ -n "${FAKE_TOOL_FAILS:-}" ]; then echo "somewhere.py:1: error: what does not fit"; exit 1; fi
+exit 0
+"""
 FAKE_OUTPOST = """#!/usr/bin/env bash
 echo "outpost $*" >>"$(dirname "$0")/../calls.log"
 """
@@ -39,13 +44,15 @@ def venv(tmp_path: Path) -> Path:
     executable(root / "bin" / "python", FAKE_PYTHON)
     executable(root / "bin" / "outpost", FAKE_OUTPOST)
     executable(root / "bin" / "ruff", FAKE_OUTPOST.replace("outpost", "ruff"))
+    executable(root / "bin" / "mypy", FAKE_CHECKER.replace("TOOL", "mypy"))
+    executable(root / "bin" / "tsc", FAKE_CHECKER.replace("TOOL", "tsc"))
     return root
 
 
 def dev(venv: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(REPO / "dev"), *args],
-        env={**os.environ, "OUTPOST_VENV": str(venv), **env},
+        env={**os.environ, "OUTPOST_VENV": str(venv), "OUTPOST_TSC": str(venv / "bin" / "tsc"), **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -102,7 +109,7 @@ def test_dev_test_installs_the_test_tools_which_also_serve_the_demo(venv: Path) 
     lines = calls(venv)
     assert pip_installs(lines) == ["python -m pip install --quiet --disable-pip-version-check -e .[test]"]
     assert "ruff check webapp tests benchmarks" in lines
-    assert lines[-1] == "python -m pytest -m not slow -k nothing"
+    assert lines[-3:] == ["mypy ", "tsc -p jsconfig.json", "python -m pytest -m not slow -k nothing"]
     assert dev(venv, "demo").returncode == 0
     assert pip_installs(calls(venv)) == []
 
@@ -112,3 +119,12 @@ def test_dev_with_no_command_prints_the_usage(venv: Path) -> None:
     assert result.returncode == 2
     assert "./dev demo" in result.stderr and "./dev test" in result.stderr
     assert calls(venv) == []
+
+
+@pytest.mark.parametrize("tool", ["mypy", "tsc"])
+def test_dev_test_stops_before_pytest_when_a_type_check_fails_and_says_where_to_look(venv: Path, tool: str) -> None:
+    result = dev(venv, "test", **{f"FAKE_{tool}_FAILS": "1"})
+    assert result.returncode == 1
+    assert f"error: {tool} found type errors" in result.stderr
+    assert ("pyproject.toml" if tool == "mypy" else "jsconfig.json") in result.stderr
+    assert not [line for line in calls(venv) if "-m pytest" in line]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app
+from typing import TypeVar
+
+from flask import current_app
+from werkzeug.wrappers import Response
 
 from webapp.security.accounts import SESSION_LIFETIME
 
+R = TypeVar("R", bound=Response)  # a Flask or a plain Werkzeug response (a redirect), handed back as it came
 
-def set_session_cookie(resp: Response, token: str) -> Response:
+
+def set_session_cookie(resp: R, token: str) -> R:
     """HttpOnly, SameSite=Lax, the whole site, for the session's lifetime; Secure when configured."""
     resp.set_cookie(
         current_app.config["SESSION_COOKIE_NAME"],
@@ -21,7 +26,7 @@ def set_session_cookie(resp: Response, token: str) -> Response:
     return resp
 
 
-def clear_session_cookie(resp: Response) -> Response:
+def clear_session_cookie(resp: R) -> R:
     """Delete the cookie and tell the browser to drop the site's cookies.
 
     Only cookies: "storage" would also delete the device's queue of unsynced work and the

@@ -600,7 +600,7 @@ def _contacts(demo: Demo) -> None:
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         email = f"{ascii_slug(first)}.{ascii_slug(last)}@{demo.account_domain[account.id]}"
         born = demo.day(-63 * 365, -24 * 365) if rng.random() < 0.7 else None
-        values = {
+        values: dict[str, Any] = {
             "firstname": first,
             "lastname": last,
             "jobtitle": rng.choice(JOB_TITLES),
@@ -646,7 +646,7 @@ def _leads(demo: Demo) -> None:
             city = rng.choice(CITIES)
         owner = demo.owner(rng.choice(SALESPEOPLE[city.region]))
         email = f"{ascii_slug(first)}.{ascii_slug(last)}@{ascii_slug(company)}.{city.tld}"
-        values = {
+        values: dict[str, Any] = {
             "subject": rng.choice(LEAD_SUBJECTS).format(n=rng.choice((5, 8, 10, 12, 20, 25, 40, 60))),
             "firstname": first,
             "lastname": last,
@@ -1032,7 +1032,7 @@ def _enabled_users(session: Session, model: OrgModel) -> list[OwnerCols]:
     return [(str(r.systemuserid), "systemuser", str(r.businessunitid)) for r in rows]
 
 
-def _bulk_insert(session: Session, model: OrgModel, bulk: Bulk, entity_name: str, count: int, bar: tqdm) -> None:
+def _bulk_insert(session: Session, model: OrgModel, bulk: Bulk, entity_name: str, count: int, bar: tqdm[Any]) -> None:
     """Insert `count` generated records of one entity, chunk by chunk, each with its change-log row."""
     entity = model.entity(entity_name)
     table = model.table(entity)

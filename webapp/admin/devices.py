@@ -26,7 +26,7 @@ def index() -> Any:
         .mappings()
         .all()
     )
-    errors = dict(
+    errors: dict[str, int] = dict(
         db()
         .execute(
             select(syncerror.c.deviceid, func.count())

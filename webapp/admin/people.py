@@ -278,7 +278,7 @@ def teams() -> Any:
     """Every team with its unit and member count."""
     m = current().model
     t = m.tables["team"]
-    counts = dict(
+    counts: dict[str, int] = dict(
         db()
         .execute(
             select(teammembership.c.teamid, func.count())
@@ -327,6 +327,7 @@ def team_edit(team_id: str | None = None) -> Any:
             else:
                 values = {k: form[k] for k in ("name", "description", "businessunitid")}
                 update_record(dbs, m, system_actor(m), m.entity("team"), team, values)
+                assert team_id is not None  # an existing team came with its id
                 set_team_members(dbs, m, team_id, form["members"])
             assert team_id is not None
             set_team_roles(dbs, m, team_id, form["roles"])
@@ -488,7 +489,7 @@ def _tree_edit(
 def roles() -> Any:
     """Every role with how many users and teams hold it."""
     m = current().model
-    holders = dict(
+    holders: dict[str, int] = dict(
         db()
         .execute(
             select(userrole.c.roleid, func.count())

@@ -97,7 +97,8 @@ def save() -> Any:
             "days": (form.get(f"{name}.days") or "").strip(),
         }
         values["entities"][name] = raw
-        days: Any = int(raw["days"]) if raw["days"].isdigit() else (raw["days"] or None)
+        typed_days = str(raw["days"])
+        days: Any = int(typed_days) if typed_days.isdigit() else (typed_days or None)
         try:
             clean[name] = validate_entity_settings({**raw, "days": days})
         except ValidationFailed as exc:

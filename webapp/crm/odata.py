@@ -196,7 +196,7 @@ class codepoint(FunctionElement[str]):  # noqa: N801 - reads like the SQL functi
 
 @compiles(codepoint)
 def _codepoint_default(element: codepoint, compiler: Any, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
+    return str(compiler.process(element.clauses, **kw))
 
 
 @compiles(codepoint, "postgresql")
@@ -556,7 +556,7 @@ class _Parser:
             raise self.fail(f"expected a field name, found {_describe(tok)}")
         if tok.value in _RESERVED:
             raise self.fail(f"expected a field name, found the keyword {_describe(tok)}")
-        return tok.value
+        return str(tok.value)
 
     def literal(self, after: str) -> Literal:
         tok = self.take()
@@ -651,7 +651,8 @@ def _compare_condition(node: Compare, entity: Entity, table: Table) -> ColumnEle
     if lit.kind == "null":
         if op not in ("eq", "ne"):
             raise ODataError(f"null can only be compared with eq or ne, not '{op}'", "$filter", node.field)
-        return col.is_(None) if op == "eq" else col.is_not(None)
+        null_test: ColumnElement[bool] = col.is_(None) if op == "eq" else col.is_not(None)
+        return null_test
     compare = COMPARISONS[op]
     expr: ColumnElement[bool]
     if type_ in STRING_TYPES:

@@ -8,6 +8,8 @@ Polymorphic lookups store the target's entity name in `<attr>__type`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.types import TypeEngine
 
 from webapp.crm.entities import SYSTEM_ENTITIES
 from webapp.crm.metadata import Attribute, Entity
@@ -94,7 +97,7 @@ teammembership = Table(
 )
 
 
-def column_type(attr: Attribute) -> object:
+def column_type(attr: Attribute) -> TypeEngine[Any]:
     """The SQL type that stores an attribute of this type."""
     t = attr.type
     if t == "string":
@@ -120,7 +123,7 @@ def column_type(attr: Attribute) -> object:
 
 def build_entity_table(entity: Entity, md: MetaData, table_name: str) -> Table:
     """The table of one entity: its attributes plus the common system columns."""
-    cols: list[object] = [
+    cols: list[Column[Any]] = [
         Column("organizationid", ID, primary_key=True),
         Column(entity.primary_id, ID, primary_key=True),
     ]

@@ -73,7 +73,7 @@ class StrictDate(fields.Date):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-def field_for(attr: Attribute) -> fields.Field:
+def field_for(attr: Attribute) -> fields.Field[Any]:
     """The marshmallow field that accepts exactly the JSON form of an attribute."""
     kw: dict[str, Any] = {"required": attr.required, "allow_none": not attr.required}
     t = attr.type
@@ -111,7 +111,7 @@ def schema_for(entity: Entity, creating: bool) -> type[Schema]:
     cached = _schema_cache.get(key)
     if cached is not None:
         return cached
-    attrs: dict[str, fields.Field] = {}
+    attrs: dict[str, fields.Field[Any]] = {}
     for a in entity.attributes:
         if a.read_only or a.type in ("lookup", "uniqueidentifier"):
             continue
@@ -187,7 +187,7 @@ def parse_payload(
     try:
         loaded = schema_for(entity, creating)().load(scalars, partial=not creating)
     except ValidationError as exc:
-        for k, msgs in exc.normalized_messages().items():
+        for k, msgs in exc.normalized_messages().items():  # type: ignore[no-untyped-call]  # marshmallow leaves it unannotated
             errors.setdefault(str(k), []).extend(msgs if isinstance(msgs, list) else [str(msgs)])
         loaded = {}
     if creating:

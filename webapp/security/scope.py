@@ -139,10 +139,10 @@ def load_principal(session: Session, model: OrgModel, user_id: str) -> Principal
             .join(roleprivilege, roleprivilege.c.roleid == teamrole.c.roleid)
             .where(teamrole.c.teamid.in_(team_ids), teamrole.c.organizationid == org)
         ).all()
-        for g in team_grants:
-            depths = p.team_depths.setdefault(g.teamid, {})
-            key = (g.entity, g.privilege)
-            depths[key] = max(depths.get(key, NONE), g.depth)
+        for tg in team_grants:
+            depths = p.team_depths.setdefault(tg.teamid, {})
+            key = (tg.entity, tg.privilege)
+            depths[key] = max(depths.get(key, NONE), tg.depth)
 
     bus = model.tables["businessunit"]
     for bu_id, parent in session.execute(

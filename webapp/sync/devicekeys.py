@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import CursorResult, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
@@ -114,4 +115,4 @@ def delete_key(session: Session, org_id: str, user_id: str, device_id: str) -> b
             devicekey.c.systemuserid == user_id,
         )
     )
-    return bool(result.rowcount)
+    return bool(cast(CursorResult[Any], result).rowcount)

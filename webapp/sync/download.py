@@ -26,7 +26,7 @@ MAX_PAGE = 5000
 
 
 def download_page(
-    session: Session, model: OrgModel, p: Principal, entity_name: str, after: str | None, limit: int
+    session: Session, model: OrgModel, p: Principal, entity_name: Any, after: Any, limit: Any
 ) -> dict[str, Any]:
     """One page of an entity's first download: `{entity, records, next, total, cursor}`."""
     if not isinstance(entity_name, str) or entity_name not in model.entities:

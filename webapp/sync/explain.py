@@ -73,7 +73,7 @@ class DryRun:
 
 def filter_label(settings: dict[str, Any]) -> str:
     """A download filter as people read it."""
-    kind = settings.get("filter", "all")
+    kind = str(settings.get("filter", "all"))
     return {
         "all": "All records",
         "mine": "Owned by me",
@@ -145,7 +145,7 @@ def _role_sources(session: Session, p: Principal, entity: str) -> list[tuple[str
     ):
         out.append((r.name, "the user", r.depth))
     if p.team_ids:
-        for r in session.execute(
+        for t in session.execute(
             select(role.c.name, teamrole.c.teamid, roleprivilege.c.depth)
             .join(teamrole, teamrole.c.roleid == role.c.roleid)
             .join(roleprivilege, roleprivilege.c.roleid == role.c.roleid)
@@ -155,7 +155,7 @@ def _role_sources(session: Session, p: Principal, entity: str) -> list[tuple[str
                 roleprivilege.c.entity.in_([entity, "*"]),
             )
         ):
-            out.append((r.name, f"team {r.teamid}", r.depth))
+            out.append((t.name, f"team {t.teamid}", t.depth))
     return out
 
 
@@ -289,8 +289,8 @@ def why(session: Session, model: OrgModel, user_id: str, entity_name: str, recor
     )
     if row is None:
         raise NotFound(f"There is no {entity.display_name.lower()} with id {record_id}.")
-    row = dict(row)
-    label = str(row.get(entity.primary_name) or record_id)
+    record = dict(row)
+    label = str(record.get(entity.primary_name) or record_id)
 
     def matches(cond: Any) -> bool:
         hit = session.execute(
@@ -334,7 +334,7 @@ def why(session: Session, model: OrgModel, user_id: str, entity_name: str, recor
             )
     readable = matches(read_condition(p, model, entity))
     reasons.append(Reason("security", f"The user {'may' if readable else 'may not'} read this record.", readable))
-    reasons.extend(_security_reasons(session, model, p, entity, row))
+    reasons.extend(_security_reasons(session, model, p, entity, record))
     if on_device:
         summary = f"{label} is on this user's device: the profile includes it and the user may read it."
     elif not readable:

@@ -46,9 +46,9 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from webapp.crm import epoch
@@ -114,7 +114,10 @@ def save_stamp(session: Session, org_id: str, device_id: str, stamp: Stamp) -> N
         "checkedon": stamp.checkedon,
         "state": {"fp": stamp.fingerprints, "windows": stamp.windows},
     }
-    done = session.execute(update(devicescope).where(devicescope.c.deviceid == device_id).values(**values))
+    done = cast(
+        CursorResult[Any],
+        session.execute(update(devicescope).where(devicescope.c.deviceid == device_id).values(**values)),
+    )
     if done.rowcount == 0:
         session.execute(insert(devicescope).values(deviceid=device_id, organizationid=org_id, **values))
 
@@ -266,9 +269,9 @@ def plan(session: Session, model: OrgModel, p: Principal, device_id: str, cursor
     for name, prefixes in due.items():
         entity = model.entity(name)
         if prefixes is None:
-            ids = ids_in_scope(session, model, p, entity, now)
-            depth = checksum.depth_for(len(ids))
-            checks[name] = EntityCheck(depth, True, name in refresh, checksum.summarise(ids, depth))
+            scoped = ids_in_scope(session, model, p, entity, now)
+            depth = checksum.depth_for(len(scoped))
+            checks[name] = EntityCheck(depth, True, name in refresh, checksum.summarise(scoped, depth))
         else:
             summary = checksum.summarise(ids_in_scope(session, model, p, entity, now, prefixes), TARGETED_DEPTH)
             # A bucket with no id in scope is sent as [0, ""]: the device drops what it holds there.

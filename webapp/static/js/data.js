@@ -27,6 +27,10 @@ export class Data {
   constructor(store, sync) {
     this.store = store;
     this.sync = sync;
+    /** @type {number|undefined} the store generation `memos` belong to */
+    this.memoGeneration = undefined;
+    /** @type {Map<string, Map<string, any>>} sorted views per entity (see #memo) */
+    this.memos = new Map();
   }
 
   /** Whether reads and writes go to the device (offline-ready) rather than the server. */

@@ -126,7 +126,7 @@ export class Store {
   /**
    * Encrypt this store under a data key wrapped by a new PIN: a new key (setting the PIN), or
    * the store's own key from the server (Forgot PIN), which must fit the store.
-   * @param {Uint8Array} raw @param {string} pin
+   * @param {Uint8Array<ArrayBuffer>} raw @param {string} pin
    */
   async setPin(raw, pin) {
     const vault = await Vault.fromRaw(raw);

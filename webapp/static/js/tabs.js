@@ -23,7 +23,7 @@ const RETRY_MS = 2_000;
 const SETTLE_MS = 100;
 
 /**
- * @typedef {{postMessage: (data: any) => void, close: () => void, onmessage: ((e: {data: any}) => void)|null}} TabChannel
+ * @typedef {{postMessage: (data: any) => void, close: () => void, onmessage: ((e: any) => void)|null}} TabChannel (`e.data` is the message)
  */
 
 /** @returns {Storage|null} localStorage, when this context may use it */

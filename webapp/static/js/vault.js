@@ -25,7 +25,7 @@ const decoder = new TextDecoder();
 
 /**
  * What the device keeps of the key (plaintext by necessity: it is read before unlocking).
- * @typedef {{salt: Uint8Array, iterations: number, wrapped: Uint8Array|null, check: Uint8Array, failures: number}} Wrapping
+ * @typedef {{salt: Uint8Array<ArrayBuffer>, iterations: number, wrapped: Uint8Array<ArrayBuffer>|null, check: Uint8Array<ArrayBuffer>, failures: number}} Wrapping
  */
 
 export class WrongPin extends Error {
@@ -53,7 +53,7 @@ export function fromBase64(text) {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
-/** The AES-GCM key that wraps the data key, from the PIN. @param {string} pin @param {Uint8Array} salt @param {number} iterations */
+/** The AES-GCM key that wraps the data key, from the PIN. @param {string} pin @param {Uint8Array<ArrayBuffer>} salt @param {number} iterations */
 async function pinKey(pin, salt, iterations) {
   const material = await crypto.subtle.importKey("raw", encoder.encode(pin), "PBKDF2", false, ["deriveKey"]);
   return crypto.subtle.deriveKey(
@@ -65,7 +65,7 @@ async function pinKey(pin, salt, iterations) {
   );
 }
 
-/** @param {CryptoKey} key @param {Uint8Array} plain @param {string} where */
+/** @param {CryptoKey} key @param {Uint8Array<ArrayBuffer>} plain @param {string} where */
 async function encrypt(key, plain, where) {
   const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
   const body = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: encoder.encode(where) }, key, plain));
@@ -75,7 +75,7 @@ async function encrypt(key, plain, where) {
   return out;
 }
 
-/** @param {CryptoKey} key @param {Uint8Array} sealed @param {string} where */
+/** @param {CryptoKey} key @param {Uint8Array<ArrayBuffer>} sealed @param {string} where */
 async function decrypt(key, sealed, where) {
   const bytes = sealed instanceof Uint8Array ? sealed : new Uint8Array(sealed);
   const iv = bytes.subarray(0, IV_BYTES);
@@ -88,7 +88,7 @@ export class Vault {
     this.key = key;
   }
 
-  /** The vault of a raw data key. @param {Uint8Array} raw */
+  /** The vault of a raw data key. @param {Uint8Array<ArrayBuffer>} raw */
   static async fromRaw(raw) {
     return new Vault(await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]));
   }
@@ -98,7 +98,7 @@ export class Vault {
     return encrypt(this.key, encoder.encode(JSON.stringify(value)), where);
   }
 
-  /** Decrypt what `seal` made for the same place (rejects when the key or place is wrong). @param {Uint8Array} sealed @param {string} where */
+  /** Decrypt what `seal` made for the same place (rejects when the key or place is wrong). @param {Uint8Array<ArrayBuffer>} sealed @param {string} where */
   async open(sealed, where) {
     return JSON.parse(decoder.decode(await decrypt(this.key, sealed, where)));
   }
@@ -115,7 +115,7 @@ export class Vault {
 
 /**
  * Wrap a raw data key under a PIN (and seal the check value with the data key itself).
- * @param {Uint8Array} raw @param {string} pin
+ * @param {Uint8Array<ArrayBuffer>} raw @param {string} pin
  * @returns {Promise<Wrapping>}
  */
 export async function wrap(raw, pin) {

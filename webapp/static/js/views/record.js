@@ -320,7 +320,7 @@ export async function render(ctx, params) {
     },
     setValue: (name, value) => {
       const input = form.querySelector(`#f-${CSS.escape(name)}`);
-      if (!(input instanceof HTMLInputElement || input instanceof HTMLSelectElement || input instanceof HTMLTextAreaElement) || input.readOnly) return;
+      if (!(input instanceof HTMLInputElement || input instanceof HTMLSelectElement || input instanceof HTMLTextAreaElement) || ("readOnly" in input && input.readOnly)) return;
       if (input instanceof HTMLInputElement && input.type === "checkbox") input.checked = Boolean(value);
       else input.value = value === null || value === undefined ? "" : String(value);
       input.dispatchEvent(new Event("input", { bubbles: true }));
