@@ -628,7 +628,7 @@ def test_before_the_offline_data_is_downloaded_the_screens_work_online_only(
     # The offline client APIs answer from the device only: not yet.
     wait_until(page, "Boolean(window.Xrm?.Mobile?.offline)")
     refused = page.evaluate("Xrm.Mobile.offline.retrieveMultipleRecords('account', '$top=1').catch((e) => e)")
-    assert refused["errorCode"] == "not_offline_ready", refused
+    assert (refused["errorCode"], refused["code"]) == (-2147220970, "not_offline_ready"), refused  # 0x80040216
     assert page.evaluate("Xrm.Mobile.offline.isOfflineEnabled('account')") is True
 
     open_entity(page, "Contacts")

@@ -157,7 +157,9 @@ def test_the_mobile_offline_api_answers_from_the_device_with_the_reference_shape
     assert out["updated"] == {"id": created["id"], "logicalName": "account", "entityType": "account"}
     assert out["afterUpdate"]["name"] == "Xrm Alpha Two" and out["afterUpdate"]["revenue"] is None
     assert out["deleted"] == {"id": out["minted"], "logicalName": "account", "entityType": "account"}
-    assert out["afterDelete"]["errorCode"] == "not_found"
+    gone = out["afterDelete"]
+    assert (gone["errorCode"], gone["code"]) == (DOES_NOT_EXIST, "not_found")
+    assert gone["message"] == f"account With Id = {out['minted']} Does Not Exist"
     # Every write was queued and reaches the server: the update as made, the deleted one gone.
     wait_synced(page)
     api = live_server.client(USER)
@@ -240,12 +242,28 @@ def test_the_web_api_answers_from_the_device_and_pages_with_next_link(
         "id": out["plainCreated"]["id"],
         "name": "Call the Xrm desk",
     }
-    assert out["activityGone"]["errorCode"] == "not_found"
+    assert (out["activityGone"]["errorCode"], out["activityGone"]["code"]) == (DOES_NOT_EXIST, "not_found")
     assert out["deleted"] == {"entityType": "contact", "id": out["created"][4]["id"], "name": "Paging Probe 5"}
 
 
+# The reference's numeric codes (docs/offline.md, "Error codes") and how its messages start.
+DOES_NOT_EXIST = -2147220969  # 0x80040217
+DUPLICATE_RECORD = -2147220937  # 0x80040237
+PRIVILEGE_DENIED = -2147220960  # 0x80040220
+INVALID_ARGUMENT = -2147220989  # 0x80040203
+REFERENCE = {
+    "not_found": (DOES_NOT_EXIST, re.compile(r"^\w+ With Id = [0-9a-f-]{36} Does Not Exist$")),
+    "duplicate_id": (DUPLICATE_RECORD, re.compile(r"^Cannot insert duplicate key: .+")),
+    "not_allowed_offline": (PRIVILEGE_DENIED, re.compile(r"^Privilege denied: .+")),
+    "not_offline": (PRIVILEGE_DENIED, re.compile(r"^Privilege denied: .+")),
+    **{
+        code: (INVALID_ARGUMENT, re.compile(r"^Invalid argument: .+"))
+        for code in ("invalid_argument", "invalid_query", "unknown_attribute", "unknown_entity", "validation_failed")
+    },
+}
+
 ERROR_CASES = [
-    # (call as JavaScript over `api` (Xrm.WebApi.offline), `mobile`, `ids`; expected errorCode)
+    # (call as JavaScript over `api` (Xrm.WebApi.offline), `mobile`, `ids`; expected string `code`)
     ("api.createRecord('account', {nme: 'x'})", "unknown_attribute"),
     ("api.createRecord('account', {name: 5})", "validation_failed"),
     ("api.createRecord('account', {name: 'x', revenue: 'lots'})", "validation_failed"),
@@ -281,10 +299,14 @@ ERROR_CASES = [
 ]
 
 
-def test_failures_reject_with_error_code_and_message_and_write_nothing(
+def test_failures_reject_with_the_references_numeric_error_code_and_message_and_write_nothing(
     live_server: LiveServer, phone_context: BrowserContext
 ) -> None:
-    """Unknown attribute, wrong type, missing record, duplicate id, entity not offline, …"""
+    """Unknown attribute, wrong type, missing record, duplicate id, entity not offline, …
+
+    Each rejects with the reference's number in `errorCode`, a message shaped like the
+    reference's, and Outpost's own code in `code`.
+    """
     page = offline_ready(phone_context)
     ids = page.evaluate(
         """async () => ({
@@ -312,10 +334,11 @@ def test_failures_reject_with_error_code_and_message_and_write_nothing(
             failures.append(f"{call} resolved {result['resolved']!r}")
             continue
         err = result["rejected"]
-        if sorted(result["keys"]) != ["errorCode", "message"] or result["isError"]:
+        number, message = REFERENCE[code]
+        if sorted(result["keys"]) != ["code", "errorCode", "message"] or result["isError"]:
             failures.append(f"{call} rejected with {result['keys']} (an Error: {result['isError']})")
-        elif err["errorCode"] != code or not err["message"]:
-            failures.append(f"{call} rejected with {err}, expected {code}")
+        elif (err["errorCode"], err["code"]) != (number, code) or not message.match(err["message"]):
+            failures.append(f"{call} rejected with {err}, expected {number} ({code}), message {message.pattern}")
     assert not failures, "\n".join(failures)
     assert device_state(page) == before
 

@@ -22,31 +22,72 @@
  * it may carry the primary id (a duplicate is rejected); lookups are `x@odata.bind` or the
  * older `{logicalname, id}`. Writes go through `ctx.data` — validated like the server, then
  * the record and its queued operation in one transaction — so they sync like any other change.
- * Every failure rejects with `{errorCode, message}` and writes nothing:
- *   unknown_entity, not_offline (the entity is not available offline), not_offline_ready (the
- *   offline data is not on the device yet), invalid_argument, invalid_query, unknown_attribute,
- *   validation_failed (wrong type, too long, required …), not_found, duplicate_id,
- *   not_allowed_offline (the command is not available offline for the entity).
+ * Every failure rejects with the reference's shape `{errorCode, message}` and writes nothing:
+ * `errorCode` is the reference's number (scripts compare those), the message starts the way
+ * the reference's does, and `code` keeps Outpost's own name (docs/offline.md, "Error codes"):
+ *   not_found → -2147220969 (0x80040217) "<entity> With Id = <id> Does Not Exist"
+ *   duplicate_id → -2147220937 (0x80040237) "Cannot insert duplicate key: …"
+ *   forbidden, privilege_denied, not_allowed_offline (the command is not available offline for
+ *     the entity), not_offline (the entity is not available offline) → -2147220960 (0x80040220)
+ *     "Privilege denied: …"
+ *   invalid_argument, invalid_query, unknown_attribute, unknown_entity, validation_failed
+ *     (wrong type, too long, required …) → -2147220989 (0x80040203) "Invalid argument: …"
+ *   not_offline_ready (the offline data is not on the device yet) and anything unexpected →
+ *     -2147220970 (0x80040216) "An unexpected error occurred: …"
  */
 import { ODataError, nextPageOptions, parseOptions, projectRecord, runQuery } from "./odata.js";
 
 const GUID_RE = /^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$/;
 const DEFAULT_PAGE_SIZE = 5000;
 
-/** @typedef {{errorCode: string, message: string}} XrmError */
+/** The reference's numeric error codes (HRESULTs as signed 32-bit numbers) and message starts. */
+const NOT_FOUND = { errorCode: -2147220969, prefix: "" }; // 0x80040217 ObjectDoesNotExist
+const DUPLICATE = { errorCode: -2147220937, prefix: "Cannot insert duplicate key" }; // 0x80040237 DuplicateRecord
+const PRIVILEGE = { errorCode: -2147220960, prefix: "Privilege denied" }; // 0x80040220 PrivilegeDenied
+const INVALID = { errorCode: -2147220989, prefix: "Invalid argument" }; // 0x80040203 InvalidArgument
+const UNEXPECTED = { errorCode: -2147220970, prefix: "An unexpected error occurred" }; // 0x80040216 UnExpected
+/** @type {Readonly<Record<string, {errorCode: number, prefix: string}>>} by Outpost's code */
+export const ERROR_CODES = Object.freeze({
+  not_found: NOT_FOUND,
+  duplicate_id: DUPLICATE,
+  forbidden: PRIVILEGE,
+  privilege_denied: PRIVILEGE,
+  not_allowed_offline: PRIVILEGE,
+  not_offline: PRIVILEGE,
+  invalid_argument: INVALID,
+  invalid_query: INVALID,
+  unknown_attribute: INVALID,
+  unknown_entity: INVALID,
+  validation_failed: INVALID,
+  bad_request: INVALID,
+  not_offline_ready: UNEXPECTED,
+  error: UNEXPECTED,
+});
 
-/** @param {string} errorCode @param {string} message @returns {XrmError} */
-function failure(errorCode, message) {
-  return { errorCode, message };
+/** @typedef {{errorCode: number, message: string, code: string}} XrmError */
+
+/**
+ * A rejection as the reference gives it: its number, a message shaped like its own, and
+ * Outpost's code as an extra property.
+ * @param {string} code @param {string} message @param {{entity?: string, id?: string}} [about]
+ * @returns {XrmError}
+ */
+function failure(code, message, about = {}) {
+  const known = ERROR_CODES[code] || UNEXPECTED;
+  let text = message;
+  if (known === NOT_FOUND) text = about.entity && about.id ? `${about.entity} With Id = ${about.id} Does Not Exist` : `Does Not Exist: ${message}`;
+  else if (!message.startsWith(known.prefix)) text = `${known.prefix}: ${message}`;
+  return { errorCode: known.errorCode, message: text, code };
 }
 
-/** Any failure as the reference's rejection shape. @param {any} err @returns {XrmError} */
-function asXrmError(err) {
-  if (err instanceof ODataError) return failure("invalid_query", err.message);
-  if (err && typeof err === "object" && typeof err.errorCode === "string") return failure(err.errorCode, String(err.message));
-  if (err && typeof err === "object" && typeof err.status === "number" && typeof err.code === "string") return failure(err.code, String(err.message)); // ApiError
-  if (err instanceof RangeError || err instanceof TypeError) return failure("invalid_argument", err.message);
-  return failure("error", String(err?.message ?? err));
+/** Any failure as the reference's rejection shape. @param {any} err @param {{entity?: string, id?: string}} about @returns {XrmError} */
+function asXrmError(err, about) {
+  if (err && typeof err === "object" && typeof err.errorCode === "number" && typeof err.code === "string") return err; // already shaped
+  if (err instanceof ODataError) return failure("invalid_query", err.message, about);
+  if (err && typeof err === "object" && typeof err.errorCode === "string") return failure(err.errorCode, String(err.message), about);
+  if (err && typeof err === "object" && typeof err.status === "number" && typeof err.code === "string") return failure(err.code, String(err.message), about); // ApiError
+  if (err instanceof RangeError || err instanceof TypeError) return failure("invalid_argument", err.message, about);
+  return failure("error", String(err?.message ?? err), about);
 }
 
 let installed = false;
@@ -61,12 +102,15 @@ export function install(ctx) {
   if (installed && w.Xrm?.Mobile?.offline && w.Outpost?.offline === w.Xrm.Mobile.offline) return;
   const api = offlineApi(ctx);
 
-  /** Run an API call; every failure rejects with {errorCode, message}. @template T @param {() => Promise<T>} fn @returns {Promise<T>} */
-  const call = async (fn) => {
+  /**
+   * Run an API call; every failure rejects with {errorCode, message, code}.
+   * @template T @param {() => Promise<T>} fn @param {string} entity @param {any} [id] @returns {Promise<T>}
+   */
+  const call = async (fn, entity, id) => {
     try {
       return await fn();
     } catch (err) {
-      throw asXrmError(err);
+      throw asXrmError(err, { entity: typeof entity === "string" ? entity : undefined, id: typeof id === "string" ? id : undefined });
     }
   };
 
@@ -78,42 +122,42 @@ export function install(ctx) {
       call(async () => {
         const id = await api.create(entity, data);
         return { id, logicalName: entity, entityType: entity };
-      }),
+      }, entity),
     /** @param {string} entity @param {string} id @param {string} [options] */
-    retrieveRecord: (entity, id, options) => call(() => api.retrieve(entity, id, options)),
+    retrieveRecord: (entity, id, options) => call(() => api.retrieve(entity, id, options), entity, id),
     /** @param {string} entity @param {string} [options] @param {number} [maxPageSize] */
-    retrieveMultipleRecords: (entity, options, maxPageSize) => call(async () => (await api.retrieveMultiple(entity, options, maxPageSize)).entities),
+    retrieveMultipleRecords: (entity, options, maxPageSize) => call(async () => (await api.retrieveMultiple(entity, options, maxPageSize)).entities, entity),
     /** @param {string} entity @param {string} id @param {Record<string, any>} data */
     updateRecord: (entity, id, data) =>
       call(async () => {
         const done = await api.update(entity, id, data);
         return { id: done, logicalName: entity, entityType: entity };
-      }),
+      }, entity, id),
     /** @param {string} entity @param {string} id */
     deleteRecord: (entity, id) =>
       call(async () => {
         const done = await api.remove(entity, id);
         return { id: done.id, logicalName: entity, entityType: entity };
-      }),
+      }, entity, id),
   });
 
   const webApiOffline = Object.freeze({
     /** @param {string} entity */
     isAvailableOffline: (entity) => api.enabled(entity),
     /** @param {string} entity @param {Record<string, any>} data */
-    createRecord: (entity, data) => call(async () => ({ entityType: entity, id: await api.create(entity, data) })),
+    createRecord: (entity, data) => call(async () => ({ entityType: entity, id: await api.create(entity, data) }), entity),
     /** @param {string} entity @param {string} id @param {Record<string, any>} data */
-    updateRecord: (entity, id, data) => call(async () => ({ entityType: entity, id: await api.update(entity, id, data) })),
+    updateRecord: (entity, id, data) => call(async () => ({ entityType: entity, id: await api.update(entity, id, data) }), entity, id),
     /** @param {string} entity @param {string} id */
     deleteRecord: (entity, id) =>
       call(async () => {
         const done = await api.remove(entity, id);
         return { entityType: entity, id: done.id, name: done.name };
-      }),
+      }, entity, id),
     /** @param {string} entity @param {string} id @param {string} [options] */
-    retrieveRecord: (entity, id, options) => call(() => api.retrieve(entity, id, options)),
+    retrieveRecord: (entity, id, options) => call(() => api.retrieve(entity, id, options), entity, id),
     /** @param {string} entity @param {string} [options] @param {number} [maxPageSize] */
-    retrieveMultipleRecords: (entity, options, maxPageSize) => call(() => api.retrieveMultiple(entity, options, maxPageSize)),
+    retrieveMultipleRecords: (entity, options, maxPageSize) => call(() => api.retrieveMultiple(entity, options, maxPageSize), entity),
   });
 
   const xrm = w.Xrm && typeof w.Xrm === "object" ? w.Xrm : {};
@@ -170,7 +214,7 @@ function offlineApi(ctx) {
       const record = await ctx.store.get(type, id);
       if (record) return { entity: type, record };
     }
-    throw failure("not_found", `There is no ${meta.logical_name} with id ${id} on this device.`);
+    throw failure("not_found", `There is no ${meta.logical_name} with id ${id} on this device.`, { entity: meta.logical_name, id });
   };
 
   /** An activity read through activitypointer carries only activitypointer's columns, as on the server. @param {any} meta @param {any} record @param {any} opts */
