@@ -497,3 +497,46 @@ def test_a_replayed_state_change_follows_the_metadata_transitions(app: Flask, de
     assert sneaky["reason"]["field"] == "statecode"
     assert "Use Qualify or Disqualify" in sneaky["reason"]["message"]
     assert count_changes(app, lead) == 1  # only the create
+
+
+def _secure(app: Flask, org: Org, entity: str, attribute: str, grant: tuple[bool, bool, bool] | None = None) -> None:
+    """Secure a field; with `grant`, give bob a profile with (read, create, update) on it."""
+    from webapp.security import fieldsecurity
+
+    svc = services(app)
+    with svc.db.session(write=True) as s:
+        m = svc.registry.model(s, org.org_id)
+        fieldsecurity.set_secured(s, m, entity, attribute)
+        if grant is not None:
+            pid = fieldsecurity.create_profile(s, m, f"{entity}.{attribute}")
+            fieldsecurity.set_permission(s, m, pid, entity, attribute, *grant)
+            fieldsecurity.add_member(s, m, pid, org.bob, "systemuser")
+        s.commit()
+
+
+@pytest.mark.parametrize("grant", [None, (False, True, True)], ids=["no grant", "write but not read"])
+def test_a_stale_update_of_a_secured_field_answers_the_same_whether_the_server_changed_it(
+    app: Flask, org: Org, grant: tuple[bool, bool, bool] | None
+) -> None:
+    """Server wins field by field, but only over fields the user may read: the answer to a stale
+    write of a secured field never tells whether the server changed it (issue 17, item 2)."""
+    settings(app, org, conflict_detection=True)
+    _secure(app, org, "account", "telephone1", grant)
+    bob = Device(app, org, org.bob)
+    bob.hello()
+    admin = Device(app, org, org.alice)
+    admin.hello()
+    answers = []
+    for server_change in ({"telephone1": "changed by the server"}, {"websiteurl": "changed.example"}):
+        acc = new_id()
+        created = bob.push(bob.op("create", "account", acc, {"name": "Mine"}))[0]["results"][0]
+        assert created["status"] == "applied", created
+        base = created["records"][0]["record"]["versionnumber"]
+        changed = admin.push(admin.op("update", "account", acc, server_change))[0]["results"][0]
+        assert changed["status"] == "applied", changed.get("reason")
+        result = bob.push(bob.op("update", "account", acc, {"telephone1": "from the device"}, base=base))[0]
+        answer = result["results"][0]
+        shown = [(sorted(r["record"]), r["record"].get("telephone1")) for r in answer["records"]]
+        answers.append((answer["status"], answer.get("reason"), shown))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == ("rejected" if grant is None else "applied")

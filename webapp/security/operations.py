@@ -50,7 +50,8 @@ def require(session: Session, model: OrgModel, p: Principal, entity: Entity, rec
         )
 
 
-def _check_fields(p: Principal, entity: Entity, keys: list[str], creating: bool) -> None:
+def check_fields(p: Principal, entity: Entity, keys: list[str], creating: bool) -> None:
+    """Forbidden unless the user may set every one of these attributes (field security)."""
     for key in keys:
         if not p.may_write_field(entity.logical_name, key, creating):
             raise Forbidden(f"{key} is a secured field you may not {'set' if creating else 'change'}.", field=key)
@@ -90,7 +91,7 @@ def create(
         records.check_state_move(entity, None, values)
     if not may_create(p, entity):
         raise Forbidden(f"You do not have the create privilege on {entity.display_collection_name.lower()}.")
-    _check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=True)
+    check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=True)
     if any(b.id is not None for b in binds) and not may_append_new(p, entity):
         raise Forbidden(f"You do not have the append privilege on {entity.display_collection_name.lower()}.")
     _check_binds(session, model, p, binds)
@@ -116,7 +117,7 @@ def update(
     require(session, model, p, entity, record_id, "write")
     if not by_command:
         records.check_state_move(entity, current.get("statecode"), values)
-    _check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=False)
+    check_fields(p, entity, [*values, *(b.attribute for b in binds)], creating=False)
     if binds:
         require(session, model, p, entity, record_id, "append")
         _check_binds(session, model, p, binds)

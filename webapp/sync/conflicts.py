@@ -5,6 +5,9 @@
   an update whose base version is older than the record's keeps the server's value for every
   field the server changed since that version; the operation's other fields still apply.
   A delete of a record the server changed since the base version is not applied.
+  Field security is checked before the split, and the split ignores fields the user may not
+  read: a secured field the user may not change is rejected, one they may change but not read
+  applies as sent, so the answer never reveals whether the server changed it.
 - update after delete (the record is gone on the server): rejected under both settings — the
   record no longer exists, and the device drops it. Delete after delete: applied (nothing to do).
 """

@@ -29,7 +29,7 @@ from webapp.crm.tables import changelog
 from webapp.security import operations as ops
 from webapp.security.operations import read_condition
 from webapp.security.scope import Principal
-from webapp.sync.conflicts import server_changed_fields, split_changes
+from webapp.sync.conflicts import change_key_attribute, server_changed_fields, split_changes
 from webapp.sync.devices import next_seq
 from webapp.sync.profile import is_offline
 from webapp.sync.tables import opledger, syncerror
@@ -341,8 +341,13 @@ def _apply(replay: Replay, op: dict[str, Any], entity: Entity) -> dict[str, Any]
         return _result(op, "applied", removed=[{"entity": entity.logical_name, "id": op["id"]}])
     lost: list[str] = []
     if stale and replay.conflict_detection:
+        # Field security first, and server wins only over fields the user may read: whether
+        # the server changed a secured field never shows in the answer (README "Security").
+        names = _lookup_names(entity)
+        ops.fetch_readable(s, m, p, entity, op["id"])  # an unreadable record stays not found
+        ops.check_fields(p, entity, [names.get(a, a) for a in map(change_key_attribute, changes)], creating=False)
         server_fields = server_changed_fields(s, m.org_id, entity.logical_name, op["id"], base or 0)
-        changes, lost = split_changes(changes, server_fields, _lookup_names(entity))
+        changes, lost = split_changes(changes, server_fields - p.hidden_fields(entity), names)
     if changes:
         ops.update(s, m, p, actor, entity, op["id"], changes)
     else:
