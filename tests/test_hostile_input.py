@@ -304,3 +304,225 @@ def test_a_hostile_device_leaves_a_good_device_on_the_same_server_syncing(server
         names |= {u["record"].get("name") for u in frame["upserts"] if u["entity"] == "account"}
     good.close()
     watcher.close()
+
+
+# --- numbers no database column holds, strings no UTF-8 can carry (issue 17) ---------------------
+
+HUGE = 2**70
+LONE = "\ud800"  # a lone surrogate: valid in a JSON escape, impossible in UTF-8
+
+
+def untouched_frames(device: Device) -> list[tuple[str, dict[str, Any]]]:
+    """(what, frame) for every frame type, each carrying one value the database cannot hold."""
+    rid = str(uuid.uuid4())
+
+    def op(**kw: Any) -> dict[str, Any]:
+        base = {
+            "op_id": str(uuid.uuid4()),
+            "seq": device.seq + 1,
+            "kind": "create",
+            "entity": "account",
+            "id": rid,
+            "base_version": None,
+            "changes": {"name": "fine"},
+        }
+        return {**base, **kw}
+
+    return [
+        (
+            "hello pending_ops",
+            {"type": "hello", "device_id": device.device_id, "app_version": "t", "pending_ops": HUGE},
+        ),
+        ("hello cursor", {"type": "hello", "device_id": device.device_id, "app_version": "t", "cursor": HUGE}),
+        ("hello app_version", {"type": "hello", "device_id": device.device_id, "app_version": LONE}),
+        ("pull cursor", {"type": "pull", "cursor": HUGE}),
+        ("pull cursor, negative", {"type": "pull", "cursor": -HUGE}),
+        ("push seq", {"type": "push", "ops": [op(seq=HUGE)]}),
+        ("push base_version", {"type": "push", "ops": [op(kind="update", base_version=HUGE)]}),
+        (
+            "push changes, a huge number",
+            {"type": "push", "ops": [op(changes={"name": "x", "numberofemployees": HUGE})]},
+        ),
+        ("push changes, a lone surrogate", {"type": "push", "ops": [op(changes={"name": "a" + LONE})]}),
+        ("push changes, a lone surrogate key", {"type": "push", "ops": [op(changes={LONE: "x"})]}),
+        ("push op_id", {"type": "push", "ops": [op(op_id=LONE)]}),
+        (
+            "push command args",
+            {"type": "push", "ops": [op(kind="command", command="qualify_lead", args={"leadid": LONE})]},
+        ),
+        ("download after", {"type": "download", "entity": "account", "after": LONE, "limit": 10}),
+        ("download limit", {"type": "download", "entity": "account", "after": None, "limit": HUGE}),
+        ("reconcile check", {"type": "reconcile", "check": HUGE, "held": {}, "done": True}),
+        ("reconcile held", {"type": "reconcile", "check": "x", "held": {"account": {LONE: [LONE]}}, "done": True}),
+        ("ping with junk", {"type": "ping", "n": HUGE}),
+        ("a lone surrogate type", {"type": LONE}),
+    ]
+
+
+@pytest.mark.parametrize("index", range(18))
+def test_a_huge_integer_or_a_lone_surrogate_in_any_frame_is_a_bad_message_and_the_session_goes_on(
+    app: Flask, org: Org, index: int
+) -> None:
+    device = Device(app, org, org.alice)
+    device.hello()
+    what, frame = untouched_frames(device)[index]
+    before = feed_size(app)
+    frames = device.send(frame)  # today: OverflowError / UnicodeEncodeError out of the channel
+    assert [f["type"] for f in frames] in (["error"], ["pong"]), (what, frames)
+    if frames[0]["type"] == "error":
+        assert frames[0]["code"] == "bad_message", (what, frames)
+    assert feed_size(app) == before, what
+    # The same session goes on: it answers, and its next good operation applies.
+    assert device.send({"type": "ping"}) == [{"type": "pong"}]
+    ack = device.push(device.op("create", "account", str(uuid.uuid4()), {"name": "after " + what}))
+    assert ack[0]["results"][0]["status"] == "applied", (what, ack)
+
+
+# The fuzz profile of issue 17: huge integers and lone surrogates in every frame type. Short and
+# seeded in the default run; `-m slow` runs the deep one.
+POISON = st.sampled_from(
+    [
+        2**70,
+        -(2**70),
+        2**63,
+        -(2**63) - 1,
+        2**63 - 1,  # the widest that is accepted: it must reach the handlers and still be refused cleanly
+        -(2**63),
+        2**31,
+        2**31 - 1,
+        -(2**31) - 1,
+        10**30,
+        1e308,
+        -1e308,
+        float("nan"),
+        float("inf"),
+        "\ud800",
+        "\udfff",
+        "a\udc80b",
+        "😀\ud83d",
+        "\ud83d\ude00",  # a well-formed pair: fine
+    ]
+)
+POISONED_JSON = st.recursive(
+    st.one_of(POISON, SCALARS),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.one_of(st.text(max_size=6), POISON.filter(lambda v: isinstance(v, str))), inner, max_size=3
+        )
+    ),
+    max_leaves=8,
+)
+
+
+def poisoned(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A plausible value, often a poisoned one instead, sometimes poison nested in junk."""
+    return st.one_of(good, POISON, POISON, POISONED_JSON)
+
+
+@st.composite
+def poisoned_op(draw: st.DrawFn, seq: int) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["create", "update", "delete", "command"]))
+    op: dict[str, Any] = {
+        "op_id": draw(poisoned(st.uuids().map(str))),
+        "seq": draw(poisoned(st.just(seq))),
+        "kind": kind,
+        "entity": draw(poisoned(st.sampled_from(["account", "contact", "lead", "opportunity"]))),
+        "id": draw(poisoned(st.uuids().map(str))),
+        "base_version": draw(poisoned(st.sampled_from([None, 1]))),
+        "changes": draw(
+            poisoned(
+                st.dictionaries(
+                    st.sampled_from(["name", "lastname", "numberofemployees", "revenue", "telephone1", "description"]),
+                    poisoned(st.one_of(st.text(max_size=10), st.integers(-5, 5))),
+                    max_size=3,
+                )
+            )
+        ),
+    }
+    if kind == "command":
+        op["command"] = draw(poisoned(st.sampled_from(["qualify_lead", "close_opportunity", "disqualify_lead"])))
+        op["args"] = draw(
+            poisoned(
+                st.dictionaries(st.sampled_from(["leadid", "status", "actualvalue", "statuscode"]), POISON, max_size=2)
+            )
+        )
+    return op
+
+
+@st.composite
+def poisoned_frame(draw: st.DrawFn, device_id: str, next_seq: int) -> dict[str, Any]:
+    """Every frame type of PROTOCOL.md §5 with poison where its values go."""
+    msg_type = draw(st.sampled_from(["hello", "push", "download", "pull", "reconcile", "ping", "pong"]))
+    msg: dict[str, Any] = {"type": msg_type}
+    if msg_type == "hello":
+        msg.update(
+            device_id=draw(poisoned(st.just(device_id))),
+            org=draw(poisoned(st.just("contoso"))),
+            app_version=draw(poisoned(st.just("1.0"))),
+            cursor=draw(poisoned(st.integers(0, 10))),
+            metadata_version=draw(poisoned(st.text(max_size=5))),
+            pending_ops=draw(poisoned(st.integers(0, 10))),
+        )
+    elif msg_type == "push":
+        msg["ops"] = draw(st.one_of(st.lists(poisoned_op(next_seq), min_size=1, max_size=2), POISONED_JSON))
+    elif msg_type == "download":
+        msg.update(
+            entity=draw(poisoned(st.sampled_from(["account", "contact"]))),
+            after=draw(poisoned(st.one_of(st.none(), st.uuids().map(str)))),
+            limit=draw(poisoned(st.integers(1, 50))),
+        )
+    elif msg_type == "pull":
+        msg.update(cursor=draw(poisoned(st.integers(0, 10))), scope=draw(poisoned(st.just(1))))
+    elif msg_type == "reconcile":
+        msg.update(
+            check=draw(poisoned(st.text(max_size=5))),
+            held=draw(poisoned(st.just({"account": {"": []}}))),
+            done=draw(poisoned(st.booleans())),
+        )
+    else:
+        msg.update(draw(st.dictionaries(st.sampled_from(["n", "t"]), POISON, max_size=1)))
+    return msg
+
+
+def poison_fuzz(app: Flask, org: Org, data: st.DataObject) -> None:
+    device = Device(app, org, org.bob)
+    next_seq = [device.hello()["next_seq"]]
+    for _ in range(data.draw(st.integers(1, 4))):
+        before = feed_size(app)
+        frames = device.send(json.dumps(data.draw(poisoned_frame(device.device_id, next_seq[0]))))
+        applied = check_frames(frames, next_seq)
+        if applied == 0:
+            assert feed_size(app) == before, frames
+    # The session is still the same good one.
+    assert device.send({"type": "ping"}) == [{"type": "pong"}]
+    device.seq = next_seq[0] - 1
+    ack = device.push(device.op("create", "account", str(uuid.uuid4()), {"name": "Still here"}))
+    assert ack[0]["results"][0]["status"] == "applied", ack
+
+
+POISON_SETTINGS = settings(
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@seed(20261203)
+@settings(POISON_SETTINGS, max_examples=int(os.environ.get("OUTPOST_FUZZ_EXAMPLES", "150")))
+@given(data=st.data())
+def test_huge_integers_and_lone_surrogates_in_every_frame_type_get_error_frames_and_the_session_goes_on(
+    app: Flask, org: Org, data: st.DataObject
+) -> None:
+    poison_fuzz(app, org, data)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("'slow' not in config.getoption('markexpr')", reason="a deep run: select it with -m slow")
+@settings(POISON_SETTINGS, max_examples=3000)
+@given(data=st.data())
+def test_huge_integers_and_lone_surrogates_in_every_frame_type_deep(
+    sqlite_only: None, app: Flask, org: Org, data: st.DataObject
+) -> None:
+    """The deep run (`-m slow`): unseeded, 3,000 examples."""
+    poison_fuzz(app, org, data)

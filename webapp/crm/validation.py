@@ -73,6 +73,9 @@ class StrictDate(fields.Date):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+COLUMN_LIMITS = {"money": decimal.Decimal("1e15") - 1, "decimal": decimal.Decimal("1e18") - 1}
+
+
 def field_for(attr: Attribute) -> fields.Field[Any]:
     """The marshmallow field that accepts exactly the JSON form of an attribute."""
     kw: dict[str, Any] = {"required": attr.required, "allow_none": not attr.required}
@@ -80,11 +83,14 @@ def field_for(attr: Attribute) -> fields.Field[Any]:
     if t in ("string", "memo"):
         return StrictString(validate=validate.Length(max=attr.max_length), **kw)
     if t == "integer":
-        rng = validate.Range(min=attr.min_value, max=attr.max_value)
-        return fields.Integer(strict=True, validate=rng, **kw)
+        # Unbounded attributes still fit their column (a 32-bit INTEGER), never a database error.
+        lo_i = attr.min_value if attr.min_value is not None else -(2**31)
+        hi_i = attr.max_value if attr.max_value is not None else 2**31 - 1
+        return fields.Integer(strict=True, validate=validate.Range(min=lo_i, max=hi_i), **kw)
     if t in ("decimal", "money"):
-        lo = decimal.Decimal(str(attr.min_value)) if attr.min_value is not None else None
-        hi = decimal.Decimal(str(attr.max_value)) if attr.max_value is not None else None
+        widest = COLUMN_LIMITS[t]  # what NUMERIC(19,4) / NUMERIC(28,10) holds
+        lo = decimal.Decimal(str(attr.min_value)) if attr.min_value is not None else -widest
+        hi = decimal.Decimal(str(attr.max_value)) if attr.max_value is not None else widest
         return StrictNumber(validate=validate.Range(min=lo, max=hi), **kw)
     if t == "boolean":
         return fields.Boolean(truthy={True}, falsy={False}, **kw)

@@ -30,6 +30,7 @@ from webapp.security.scope import load_principal
 from webapp.sync import devices, reconcile
 from webapp.sync.download import download_page
 from webapp.sync.feed import changes_since
+from webapp.sync.frames import BadFrame, parse_frame
 from webapp.sync.replay import PushError, Replay, push
 
 log = logging.getLogger("outpost.sync")
@@ -75,11 +76,9 @@ class Channel:
         """Handle one frame; returns the frames to send (raises Closing to end the channel)."""
         self.stats["frames"] += 1
         try:
-            msg = json.loads(text) if isinstance(text, str | bytes) else None
-        except (ValueError, RecursionError):
-            return [error("bad_message", "The frame is not valid JSON.")]
-        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            return [error("bad_message", "A frame is a JSON object with a 'type'.")]
+            msg = parse_frame(text)
+        except BadFrame as exc:
+            return [error("bad_message", exc.message)]
         kind = msg["type"]
         if kind == "ping":
             return [{"type": "pong"}]

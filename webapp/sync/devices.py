@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from webapp.crm.changes import utcnow
 from webapp.sync.tables import device, devicekey, opledger
 
+PENDING_OPS_MAX = 2**31 - 1
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -62,6 +63,8 @@ def next_seq(session: Session, device_id: str) -> int:
 
 def touch(session: Session, device_id: str, **values: Any) -> None:
     """Record a sync (last sync time, cursor, pending operations reported)."""
+    if "pending_ops" in values:  # as the device says: kept within its column, however large the claim
+        values["pending_ops"] = max(0, min(int(values["pending_ops"]), PENDING_OPS_MAX))
     session.execute(update(device).where(device.c.deviceid == device_id).values(last_seen=utcnow(), **values))
 
 
