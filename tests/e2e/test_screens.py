@@ -484,7 +484,7 @@ def test_a_salesperson_works_online_then_from_the_device_with_the_server_stopped
     assert grid(page) == before
     menu(page, "Offline Status")
     expect(page.get_by_text("Available", exact=True).first).to_be_visible()
-    expect(page.get_by_text("Offline", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Offline", exact=True)).to_be_visible()  # the top bar says so
 
     offline = {
         "edit": "Noah Wilson",

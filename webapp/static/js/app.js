@@ -12,6 +12,7 @@
  */
 import "./insecure.js"; // first: an id source on plain-HTTP pages, before anything mints one
 import { ApiError, call, setCsrf } from "./api.js";
+import { initConnection, showConnection } from "./connection.js";
 import { Data } from "./data.js";
 import { ask, h, replace, toast } from "./dom.js";
 import { forget as forgetScripts, prefetch as prefetchScripts } from "./formscripts.js";
@@ -126,8 +127,10 @@ async function startDevice() {
   ctx.data = new Data(ctx.store, ctx.sync);
   ctx.store.subscribe(() => scheduleRefresh());
   let prompting = false;
+  const sync = ctx.sync;
   ctx.sync.subscribe((status) => {
     document.documentElement.dataset.connection = status.connection;
+    if (ctx.sync === sync) showConnection(status); // the top bar's indicator follows at once
     scheduleRefresh(); // Offline Status and the marks follow the sync's progress
     const skipped = sessionStorage.getItem(SKIPPED) === status.serverVersion;
     if (status.updatesAvailable && status.serverVersion && !skipped && !prompting && !status.download) {
@@ -385,6 +388,7 @@ async function render() {
   else if (ctx.identity && needsPin()) name = "pin"; // nothing else is read before the PIN
   else if (name === "pin") name = "home";
   const params = { parts: parts.slice(1), query: new URLSearchParams(query), isNew: route === "new" };
+  showConnection(ctx.identity && ctx.sync ? ctx.sync.status : null);
   try {
     const view = await import(`./views/${name}.js`);
     const el = await view.render(ctx, params);
@@ -402,6 +406,7 @@ async function render() {
 
 async function boot() {
   moreButton()?.addEventListener("click", openMenu);
+  initConnection((hash) => ctx.navigate(hash), () => ctx.sync?.kick());
   addEventListener("hashchange", () => render());
   addEventListener("online", () => (ctx.online = true));
   addEventListener("offline", () => (ctx.online = false));

@@ -20,6 +20,8 @@ const HEARTBEAT_MS = 25_000;
 const SILENCE_MS = 60_000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
+/** The meta key of each entity's own sync time (see #synced). */
+export const ENTITY_SYNC_TIMES = "entity_sync_times";
 /** Close codes of a server that is restarting (docs/protocol.md): come back after a random wait. */
 const RESTART_CODES = [1001, 1012];
 const RESTART_SPREAD_MS = 10_000;
@@ -447,6 +449,20 @@ export class Sync {
     await this.store.applyServer(frame.upserts || []);
     await this.store.applyRemoves(frame.removes || []);
     await this.store.setMeta("cursor", frame.cursor);
+    await this.#synced([...(frame.upserts || []), ...(frame.removes || [])].map((/** @type {any} */ item) => item.entity));
+  }
+
+  /**
+   * Each entity's own sync time (Offline Status): when the device last took that entity's data
+   * from the server — its download, a change to one of its records, or the answer to a change.
+   * @param {string[]} entities
+   */
+  async #synced(entities) {
+    if (!entities.length) return;
+    const times = { ...(await this.store.getMeta(ENTITY_SYNC_TIMES, null)) };
+    const now = new Date().toISOString();
+    for (const entity of entities) times[entity] = now;
+    await this.store.setMeta(ENTITY_SYNC_TIMES, times);
   }
 
   async #pullAll() {
@@ -479,6 +495,7 @@ export class Sync {
       }
       const ack = await this.#request({ type: "push", ops: batch }, ["ack"]);
       await this.store.applyAck(ack.results);
+      await this.#synced(ack.results.flatMap((/** @type {any} */ r) => [...(r.records || []), ...(r.removed || [])].map((/** @type {any} */ item) => item.entity)));
       await this.refreshCounts();
       if (ack.results.length < batch.length) return; // an error frame follows; the next session retries
     }
@@ -514,6 +531,7 @@ export class Sync {
         await this.store.setMeta(key, mark);
       }
       done.push(entity);
+      await this.#synced([entity]);
     }
     // Pull from the older of the two cursors: repeated changes are harmless, missed ones are not.
     const cursor = await this.store.getMeta("cursor", null);

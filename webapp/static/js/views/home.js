@@ -3,20 +3,31 @@
 import { h } from "../dom.js";
 
 export const live = true;
-/** The stylesheet's badge for each mark. */
-export const BADGE = { available: "badge--available", error: "badge--error", "not-enabled": "badge--disabled" };
+/**
+ * The stylesheet's badge for each mark. The marks say whether an entity's records are on the
+ * device — never whether the phone is online (the top bar's indicator says that): "Available
+ * offline" with a download glyph, "Not available offline" with "!", "Online only" dashed.
+ */
+export const BADGE = { available: "badge--downloaded", error: "badge--error", "not-enabled": "badge--disabled" };
+/** The words of each mark. */
+export const MARK_TEXT = { available: "Available offline", error: "Not available offline", "not-enabled": "Online only" };
 
 /**
- * The mark of an entity on this device.
+ * The mark of an entity on this device, and the longer explanation (its title).
  * @param {any} ctx @param {any} meta
- * @returns {{mark: "available"|"error"|"not-enabled", label: string}}
+ * @returns {{mark: "available"|"error"|"not-enabled", label: string, text: string}}
  */
 export function markOf(ctx, meta) {
   const profile = ctx.store?.customizations?.offline_profile;
   const enabled = Boolean(profile?.enabled && profile.entities?.[meta.logical_name]?.enabled);
-  if (!enabled) return { mark: "not-enabled", label: "Not enabled for offline" };
-  if (ctx.sync?.status.offlineReady && !ctx.sync.status.updatesAvailable) return { mark: "available", label: "Available offline" };
-  return { mark: "error", label: "Enabled for offline, not available (download the updates)" };
+  if (!enabled) return { mark: "not-enabled", label: "Not enabled for offline by the administrator: needs a connection", text: MARK_TEXT["not-enabled"] };
+  if (ctx.sync?.status.offlineReady && !ctx.sync.status.updatesAvailable) return { mark: "available", label: "Available offline: the records are on this device", text: MARK_TEXT.available };
+  return { mark: "error", label: "Enabled for offline, not available (download the updates)", text: MARK_TEXT.error };
+}
+
+/** The mark as a badge: its words, its glyph, and the explanation as a title. @param {{mark: "available"|"error"|"not-enabled", label: string, text: string}} m */
+export function markBadge(m) {
+  return h("span", { class: `list__meta badge ${BADGE[m.mark]}`, title: m.label }, m.text);
 }
 
 /** @param {any} ctx */
@@ -30,7 +41,7 @@ export async function render(ctx) {
     .filter((/** @type {any} */ e) => e.offline_commands.includes("read") && e.views.length)
     .sort((/** @type {any} */ a, /** @type {any} */ b) => a.display_collection_name.localeCompare(b.display_collection_name));
   const rows = entities.map((/** @type {any} */ meta) => {
-    const { mark, label } = markOf(ctx, meta);
+    const mark = markOf(ctx, meta);
     const count = meta.logical_name === "activitypointer" ? null : counts[meta.logical_name];
     return h(
       "li",
@@ -44,7 +55,7 @@ export async function render(ctx) {
           h("span", { class: "list__primary" }, meta.display_collection_name),
           h("span", { class: "list__secondary" }, count !== undefined && count !== null ? `${count} on this device` : ""),
         ),
-        h("span", { class: `list__meta badge ${BADGE[mark]}`, title: label }, h("span", { class: "visually-hidden" }, `${label}: `), mark === "available" ? "Offline" : mark === "error" ? "Not available" : "Online only"),
+        markBadge(mark),
       ),
     );
   });

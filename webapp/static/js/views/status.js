@@ -6,13 +6,14 @@
  */
 import { h, toast } from "../dom.js";
 import { INSECURE_TEXT, secure } from "../insecure.js";
-import { BADGE, markOf } from "./home.js";
+import { ENTITY_SYNC_TIMES } from "../sync.js";
+import { markBadge, markOf } from "./home.js";
 
 export const live = true;
 
-/** @param {string|null} iso */
+/** A time as people read it on a phone ("3 Dec 2026, 14:05"). @param {string|null} iso */
 function when(iso) {
-  return iso ? new Date(iso).toLocaleString() : "Never";
+  return iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "Never";
 }
 
 /** @param {any} ctx */
@@ -32,6 +33,8 @@ export async function render(ctx) {
   const s = ctx.sync?.status;
   const state = overall(ctx);
   const counts = store && s?.offlineReady ? await store.counts() : {};
+  /** @type {Record<string, string>} */
+  const times = (store && (await store.getMeta(ENTITY_SYNC_TIMES, null))) || {};
   const errors = store ? await store.errors() : [];
   const progress = s?.download
     ? h(
@@ -49,20 +52,20 @@ export async function render(ctx) {
         .filter((/** @type {any} */ e) => e.offline_commands.includes("read") && e.logical_name !== "activitypointer")
         .sort((/** @type {any} */ a, /** @type {any} */ b) => a.display_collection_name.localeCompare(b.display_collection_name))
         .map((/** @type {any} */ meta) => {
-          const { mark, label } = markOf(ctx, meta);
-          const status = mark === "available" ? "Available" : mark === "error" ? "Not Available" : "Not enabled";
-          const count = mark === "not-enabled" ? "" : `${counts[meta.logical_name] ?? 0} records`;
-          const synced = mark === "available" ? `Sync time ${when(s?.lastSync ?? null)}` : "";
+          const mark = markOf(ctx, meta);
+          const lines = [];
+          if (mark.mark !== "not-enabled") lines.push(`${counts[meta.logical_name] ?? 0} records`);
+          if (mark.mark === "available") lines.push(`Sync time ${when(times[meta.logical_name] ?? null)}`);
           return h(
             "li",
-            { class: "list__row" },
+            { class: "list__row status-entity" },
             h(
               "span",
               { class: "list__text" },
               h("span", { class: "list__primary" }, meta.display_collection_name),
-              h("span", { class: "list__secondary" }, [count, synced].filter(Boolean).join(" · ")),
+              lines.map((line) => h("span", { class: "status-entity__line" }, line)),
             ),
-            h("span", { class: `list__meta badge ${BADGE[mark]}`, title: label }, h("span", { class: "visually-hidden" }, `${label}: `), status),
+            markBadge(mark),
           );
         })
     : [];

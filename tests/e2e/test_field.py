@@ -1,0 +1,168 @@
+"""Field experience (issue 15): what a salesperson sees of the connection, the queue and sync errors.
+
+- The top bar's indicator: Online, Offline (the server process really stopped), Syncing, with
+  the number of pending changes in its accessible name; tapping it opens Offline Status.
+- The entity marks say whether the records are on the device, in words that never read as the
+  connection ("Available offline"); each entity shows its own sync time, whole.
+- A change the server refused or resolved: a banner naming the record and the fields by their
+  labels, linking to the record; Offline Status shows the same words as a card with Retry and
+  Discard, no JSON and no internal names; a conflict offers the three values and keeping either.
+
+Screenshots for a person to look at go to test-artifacts/ (412 x 915, the phone's size).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.e2e.conftest import REPO_ROOT, LiveServer
+from tests.e2e.sync_helpers import CTX, call, get, open_more, sign_in, update, wait_synced
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+PHONE_SIZE = {"width": 412, "height": 915}
+
+# Every distinct name the indicator shows, in order (a MutationObserver sees even a brief one).
+RECORD_NAMES = """() => {
+    const button = document.getElementById("connection-button");
+    window.__names = [button.textContent.trim()];
+    new MutationObserver(() => {
+        const name = button.hidden ? "(hidden)" : button.textContent.trim();
+        if (window.__names[window.__names.length - 1] !== name) window.__names.push(name);
+    }).observe(button, { subtree: true, childList: true, characterData: true, attributes: true });
+}"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def frozen_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Serve a snapshot of webapp/static (see test_sync_journeys.py): an edit mid-run never breaks the worker."""
+    dest = tmp_path_factory.mktemp("frozen") / "static"
+    shutil.copytree(REPO_ROOT / "webapp" / "static", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("OUTPOST_STATIC_FOLDER", str(dest))
+    yield dest
+    patch.undo()
+
+
+def shot(page: Page, name: str) -> None:
+    """A screenshot of what the phone shows, for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"field-{name}.png"))
+
+
+def owned(api: Any, entity_set: str, select: str, owner: str, top: int = 1) -> list[dict[str, Any]]:
+    """The first `top` records of an entity set owned by a user."""
+    query = f"$select={select}&$filter=_ownerid_value eq {owner}&$orderby={select.split(',')[0]}&$top={top}"
+    rows = get(api, f"/api/data/{entity_set}?{query}")["value"]
+    assert len(rows) == top, f"the demo has too few {entity_set} owned by {owner}"
+    return rows  # type: ignore[no-any-return]
+
+
+def indicator(page: Page) -> Any:
+    """The top bar's connection indicator (a button named by its words)."""
+    return page.get_by_role("banner").get_by_role("button", name=re.compile(r"^(Online|Offline|Syncing|Connecting)"))
+
+
+# --- item 1: connection and queue at a glance ---------------------------------------------------
+
+
+def test_the_top_bar_shows_online_offline_syncing_and_pending_changes_and_opens_offline_status(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """Online; the server stopped: Offline, then "Offline · 2 pending"; back: Syncing, then Online."""
+    page = phone_page
+    page.set_viewport_size(PHONE_SIZE)
+    me = sign_in(page, "east1")["user"]
+    api = live_server.client("admin")
+    account = owned(api, "accounts", "name,accountid", me["id"])[0]
+    expect(page.get_by_role("button", name="Online", exact=True)).to_be_visible()
+    page.evaluate(RECORD_NAMES)
+
+    live_server.stop()  # the honest offline: nothing answers
+    expect(page.get_by_role("button", name="Offline", exact=True)).to_be_visible()
+    update(page, "account", account["accountid"], {"telephone1": "+1 555 0101"})
+    update(page, "account", account["accountid"], {"websiteurl": "https://offline.example"})
+    expect(page.get_by_role("button", name="Offline · 2 pending", exact=True)).to_be_visible()
+    expect(indicator(page)).to_have_count(1)
+    shot(page, "topbar-offline-pending")
+
+    live_server.start()
+    indicator(page).click()  # tapping it opens Offline Status, and tries the server again now
+    expect(page.get_by_role("heading", name="Offline Status", level=1)).to_be_visible()
+    wait_synced(page)
+    expect(page.get_by_role("button", name="Online", exact=True)).to_be_visible()
+    names = page.evaluate("window.__names")
+    assert names[0] == "Online" and names.index("Offline") < names.index("Offline · 1 pending"), names
+    assert "Offline · 1 pending" in names and "Offline · 2 pending" in names, names
+    # The way back: the queue syncs (still counted), then Online with nothing pending.
+    assert names.index("Syncing · 2 pending") > names.index("Offline · 2 pending"), names
+    assert names[-1] == "Online", names
+    assert all("Available" not in n for n in names)
+    on_server = get(api, f"/api/data/accounts({account['accountid']})?$select=telephone1,websiteurl")
+    assert (on_server["telephone1"], on_server["websiteurl"]) == ("+1 555 0101", "https://offline.example")
+
+
+def test_the_entity_marks_say_available_offline_and_each_entity_shows_its_own_whole_sync_time(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """Home and Offline Status: "Available offline" (never "Offline"), and Accounts' own later sync time."""
+    page = phone_page
+    page.set_viewport_size(PHONE_SIZE)
+    me = sign_in(page, "east1")["user"]
+    api = live_server.client("admin")
+    account = owned(api, "accounts", "name,accountid", me["id"])[0]
+
+    open_more(page, "Home")
+    entities = page.get_by_role("list", name="Entities")
+    expect(entities.get_by_role("link", name=re.compile(r"^Accounts"))).to_contain_text("Available offline")
+    # No mark anywhere reads like the connection state.
+    marks = entities.locator(".badge").all_inner_texts()
+    assert marks and all(m in ("Available offline", "Not available offline", "Online only") for m in marks), marks
+    shot(page, "home-marks")
+
+    times_before = call(page, f"() => {CTX}.store.getMeta('entity_sync_times', null)")
+    assert {"account", "contact", "lead"} <= set(times_before), times_before
+    # An hour passes for the contacts (their download time moved back), and an account changes.
+    call(
+        page,
+        f"""async () => {{
+            const times = await {CTX}.store.getMeta('entity_sync_times', null);
+            times.contact = new Date(Date.now() - 3600_000).toISOString();
+            await {CTX}.store.setMeta('entity_sync_times', times);
+        }}""",
+    )
+    update(page, "account", account["accountid"], {"telephone1": "+1 555 0102"})
+    wait_synced(page)
+    times = call(page, f"() => {CTX}.store.getMeta('entity_sync_times', null)")
+    assert times["account"] > times_before["account"]  # the ack brought the account back: its own time
+    assert times["lead"] == times_before["lead"]  # nothing of the leads moved
+
+    page.get_by_role("button", name="Online", exact=True).click()
+    expect(page.get_by_role("heading", name="Offline Status", level=1)).to_be_visible()
+    shown = call(
+        page,
+        """(times) => Object.fromEntries(Object.entries(times).map(([e, iso]) =>
+            [e, new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })]))""",
+        times,
+    )
+    rows = page.get_by_role("list", name="Entities").get_by_role("listitem")
+    accounts = rows.filter(has=page.get_by_text("Accounts", exact=True))
+    contacts = rows.filter(has=page.get_by_text("Contacts", exact=True))
+    expect(accounts).to_contain_text(f"Sync time {shown['account']}")
+    expect(contacts).to_contain_text(f"Sync time {shown['contact']}")
+    assert shown["account"] != shown["contact"]
+    expect(accounts).to_contain_text("Available offline")
+    # Whole: no line of any row is cut off (nothing wider than its box, nothing outside the screen).
+    cut = page.evaluate(
+        """() => [...document.querySelectorAll('.status-entity__line, .status-entity .badge')]
+            .filter((el) => el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > innerWidth)
+            .map((el) => el.textContent)"""
+    )
+    assert cut == []
+    shot(page, "status-entities")
