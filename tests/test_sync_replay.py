@@ -210,6 +210,7 @@ def test_a_rejected_operation_never_blocks_the_queue_and_its_dependants_are_reje
     assert [r["status"] for r in results] == ["rejected", "rejected", "rejected", "applied"]
     assert results[0]["reason"]["code"] == "validation_failed"
     assert results[0]["reason"]["field"] == "name"
+    assert list(results[0]["reason"]["details"]) == ["name"]  # each field's message (issue 15)
     assert results[0]["removed"] == [{"entity": "account", "id": bad}]
     assert results[1]["reason"]["message"] == "This operation depends on a rejected operation."
     assert results[2]["reason"]["code"] == "depends_on_rejected"

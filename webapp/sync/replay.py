@@ -258,17 +258,25 @@ def apply_one(replay: Replay, op: dict[str, Any]) -> dict[str, Any]:
         return result
     except CrmError as exc:
         savepoint.rollback()
-        return _rejected(replay, op, entity, exc.code, exc.message, exc.field)
+        return _rejected(replay, op, entity, exc.code, exc.message, exc.field, exc.details)
 
 
 def _rejected(
-    replay: Replay, op: dict[str, Any], entity: Entity | None, code: str, message: str, field_: str | None = None
+    replay: Replay,
+    op: dict[str, Any],
+    entity: Entity | None,
+    code: str,
+    message: str,
+    field_: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     if op["kind"] == "create":
         replay.rejected_creates.add(op["id"])
     reason: dict[str, Any] = {"code": code, "message": message}
     if field_:
         reason["field"] = field_
+    if details:
+        reason["details"] = details  # per-field messages, so the phone names each field (issue 15)
     view = _server_view(replay, entity, op["id"]) if entity is not None else {}
     if op["kind"] == "command":
         # The records the device minted for the command do not exist on the server: drop them.
