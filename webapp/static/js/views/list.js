@@ -13,6 +13,13 @@
  *   device's search index when offline-ready, else `contains` filters on the server).
  * - Rows open the record; checkboxes select rows ("Selected: N", kept in `ctx.selection` for
  *   commands that act on a selection); rows with unsynced changes say "Not synced".
+ * - On a phone (screens.css, below 720 px) the table is laid out as cards: the primary column,
+ *   then the others as labelled secondary lines, never off-screen; the whole card opens the
+ *   record (a 44 px+ target), a 44 px checkbox or a long-press selects it, and the column
+ *   headers become a row of sort buttons. The table's roles stay, so a screen reader still
+ *   reads a table with its headers.
+ * - "Refresh" (and pulling the list down from its top, by touch) syncs with the server now and
+ *   reads the view again; it is offered while the server can be reached.
  *
  * The screen's state lives in the hash (`#/list/<entity>?view=&sort=&dir=&q=&n=`), updated in
  * place with `history.replaceState`, so a re-render after a data change shows the same thing.
@@ -50,6 +57,8 @@ const SYSTEM_TYPES = /** @type {Record<string, string>} */ ({
 
 /** The rows selected in each entity's list, kept across re-renders. @type {Map<string, Set<string>>} */
 const selections = new Map();
+/** A refresh in progress (it outlives the re-renders that the sync's progress causes) and how the last one went. */
+const refreshing = { busy: false, note: "" };
 
 // --- helpers shared by the screens ---------------------------------------------------------------
 
@@ -397,11 +406,42 @@ export async function render(ctx, params) {
     ? h("button", { type: "button", class: "button button--primary", onclick: () => ctx.navigate(`#/new/${encodeURIComponent(entity)}`) }, "New")
     : null;
 
+  const reachable = serverReachable(ctx);
+  const refreshStatus = h("p", { class: "list-refresh__status muted", role: "status" }, reachable ? refreshing.note : "Offline: showing what is on this device.");
+  const pullHint = h("div", { class: "list-pull", "aria-hidden": "true" }, h("span", { class: "list-pull__text" }, ""));
+  /** Say how the refresh went, on this screen or on the one that replaced it meanwhile. @param {string} text */
+  const note = (text) => {
+    refreshing.note = text;
+    const shown = refreshStatus.isConnected ? refreshStatus : document.querySelector(".list-refresh__status");
+    if (shown) shown.textContent = text;
+  };
+  const syncNow = async () => {
+    if (refreshing.busy || !serverReachable(ctx)) return;
+    refreshing.busy = true;
+    refreshButton.disabled = true;
+    note("Refreshing…");
+    try {
+      await pullFromServer(ctx);
+      await refresh();
+      note(`Refreshed at ${localDateTime(new Date().toISOString()).slice(11)}.`);
+    } catch (err) {
+      note(`Could not refresh: ${/** @type {any} */ (err)?.message || err}`);
+    } finally {
+      refreshing.busy = false;
+      refreshButton.disabled = !serverReachable(ctx);
+    }
+  };
+  const refreshButton = /** @type {HTMLButtonElement} */ (
+    h("button", { type: "button", class: "button button--secondary list-refresh", disabled: !reachable || refreshing.busy, onclick: () => void syncNow() }, "Refresh")
+  );
+
   await refresh();
-  return h(
+  const screen = h(
     "section",
     { class: "screen stack list-screen" },
-    h("div", { class: "screen-header" }, h("h1", null, meta.display_collection_name), newButton),
+    pullHint,
+    h("div", { class: "screen-header" }, h("h1", null, meta.display_collection_name), h("div", { class: "row screen-header__actions" }, refreshButton, newButton)),
+    refreshStatus,
     h("div", { class: "field" }, h("label", { class: "field__label", for: "list-view" }, "View"), viewSelect),
     h(
       "form",
@@ -425,6 +465,143 @@ export async function render(ctx, params) {
     ),
     results,
   );
+  pullToRefresh(screen, pullHint, () => serverReachable(ctx) && !refreshing.busy, syncNow);
+  return screen;
+}
+
+/** Whether "Refresh" can reach the server: the sync socket is up (offline-ready), or the browser is online (online-only). @param {any} ctx */
+function serverReachable(ctx) {
+  if (isLocal(ctx)) return ctx.sync?.status?.connection === "online";
+  return navigator.onLine !== false;
+}
+
+/**
+ * Offline-ready: run a sync round now (pull the server's changes, push the queue) and wait for it
+ * to finish (at most 20 s). Online-only, the view reads the Web API anyway.
+ * @param {any} ctx
+ */
+async function pullFromServer(ctx) {
+  const sync = ctx.sync;
+  if (!isLocal(ctx) || !sync) return;
+  const before = sync.status.lastSync;
+  await new Promise((resolve, reject) => {
+    /** @type {() => void} */
+    let stop = () => {};
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error("the server did not answer in time."));
+    }, 20_000);
+    stop = sync.subscribe((/** @type {any} */ s) => {
+      const done = s.lastSync !== before && s.phase === "idle";
+      const failed = s.connection !== "online";
+      if (!done && !failed) return;
+      clearTimeout(timer);
+      queueMicrotask(() => stop());
+      if (done) resolve(undefined);
+      else reject(new Error("the server cannot be reached."));
+    });
+    sync.kick();
+  });
+}
+
+const PULL_DISTANCE = 64; // px the list must be pulled (after damping) to refresh
+
+/**
+ * Pull-to-refresh: a touch that starts with the page scrolled to its top and moves down shows
+ * "Pull to refresh", then "Release to refresh"; released past the mark, it refreshes. Passive
+ * listeners: scrolling is never held up. (The browser's own pull-to-refresh, which would
+ * reload the whole app, is turned off on this screen in screens.css.)
+ * @param {HTMLElement} screen @param {HTMLElement} hint @param {() => boolean} enabled @param {() => Promise<void>} run
+ */
+function pullToRefresh(screen, hint, enabled, run) {
+  let startY = -1;
+  let pulled = 0;
+  const text = /** @type {HTMLElement} */ (hint.firstChild);
+  const show = (/** @type {number} */ px) => {
+    hint.style.height = `${px}px`;
+    hint.classList.toggle("list-pull--armed", px >= PULL_DISTANCE);
+    text.textContent = px >= PULL_DISTANCE ? "Release to refresh" : px > 8 ? "Pull to refresh" : "";
+  };
+  screen.addEventListener("touchstart", (e) => {
+    startY = e.touches.length === 1 && window.scrollY <= 0 && enabled() ? e.touches[0].clientY : -1;
+    pulled = 0;
+  }, { passive: true });
+  screen.addEventListener("touchmove", (e) => {
+    if (startY < 0) return;
+    const dy = e.touches[0].clientY - startY;
+    if (dy <= 0 || window.scrollY > 0) {
+      startY = -1;
+      show(0);
+      return;
+    }
+    pulled = Math.min(PULL_DISTANCE * 1.5, dy / 2);
+    show(pulled);
+  }, { passive: true });
+  const end = () => {
+    const armed = startY >= 0 && pulled >= PULL_DISTANCE;
+    startY = -1;
+    show(0);
+    if (armed) void run();
+  };
+  screen.addEventListener("touchend", end, { passive: true });
+  screen.addEventListener("touchcancel", () => {
+    startY = -1;
+    show(0);
+  }, { passive: true });
+}
+
+const LONG_PRESS_MS = 500;
+
+/**
+ * Long-press on a row selects it (toggles its checkbox), and the click that ends the press does
+ * not open the record. One set of listeners for the whole table.
+ * @param {HTMLElement} tbody
+ */
+function longPressSelects(tbody) {
+  let timer = 0;
+  let start = { x: 0, y: 0 };
+  let fired = false;
+  const cancel = () => {
+    clearTimeout(timer);
+    timer = 0;
+  };
+  tbody.addEventListener("pointerdown", (e) => {
+    fired = false;
+    const target = /** @type {Element} */ (e.target);
+    if (e.button !== 0 || target.closest(".grid__check")) return;
+    const row = target.closest("tr");
+    const box = /** @type {HTMLInputElement|null} */ (row?.querySelector(".grid__check input"));
+    if (!box) return;
+    start = { x: e.clientX, y: e.clientY };
+    cancel();
+    timer = window.setTimeout(() => {
+      timer = 0;
+      box.click(); // toggles and fires "change", as a tap on the checkbox would
+      fired = true; // after: the click above must not be swallowed, the one the finger's lift makes must
+      navigator.vibrate?.(10);
+    }, LONG_PRESS_MS);
+  });
+  tbody.addEventListener("pointermove", (e) => {
+    if (timer && Math.hypot(e.clientX - start.x, e.clientY - start.y) > 10) cancel();
+  });
+  for (const type of ["pointerup", "pointercancel", "pointerleave"]) tbody.addEventListener(type, cancel);
+  tbody.addEventListener("contextmenu", (e) => {
+    if (fired || timer) e.preventDefault(); // the long-press menu of a link would cover the selection
+  });
+  tbody.addEventListener("click", (e) => {
+    if (!fired) return;
+    fired = false;
+    e.preventDefault();
+    e.stopPropagation();
+  }, true);
+}
+
+/**
+ * A 44 px checkbox: the real input covers the whole target (invisible), a drawn box shows its state.
+ * @param {Record<string, any>} attrs
+ */
+function checkbox(attrs) {
+  return h("span", { class: "check" }, h("input", { type: "checkbox", class: "check__input", ...attrs }), h("span", { class: "check__box", "aria-hidden": "true" }));
 }
 
 /**
@@ -478,29 +655,33 @@ async function table(ctx, meta, state, selected, on) {
     const content = c.sortable
       ? h("button", { type: "button", class: "grid__sort", "data-sort": c.key, onclick: () => on.onSort(c.key) }, c.label, h("span", { class: "grid__arrow", "aria-hidden": "true" }, sorted ? (order.dir === "desc" ? "▼" : "▲") : ""))
       : c.label;
-    return h("th", { scope: "col", "aria-sort": ariaSort, class: i === 0 ? "grid__first" : null }, content);
+    const classes = [i === 0 ? "grid__first" : "", c.sortable ? "" : "grid__head--fixed"].filter(Boolean).join(" ");
+    return h("th", { scope: "col", "aria-sort": ariaSort, class: classes || null }, content);
   });
   const allIds = rows.map((r) => r[meta.primary_id]);
   const allSelected = allIds.length > 0 && allIds.every((id) => selected.has(id));
-  const selectAll = h("input", {
-    type: "checkbox",
+  const selectAll = checkbox({
     id: "list-select-all",
     checked: allSelected,
     "aria-label": "Select all",
     onchange: (/** @type {Event} */ e) => {
       const on2 = /** @type {HTMLInputElement} */ (e.target).checked;
       for (const id of allIds) on2 ? selected.add(id) : selected.delete(id);
-      for (const box of /** @type {NodeListOf<HTMLInputElement>} */ (tableEl.querySelectorAll("tbody input[type=checkbox]"))) box.checked = on2;
+      for (const box of /** @type {NodeListOf<HTMLInputElement>} */ (tableEl.querySelectorAll("tbody input[type=checkbox]"))) {
+        box.checked = on2;
+        box.closest("tr")?.classList.toggle("grid__row--selected", on2);
+      }
       on.onSelection();
     },
   });
+  const selectAllBox = /** @type {HTMLInputElement} */ (selectAll.querySelector("input"));
   const body = rows.map((record) => {
     const id = record[meta.primary_id];
     const name = nameOf(meta, record);
     const key = `${concreteEntity(meta, record)}|${id}`;
     const cells = columns.map((c, i) => {
       const text = cellText(ctx, meta, record, c);
-      if (i > 0) return h("td", null, text);
+      if (i > 0) return h("td", { "data-label": c.label }, text);
       return h(
         "th",
         { scope: "row", class: "grid__first" },
@@ -511,8 +692,7 @@ async function table(ctx, meta, state, selected, on) {
     return h(
       "tr",
       { "data-id": id, class: selected.has(id) ? "grid__row--selected" : null },
-      h("td", { class: "grid__check" }, h("input", {
-        type: "checkbox",
+      h("td", { class: "grid__check" }, checkbox({
         checked: selected.has(id),
         "aria-label": `Select ${name}`,
         onchange: (/** @type {Event} */ e) => {
@@ -520,13 +700,15 @@ async function table(ctx, meta, state, selected, on) {
           if (box.checked) selected.add(id);
           else selected.delete(id);
           box.closest("tr")?.classList.toggle("grid__row--selected", box.checked);
-          /** @type {HTMLInputElement} */ (selectAll).checked = allIds.every((x) => selected.has(x));
+          selectAllBox.checked = allIds.every((x) => selected.has(x));
           on.onSelection();
         },
       })),
       cells,
     );
   });
+  const tbody = h("tbody", null, body);
+  longPressSelects(tbody);
   const caption = searched
     ? `Search results for “${state.q}” in ${meta.display_collection_name}: ${rows.length}${more ? "+" : ""}`
     : `${state.view.name}: ${rows.length}${more ? "+" : ""} ${rows.length === 1 ? "record" : "records"}`;
@@ -535,7 +717,7 @@ async function table(ctx, meta, state, selected, on) {
     { class: "grid" },
     h("caption", { class: "grid__caption" }, caption),
     h("thead", null, h("tr", null, h("td", { class: "grid__check" }, selectAll), headers)),
-    h("tbody", null, body),
+    tbody,
   );
   return h(
     "div",
