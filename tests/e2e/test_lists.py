@@ -42,7 +42,13 @@ def sign_in(page: Page, update: bool = True) -> None:
 
 
 def open_list(page: Page, entity: str) -> None:
+    """Open a list, once the sync is at rest (its progress re-renders the screen)."""
     page.goto(f"/#/list/{entity}")
+    wait_until(
+        page,
+        "() => { const s = window.Outpost.ctx.sync?.status;"
+        " return !window.Outpost.ctx.data?.local || (s.phase === 'idle' && s.connection === 'online'); }",
+    )
     expect(page.get_by_role("region", name=re.compile(r": \d+"))).to_be_visible()
 
 

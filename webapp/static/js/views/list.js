@@ -574,9 +574,13 @@ function longPressSelects(tbody) {
     if (!box) return;
     start = { x: e.clientX, y: e.clientY };
     cancel();
+    const id = row?.dataset.id || "";
     timer = window.setTimeout(() => {
       timer = 0;
-      box.click(); // toggles and fires "change", as a tap on the checkbox would
+      // The list may have been drawn again meanwhile (the sync's progress): the row as shown now.
+      const shown = box.isConnected ? box : document.querySelector(`.grid tbody tr[data-id="${CSS.escape(id)}"] .grid__check input`);
+      if (!(shown instanceof HTMLInputElement)) return;
+      shown.click(); // toggles and fires "change", as a tap on the checkbox would
       fired = true; // after: the click above must not be swallowed, the one the finger's lift makes must
       navigator.vibrate?.(10);
     }, LONG_PRESS_MS);
