@@ -23,7 +23,19 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.e2e.conftest import REPO_ROOT, LiveServer
-from tests.e2e.sync_helpers import CTX, call, get, open_more, sign_in, update, wait_synced
+from tests.e2e.sync_helpers import (
+    CTX,
+    call,
+    come_online,
+    get,
+    go_offline,
+    open_more,
+    outpost,
+    sign_in,
+    update,
+    user_id,
+    wait_synced,
+)
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 PHONE_SIZE = {"width": 412, "height": 915}
@@ -166,3 +178,105 @@ def test_the_entity_marks_say_available_offline_and_each_entity_shows_its_own_wh
     )
     assert cut == []
     shot(page, "status-entities")
+
+
+# --- item 2: errors a person can act on -----------------------------------------------------------
+
+
+def no_json_or_internal_names(text: str) -> None:
+    """What a person reads: no JSON, no logical names of fields or entities."""
+    for internal in ("{", "}", "telephone1", "websiteurl", "accountid", "account ", "validation_failed", "forbidden"):
+        assert internal not in text, f"{internal!r} in {text!r}"
+
+
+def test_a_conflict_is_named_by_record_and_label_with_three_values_and_keeping_mine_makes_a_new_change(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """Server wins Main Phone: a banner says so and opens the record; the card shows base, mine, server."""
+    outpost(live_server, "set-offline", "--org", "contoso", "--conflict-detection", "on")
+    page = phone_page
+    page.set_viewport_size(PHONE_SIZE)
+    me = sign_in(page, "east1")["user"]
+    api = live_server.client("admin")
+    account = owned(api, "accounts", "name,accountid,telephone1", me["id"])[0]
+    account_id, name, base = account["accountid"], account["name"], account["telephone1"]
+    open_more(page, "Home")
+
+    go_offline(live_server, phone_context)
+    update(page, "account", account_id, {"telephone1": "+1 555 0100 (mine)", "websiteurl": "https://mine.example"})
+    live_server.start()  # the office changes the phone number meanwhile
+    assert api.patch(f"/api/data/accounts({account_id})", {"telephone1": "+1 555 0199 (office)"}).status == 200
+    come_online(live_server, phone_context)
+    wait_synced(page)
+
+    banner = page.get_by_role("alert").filter(has_text=f"Account “{name}”")
+    expect(banner).to_contain_text("Automatically resolved")
+    expect(banner).to_contain_text("Main Phone: the server's value was kept.")
+    expect(banner).to_contain_text("Your other changes were saved: Website.")
+    no_json_or_internal_names(banner.inner_text())
+    shot(page, "conflict-banner")
+    banner.get_by_role("link", name=f"Open Account “{name}”").click()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+    expect(banner).to_have_count(0)  # followed: it has done its work
+
+    open_more(page, "Offline Status")
+    card = page.get_by_role("listitem", name=re.compile(f"Account “{re.escape(name)}”"))
+    expect(card).to_contain_text("Main Phone: the server's value was kept.")
+    no_json_or_internal_names(card.inner_text())
+    three = card.get_by_role("group", name="Main Phone: the three values")
+    expect(three).to_contain_text(f"When you changed it{base}")
+    expect(three).to_contain_text("Yours+1 555 0100 (mine)")
+    expect(three).to_contain_text("On the server (kept)+1 555 0199 (office)")
+    expect(card.get_by_role("link", name="Open record")).to_have_attribute("href", f"#/record/account/{account_id}")
+    card.scroll_into_view_if_needed()
+    shot(page, "conflict-card")
+
+    card.get_by_role("button", name="Keep mine").click()  # a new change, made now: it applies
+    expect(page.get_by_text("No sync errors.")).to_be_visible()
+    wait_synced(page)
+    on_server = get(api, f"/api/data/accounts({account_id})?$select=telephone1,websiteurl")
+    assert (on_server["telephone1"], on_server["websiteurl"]) == ("+1 555 0100 (mine)", "https://mine.example")
+    assert call(page, f"() => {CTX}.store.errors()") == []
+
+
+def test_a_refused_change_names_the_record_and_the_card_offers_retry_and_discard_in_words(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """A colleague's account edited offline: refused (no write privilege), undone, said plainly; Discard clears it."""
+    page = phone_page
+    page.set_viewport_size(PHONE_SIZE)
+    sign_in(page, "east1")
+    api = live_server.client("admin")
+    colleague = user_id(api, "east2")
+    theirs = owned(api, "accounts", "name,accountid,telephone1", colleague)[0]
+    east1 = live_server.client("east1")
+    assert east1.get(f"/api/data/accounts({theirs['accountid']})").status == 200  # readable to east1 …
+    refused = east1.patch(f"/api/data/accounts({theirs['accountid']})", {"telephone1": "x"})
+    assert refused.status == 403, refused.json  # … but not writable
+    open_more(page, "Home")
+
+    go_offline(live_server, phone_context)
+    update(page, "account", theirs["accountid"], {"telephone1": "+1 555 0142"})
+    come_online(live_server, phone_context)
+    wait_synced(page)
+
+    banner = page.get_by_role("alert").filter(has_text=f"Account “{theirs['name']}”")
+    expect(banner).to_contain_text(f"Not saved: Account “{theirs['name']}”")
+    expect(banner).to_contain_text("You do not have permission to change this record.")
+    expect(banner).to_contain_text("The server's values were restored on this device.")
+    no_json_or_internal_names(banner.inner_text())
+    device = call(page, f"([i]) => {CTX}.store.get('account', i)", [theirs["accountid"]])
+    assert device["telephone1"] == theirs["telephone1"]  # undone on the device too
+    shot(page, "refused-banner")
+
+    banner.get_by_role("link", name="Sync errors").click()
+    expect(page.get_by_role("heading", name="Offline Status", level=1)).to_be_visible()
+    card = page.get_by_role("listitem", name=re.compile(f"Account “{re.escape(theirs['name'])}”"))
+    expect(card).to_contain_text("Not saved")
+    expect(card).to_contain_text("You do not have permission to change this record.")
+    no_json_or_internal_names(card.inner_text())
+    expect(card.get_by_role("button", name="Retry")).to_be_visible()
+    expect(card.get_by_role("group")).to_have_count(0)  # no three-way for a refusal
+    card.get_by_role("button", name="Discard").click()
+    expect(page.get_by_text("No sync errors.")).to_be_visible()
+    assert call(page, f"() => {CTX}.store.errors()") == []

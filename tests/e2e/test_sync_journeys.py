@@ -229,7 +229,8 @@ def test_a_conflicting_offline_edit_follows_the_administrators_conflict_setting(
         assert "telephone1" in errors[0]["reason"]["message"]
         item = page.get_by_role("listitem").filter(has_text="Automatically resolved")
         expect(item).to_have_count(1)
-        expect(item).to_contain_text("account")
+        expect(item).to_contain_text(f"Account “{record['name']}”")  # the record by name, the field by label
+        expect(item).to_contain_text("Main Phone: the server's value was kept.")
     # Either way the device now shows exactly what the server holds.
     assert (device["telephone1"], device["websiteurl"], device["versionnumber"]) == (
         server["telephone1"],

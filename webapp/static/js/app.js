@@ -13,6 +13,7 @@
 import "./insecure.js"; // first: an id source on plain-HTTP pages, before anything mints one
 import { ApiError, call, setCsrf } from "./api.js";
 import { initConnection, showConnection } from "./connection.js";
+import { announce, clearBanners } from "./syncerrors.js";
 import { Data } from "./data.js";
 import { ask, h, replace, toast } from "./dom.js";
 import { forget as forgetScripts, prefetch as prefetchScripts } from "./formscripts.js";
@@ -140,6 +141,7 @@ async function startDevice() {
       });
     }
   });
+  ctx.sync.onErrors((opIds) => void announce(ctx, opIds).catch((err) => console.error("sync error banner", err)));
   await ctx.sync.start();
   try {
     const xrm = await import("./xrm.js");
@@ -389,6 +391,7 @@ async function render() {
   else if (name === "pin") name = "home";
   const params = { parts: parts.slice(1), query: new URLSearchParams(query), isNew: route === "new" };
   showConnection(ctx.identity && ctx.sync ? ctx.sync.status : null);
+  if (!ctx.identity || !ctx.store) clearBanners();
   try {
     const view = await import(`./views/${name}.js`);
     const el = await view.render(ctx, params);

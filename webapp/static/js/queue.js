@@ -14,7 +14,8 @@ import { ERRORS, META, QUEUE, during, getAll, promised, transact } from "./idb.j
 /**
  * @typedef {{op_id: string, seq: number, kind: string, entity: string, id: string,
  *   base_version: number|null, changes: Record<string, any>, command?: string, args?: any,
- *   created_at: string, labels?: Record<string, string|null>, effects?: any[], touches?: string[]}} Op
+ *   created_at: string, labels?: Record<string, string|null>, effects?: any[], touches?: string[],
+ *   before?: Record<string, {value: any, label: string|null}>}} Op
  * @typedef {import("./codec.js").Codec} Codec
  */
 
@@ -89,8 +90,9 @@ export function count(db) {
  * Keep the error of an op the server rejected or resolved, inside the ack's write.
  * @param {IDBTransaction} tx @param {Codec} codec @param {Op} op @param {any} result
  * @param {string} at when, as the wire writes datetimes
+ * @param {string|null} [name] the record's name as the user knew it
  */
-export async function recordError(tx, codec, op, result, at) {
+export async function recordError(tx, codec, op, result, at, name = null) {
   const error = {
     op_id: op.op_id,
     seq: op.seq,
@@ -100,6 +102,9 @@ export async function recordError(tx, codec, op, result, at) {
     sent: { kind: op.kind, entity: op.entity, id: op.id, changes: op.changes, command: op.command, args: op.args },
     kept: result.records?.[0]?.record ?? null,
     at,
+    name, // the record, by name (syncerrors.js)
+    before: op.before ?? null, // the values when the change was made: a conflict's base
+    labels: op.labels ?? {}, // the names of the records the change linked to
   };
   await promised(tx.objectStore(ERRORS).put(codec.sealed ? await during(tx, codec.sealError(error)) : error));
 }

@@ -16,7 +16,7 @@
  */
 import { ERRORS, META, QUEUE, RECORDS, during, getAll, promised, transact } from "./idb.js";
 import * as queue from "./queue.js";
-import { applyEffect, bindLabels, nowIso } from "./rules.js";
+import { FORMATTED, applyEffect, bindLabels, nowIso } from "./rules.js";
 import { tokens } from "./search.js";
 
 /**
@@ -29,6 +29,28 @@ import { tokens } from "./search.js";
 /** A fresh lower-case UUID. */
 export function uuid() {
   return crypto.randomUUID();
+}
+
+/**
+ * What the fields an update changes held when the change was made (as the user saw them), for
+ * the three-way view of a conflict: `{attr: {value, label}}`.
+ * @param {any} meta @param {any} view @param {Record<string, any>} changes
+ */
+function beforeValues(meta, view, changes) {
+  /** @type {Record<string, {value: any, label: string|null}>} */
+  const out = {};
+  for (const key of Object.keys(changes)) {
+    let name = key.endsWith("@odata.bind") ? key.slice(0, -"@odata.bind".length) : key;
+    let attr = meta?.attributes.find((/** @type {any} */ a) => a.logical_name === name);
+    if (!attr && key.endsWith("@odata.bind") && name.includes("_")) {
+      name = name.slice(0, name.lastIndexOf("_"));
+      attr = meta?.attributes.find((/** @type {any} */ a) => a.logical_name === name);
+    }
+    if (!attr) continue;
+    const field = attr.type === "lookup" ? `_${name}_value` : name;
+    out[name] = { value: view[field] ?? null, label: view[`${field}${FORMATTED}`] ?? null };
+  }
+  return out;
 }
 
 export class Records {
@@ -169,6 +191,7 @@ export class Records {
         op.command = extra.command;
         op.args = extra.args || {};
       }
+      if (kind === "update" && row?.view) op.before = beforeValues(this.host.entities[entity], row.view, changes);
       const effects = kind === "command" ? extra.effects || [] : [{ kind, entity, id, changes }];
       op.effects = effects;
       op.touches = [...new Set(effects.map((e) => `${e.entity}|${e.id}`))];
@@ -281,7 +304,13 @@ export class Records {
       for (const result of results) {
         const op = await queue.take(tx, codec, result);
         if (!op) continue; // already handled (a duplicate ack)
-        if (result.status !== "applied") await queue.recordError(tx, codec, op, result, nowIso());
+        if (result.status !== "applied") {
+          // The record's name as the user knew it, so the error can say which record it was.
+          const meta = entities[op.entity];
+          const row = meta ? await this.row(tx, op.entity, op.id) : null;
+          const name = meta ? row?.view?.[meta.primary_name] ?? row?.server?.[meta.primary_name] ?? null : null;
+          await queue.recordError(tx, codec, op, result, nowIso(), name);
+        }
         for (const { entity, record } of result.records || []) {
           const meta = entities[entity];
           if (!meta) continue;

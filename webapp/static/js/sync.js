@@ -68,6 +68,8 @@ export class Sync {
     });
     /** @type {Set<(s: SyncStatus) => void>} */
     this.listeners = new Set();
+    /** Who hears of changes the server refused or resolved (their op ids). @type {Set<(opIds: string[]) => void>} */
+    this.errorListeners = new Set();
     /** @type {WebSocket|null} */
     this.ws = null;
     /** @type {{types: string[], resolve: (f: any) => void, reject: (e: any) => void}|null} */
@@ -105,6 +107,12 @@ export class Sync {
     this.listeners.add(fn);
     fn(this.status);
     return () => this.listeners.delete(fn);
+  }
+
+  /** Hear of every change the server refuses or resolves, as the acks arrive. @param {(opIds: string[]) => void} fn */
+  onErrors(fn) {
+    this.errorListeners.add(fn);
+    return () => this.errorListeners.delete(fn);
   }
 
   /** @param {Partial<SyncStatus>} patch */
@@ -495,6 +503,16 @@ export class Sync {
       }
       const ack = await this.#request({ type: "push", ops: batch }, ["ack"]);
       await this.store.applyAck(ack.results);
+      const refused = ack.results.filter((/** @type {any} */ r) => r.status !== "applied").map((/** @type {any} */ r) => r.op_id);
+      if (refused.length) {
+        for (const fn of this.errorListeners) {
+          try {
+            fn(refused);
+          } catch (err) {
+            console.error("sync error listener failed", err);
+          }
+        }
+      }
       await this.#synced(ack.results.flatMap((/** @type {any} */ r) => [...(r.records || []), ...(r.removed || [])].map((/** @type {any} */ item) => item.entity)));
       await this.refreshCounts();
       if (ack.results.length < batch.length) return; // an error frame follows; the next session retries

@@ -2,11 +2,14 @@
 /**
  * Offline Status: the app's status ("Available" / "Not Available" with the reason), each
  * entity's mark, status, records and sync time, "Sync time", pending operations, the download
- * progress, "Download Customizations", and the sync errors with Retry or Discard.
+ * progress, "Download Customizations", and the sync errors as cards in words (syncerrors.js):
+ * Retry or Discard a refused change; a conflict's three values with Keep mine or Keep the
+ * server's.
  */
 import { h, toast } from "../dom.js";
 import { INSECURE_TEXT, secure } from "../insecure.js";
 import { ENTITY_SYNC_TIMES } from "../sync.js";
+import { clearBanners, describe, keepMine } from "../syncerrors.js";
 import { markBadge, markOf } from "./home.js";
 
 export const live = true;
@@ -69,24 +72,8 @@ export async function render(ctx) {
           );
         })
     : [];
-  const errorItems = errors.map((/** @type {any} */ e) =>
-    h(
-      "li",
-      { class: "card stack stack--tight" },
-      h("p", null, h("strong", null, e.label), ` — ${e.sent.kind} ${e.sent.command || ""} ${e.sent.entity} ${e.reason?.message || ""}`),
-      h("details", null, h("summary", null, "What was sent and what the server kept"),
-        h("pre", null, `Sent: ${JSON.stringify(e.sent.changes || e.sent.args || {}, null, 1)}`),
-        h("pre", null, `Kept: ${e.kept ? JSON.stringify(e.kept, null, 1) : "nothing (the record is not on the server for you)"}`)),
-      h(
-        "div",
-        { class: "row" },
-        e.status === "rejected" && e.sent.kind !== "command"
-          ? h("button", { type: "button", class: "button button--secondary", onclick: () => retry(ctx, e) }, "Retry")
-          : null,
-        h("button", { type: "button", class: "button button--secondary", onclick: async () => { await store.discardError(e.op_id); ctx.render(); } }, "Discard"),
-      ),
-    ),
-  );
+  const errorItems = errors.map((/** @type {any} */ e) => errorCard(ctx, e));
+  clearBanners(); // the cards below say what the banners said
   return h(
     "section",
     { class: "stack" },
@@ -109,20 +96,74 @@ export async function render(ctx) {
     h("h2", { class: "section-title" }, "Entities"),
     h("ul", { class: "list", "aria-label": "Entities" }, rows),
     h("h2", { class: "section-title" }, "Sync errors"),
-    errorItems.length ? h("ul", { class: "stack", "aria-label": "Sync errors" }, errorItems) : h("p", { class: "muted" }, "No sync errors."),
+    errorItems.length ? h("ul", { class: "stack sync-errors", "aria-label": "Sync errors" }, errorItems) : h("p", { class: "muted" }, "No sync errors."),
   );
+}
+
+/**
+ * One sync error as a card, in the banner's words: the record, what happened to each field by
+ * its label, a conflict's three values, and what the user can do (docs/offline.md).
+ * @param {any} ctx @param {any} e
+ */
+function errorCard(ctx, e) {
+  const d = describe(ctx, e);
+  const titleId = `sync-error-${e.op_id}`;
+  const act = (/** @type {string} */ label, /** @type {() => Promise<void>} */ fn, /** @type {string} */ kind = "secondary") =>
+    h("button", { type: "button", class: `button button--${kind}`, onclick: () => run(ctx, fn) }, label);
+  const discard = async () => {
+    await ctx.store.discardError(e.op_id);
+  };
+  const keep = async () => {
+    await keepMine(ctx, e);
+    toast(e.sent.kind === "delete" ? "The record will be deleted at the next sync." : "Your values will be saved at the next sync.");
+  };
+  return h(
+    "li",
+    { class: "card sync-error stack stack--tight", "aria-labelledby": titleId },
+    h("h3", { id: titleId, class: "sync-error__title" }, h("span", { class: `badge ${d.kind === "conflict" ? "badge--warning" : "badge--error"}` }, d.status), " ", d.title),
+    h("p", { class: "muted sync-error__when" }, when(e.at)),
+    d.lines.map((line) => h("p", { class: "sync-error__line" }, line)),
+    d.fields.map((f) =>
+      h(
+        "div",
+        { class: "three-way", role: "group", "aria-label": `${f.label}: the three values` },
+        h("h4", { class: "three-way__field" }, f.label),
+        h(
+          "dl",
+          { class: "three-way__values" },
+          h("dt", null, "When you changed it"), h("dd", null, f.base),
+          h("dt", null, "Yours"), h("dd", null, f.mine),
+          h("dt", null, "On the server (kept)"), h("dd", null, f.server),
+        ),
+      ),
+    ),
+    h(
+      "div",
+      { class: "row sync-error__actions" },
+      d.href ? h("a", { class: "button button--secondary", href: d.href }, "Open record") : null,
+      d.kind === "conflict" && d.canKeepMine ? act(e.sent.kind === "delete" ? "Delete anyway" : "Keep mine", keep, "primary") : null,
+      d.kind === "conflict" ? act("Keep the server's", discard) : null,
+      d.kind === "rejected" && d.canRetry ? act("Retry", () => retry(ctx, e), "primary") : null,
+      d.kind === "rejected" ? act("Discard", discard) : null,
+    ),
+  );
+}
+
+/** Run a card's action, then show the screen again. @param {any} ctx @param {() => Promise<void>} fn */
+async function run(ctx, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    toast(`That did not work: ${/** @type {any} */ (err).message}`, "error");
+  }
+  ctx.render();
 }
 
 /** Queue the rejected change again, as a new operation. @param {any} ctx @param {any} e */
 async function retry(ctx, e) {
-  try {
-    if (e.sent.kind === "create") await ctx.data.create(e.sent.entity, { ...e.sent.changes, [ctx.store.entity(e.sent.entity).primary_id]: e.sent.id });
-    else if (e.sent.kind === "update") await ctx.data.update(e.sent.entity, e.sent.id, e.sent.changes);
-    else if (e.sent.kind === "delete") await ctx.data.remove(e.sent.entity, e.sent.id);
-    await ctx.store.discardError(e.op_id);
-    toast("The change was queued again.");
-  } catch (err) {
-    toast(`It cannot be retried: ${/** @type {any} */ (err).message}`, "error");
-  }
-  ctx.render();
+  if (e.sent.kind === "create") await ctx.data.create(e.sent.entity, { ...e.sent.changes, [ctx.store.entity(e.sent.entity).primary_id]: e.sent.id });
+  else if (e.sent.kind === "update") await ctx.data.update(e.sent.entity, e.sent.id, e.sent.changes);
+  else if (e.sent.kind === "delete") await ctx.data.remove(e.sent.entity, e.sent.id);
+  await ctx.store.discardError(e.op_id);
+  toast("The change was queued again.");
 }
