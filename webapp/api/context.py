@@ -19,6 +19,7 @@ from webapp import services
 from webapp.api.errors import ApiError
 from webapp.crm.records import Actor
 from webapp.crm.registry import OrgModel
+from webapp.jsonvalues import BadValue, check_value
 from webapp.ratelimit import limits
 from webapp.security.accounts import SessionInfo, load_session
 from webapp.security.scope import Principal, load_principal
@@ -122,7 +123,14 @@ def json_body() -> Any:
         raise ApiError(400, "bad_request", "The request needs a JSON body.")
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes (silent covers only ValueError)
+        data = None
     if data is None:
         raise ApiError(400, "bad_request", "The body is not valid JSON.")
+    try:
+        check_value(data)  # numbers and text every column and encoder can hold
+    except BadValue as exc:
+        raise ApiError(400, "bad_request", f"The body holds a value the server cannot store: {exc.message}") from None
     return data

@@ -8,6 +8,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from webapp.crm import errors as crm
+from webapp.crm.odata import ODataError
 
 STATUS = {
     crm.BadRequest: 400,
@@ -44,6 +45,11 @@ def register(app: Flask) -> None:
     def _crm(exc: crm.CrmError) -> tuple[Response, int]:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
         return jsonify({"error": exc.to_dict()}), status
+
+    @app.errorhandler(ODataError)
+    def _odata(exc: ODataError) -> tuple[Response, int]:
+        # A query the parser accepted but the entity does not fit (a field checked only when used).
+        return error_response(400, "bad_request", exc.message, field=exc.field)
 
     @app.errorhandler(ApiError)
     def _api(exc: ApiError) -> tuple[Response, int]:

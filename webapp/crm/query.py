@@ -36,6 +36,9 @@ class QueryOptions:
     skip: int = 0
 
 
+MAX_SKIP = 2**31 - 1  # far beyond any page this server hands out; a larger offset overflows SQL
+
+
 def encode_skiptoken(offset: int) -> str:
     """An opaque token for the next page."""
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
@@ -48,7 +51,7 @@ def decode_skiptoken(token: str) -> int:
         offset = json.loads(base64.urlsafe_b64decode(padded.encode()))["o"]
     except (ValueError, KeyError, TypeError) as exc:
         raise BadRequest("$skiptoken is not a token this server issued.") from exc
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_SKIP:
         raise BadRequest("$skiptoken is not a token this server issued.")
     return offset
 
