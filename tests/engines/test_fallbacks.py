@@ -165,14 +165,15 @@ def test_user_information_says_whether_storage_is_persistent(live_server: LiveSe
     tab.wait_visible("heading", "User Information")
     can_ask = tab.evaluate("() => typeof navigator.storage?.persist === 'function'")
     persisted = tab.evaluate("() => navigator.storage?.persisted ? navigator.storage.persisted() : false")
-    buttons = tab.count("button", "Keep data on this device")
+    # Within the screen: right after the first download the app also asks, in a notice above it.
+    buttons = tab.count("button", "Keep data on this device", within=("main", None))
     print(f"\n{engine.engine}: persist() {'available' if can_ask else 'missing'}, persisted={persisted}")
     if not can_ask or persisted:
         assert buttons == 0  # nothing to ask for: the screen says "No" (or "Yes") and offers no button
         assert persistent_says(tab) == ("Yes" if persisted else "No")
         return
     assert buttons == 1
-    tab.click("button", "Keep data on this device")
+    tab.click("button", "Keep data on this device", within=("main", None))
     # The screen never stays silent: the answer, or (Firefox, whose prompt nobody answers here)
     # that the browser has not answered yet.
     answers = ("Yes", "No (the browser declined)", "No (waiting for the browser's answer)")

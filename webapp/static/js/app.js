@@ -17,7 +17,8 @@ import { announce, clearBanners } from "./syncerrors.js";
 import { Data } from "./data.js";
 import { ask, h, replace, toast } from "./dom.js";
 import { forget as forgetScripts, prefetch as prefetchScripts } from "./formscripts.js";
-import { listStores } from "./idb.js";
+import { dbName, listStores } from "./idb.js";
+import * as storage from "./storage.js";
 import { Store, destroyStore } from "./store.js";
 import { Sync } from "./sync.js";
 import { fromBase64, newDataKey, toBase64 } from "./vault.js";
@@ -105,7 +106,9 @@ async function openDevice(identity) {
   ctx.store?.close();
   whenOpen = [];
   ctx.identity = identity;
+  const lost = await storage.evicted(dbName(identity.org.name, identity.user.id)); // before opening creates it anew
   ctx.store = await Store.open(identity.org.name, identity.user);
+  if (lost) void storage.tellEvicted(lost);
   Object.assign(ctx, { sync: null, data: null });
   if (!needsPin()) await startDevice();
 }
@@ -143,6 +146,7 @@ async function startDevice() {
   });
   ctx.sync.onErrors((opIds) => void announce(ctx, opIds).catch((err) => console.error("sync error banner", err)));
   await ctx.sync.start();
+  storage.watch(ctx.store.name, ctx.sync); // the eviction ledger, the quota, persistence after the first download
   try {
     const xrm = await import("./xrm.js");
     xrm.install(ctx);
@@ -294,6 +298,7 @@ async function signOut(clear) {
   if (clear) await forgetKey();
   await call("POST", "/api/auth/logout").catch(() => {});
   ctx.sync?.stop();
+  if (clear && ctx.store) storage.forget(ctx.store.name);
   if (clear) await ctx.store?.destroy();
   else ctx.store?.close();
   Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
@@ -309,6 +314,7 @@ async function reconfigure() {
   const identity = ctx.identity;
   ctx.sync?.stop();
   await forgetKey();
+  storage.forget(ctx.store.name);
   await ctx.store.destroy();
   Object.assign(ctx, { store: null, sync: null, data: null });
   await openDevice(identity); // with the PIN on, the new store asks for a new PIN
@@ -331,6 +337,7 @@ async function clearDevice() {
   await call("POST", "/api/auth/logout").catch(() => {});
   ctx.sync?.stop();
   ctx.store?.close();
+  storage.forget();
   for (const name of await listStores()) await destroyStore(name).catch((err) => console.error("clearing", name, err));
   Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
   remember(null);
@@ -342,6 +349,7 @@ function onWiped(reason) {
   // Sign out on the server too: the call takes the CSRF token now, before it is forgotten.
   call("POST", "/api/auth/logout").catch(() => {});
   if (ctx.identity) void forgetScripts(ctx.identity.org.name);
+  if (ctx.store) storage.forget(ctx.store.name);
   Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
   remember(null);
   setCsrf("");
