@@ -280,3 +280,108 @@ def test_a_refused_change_names_the_record_and_the_card_offers_retry_and_discard
     card.get_by_role("button", name="Discard").click()
     expect(page.get_by_text("No sync errors.")).to_be_visible()
     assert call(page, f"() => {CTX}.store.errors()") == []
+
+
+# What the server's acks say (docs/protocol.md §5), stored the way the app's ack stores them (with
+# the record's name as the device knew it), then read on Offline Status: each card in words.
+RECORD_ERRORS = """async ([accountId, leadId]) => {
+    const ctx = window.Outpost.ctx;
+    const account = await ctx.store.get('account', accountId);
+    const lead = await ctx.store.get('lead', leadId);
+    const idb = await import('/static/js/idb.js');
+    const queue = await import('/static/js/queue.js');
+    const op = (seq, kind, entity, id, changes, extra = {}) =>
+        ({ op_id: `probe-${seq}`, seq: 90000 + seq, kind, entity, id, base_version: 1, changes, ...extra });
+    const cases = [
+        [op(1, 'update', 'account', accountId, { name: 'x'.repeat(161), telephone1: '1' }),
+         { status: 'rejected', reason: { code: 'validation_failed', message: 'name: Longer than 160 characters.',
+           field: 'name', details: { name: ['Longer than 160 characters.'], new_secret: ['Unknown.'] } },
+           records: [{ entity: 'account', record: account }] }, account.name],
+        [op(2, 'delete', 'account', accountId, {}),
+         { status: 'conflict', reason: { code: 'conflict', message: 'Automatically resolved' },
+           records: [{ entity: 'account', record: account }] }, account.name],
+        [op(3, 'command', 'lead', leadId, {}, { command: 'qualify_lead', args: { leadid: leadId } }),
+         { status: 'rejected', reason: { code: 'not_found', message: `There is no lead with id ${leadId}.` },
+           removed: [{ entity: 'lead', id: leadId }] }, lead.subject],
+    ];
+    await idb.transact(ctx.store.db, [idb.ERRORS], 'readwrite', async (tx) => {
+        const at = new Date().toISOString();
+        for (const [o, result, name] of cases) await queue.recordError(tx, ctx.store.codec, o, result, at, name);
+    });
+    ctx.store.notify(['account']);
+}"""
+
+
+def test_every_kind_of_sync_error_reads_in_words_with_labels_and_the_actions_that_apply(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """Refused values (per field, by label), a delete kept by the server, a command refused."""
+    page = phone_page
+    page.set_viewport_size(PHONE_SIZE)
+    me = sign_in(page, "east1")["user"]
+    api = live_server.client("admin")
+    account = owned(api, "accounts", "name,accountid", me["id"])[0]
+    lead = owned(api, "leads", "subject,leadid", me["id"])[0]
+    call(page, RECORD_ERRORS, [account["accountid"], lead["leadid"]])
+    page.get_by_role("button", name="Online", exact=True).click()
+
+    errors = page.get_by_role("list", name="Sync errors").get_by_role("listitem")
+    expect(errors).to_have_count(3)
+    expect(errors.first).to_contain_text("Qualify:")  # newest first
+    values = errors.filter(has_text="The server refused the values.")
+    delete = errors.filter(has_text="so it was not deleted")
+    qualify = errors.filter(has_text="Qualify:")
+    expect(values).to_contain_text(f"Not saved Account “{account['name']}”")
+    expect(values).to_contain_text("The server refused the values.")
+    expect(values).to_contain_text("Account Name: Longer than 160 characters.")
+    expect(values).to_contain_text("A field: Unknown.")  # a field the metadata does not name: never its internal name
+    expect(values).to_contain_text("The server's values were restored on this device.")
+    expect(values.get_by_role("button", name="Retry")).to_be_visible()
+    expect(values.get_by_role("button", name="Discard")).to_be_visible()
+
+    expect(delete).to_contain_text("Automatically resolved")
+    expect(delete).to_contain_text("It changed on the server meanwhile, so it was not deleted")
+    expect(delete.get_by_role("button", name="Delete anyway")).to_be_visible()
+    expect(delete.get_by_role("button", name="Keep the server's")).to_be_visible()
+
+    expect(qualify).to_contain_text(f"Not done Lead “{lead['subject']}”")
+    expect(qualify).to_contain_text("Qualify: the record no longer exists on the server, or you may no longer see it.")
+    expect(qualify.get_by_role("button", name="Retry")).to_have_count(0)  # a command is not re-run blindly
+    for card in (values, delete, qualify):
+        no_json_or_internal_names(card.inner_text())
+        assert "new_secret" not in card.inner_text() and "qualify_lead" not in card.inner_text()
+    shot(page, "error-cards")
+
+    delete.get_by_role("button", name="Keep the server's").click()
+    expect(errors).to_have_count(2)
+    values.get_by_role("button", name="Discard").click()
+    expect(errors).to_have_count(1)
+
+
+def test_the_indicator_fits_a_360_px_phone_in_the_dark_theme_beside_the_title_and_more(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """Offline with a two-digit queue on the narrowest phone: nothing overlaps, nothing leaves the screen."""
+    page = phone_page
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.emulate_media(color_scheme="dark")
+    me = sign_in(page, "east1")["user"]
+    api = live_server.client("admin")
+    accounts = owned(api, "accounts", "name,accountid", me["id"], top=4)
+    live_server.stop()
+    for n in range(12):
+        update(page, "account", accounts[n % 4]["accountid"], {"telephone1": f"+1 555 01{n:02d}"})
+    button = page.get_by_role("button", name="Offline · 12 pending", exact=True)
+    expect(button).to_be_visible()
+    boxes = page.evaluate(
+        """() => Object.fromEntries(['.topbar__title', '#connection-button', '#more-button'].map((s) => {
+            const r = document.querySelector(s).getBoundingClientRect();
+            return [s, { left: r.left, right: r.right, height: r.height }];
+        }))"""
+    )
+    title, box, more = boxes[".topbar__title"], boxes["#connection-button"], boxes["#more-button"]
+    assert title["right"] <= box["left"] and box["right"] <= more["left"] <= more["right"] <= 360, boxes
+    assert box["height"] >= 44, boxes  # a thumb's target
+    facts = page.locator("dt", has_text="Pending operations").locator("xpath=following-sibling::dd[1]")
+    expect(facts).to_have_text("12")  # Offline Status agrees (it re-renders a moment later)
+    shot(page, "topbar-360-dark-offline")

@@ -49,7 +49,13 @@ export function showConnection(status) {
   el.hidden = false;
   el.dataset.state = state;
   const label = /** @type {HTMLElement|null} */ (el.querySelector(".connection__text"));
-  if (label && label.textContent !== text) label.textContent = text;
+  if (label && label.textContent !== text) {
+    // " pending" is its own span: on the narrowest phones only the number shows, while the
+    // accessible name stays the whole phrase.
+    const [head, unit] = text.endsWith(" pending") ? [text.slice(0, -" pending".length), " pending"] : [text, ""];
+    label.replaceChildren(head);
+    if (unit) label.append(Object.assign(document.createElement("span"), { className: "connection__unit", textContent: unit }));
+  }
   el.title = state === "offline" ? `${text}: changes are saved on this device and sync when the connection returns` : text;
 }
 

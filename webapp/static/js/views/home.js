@@ -68,6 +68,6 @@ export async function render(ctx) {
       const q = String(new FormData(/** @type {HTMLFormElement} */ (e.target)).get("q") || "");
       ctx.navigate(`#/search?q=${encodeURIComponent(q)}`);
     } }, h("label", { for: "home-search", class: "visually-hidden" }, "Search all records"), h("input", { id: "home-search", name: "q", type: "search", class: "search__input", placeholder: "Search all records" })),
-    h("ul", { class: "list", "aria-label": "Entities" }, rows),
+    h("ul", { class: "list entity-marks", "aria-label": "Entities" }, rows),
   );
 }
