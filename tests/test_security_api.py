@@ -176,6 +176,31 @@ def test_sharing_needs_the_share_privilege_and_valid_rights(alice: Api, bob: Api
     assert bob.get(url).status_code == 404
 
 
+def test_a_share_never_grants_rights_the_sharer_does_not_hold(alice: Api, bob: Api, dave: Api, org: Org) -> None:
+    """Issue 17, item 1: bob, shared a lead with read and share, re-shared it to himself (and to
+    others) with write, delete, assign and share, then edited it and assigned it away."""
+    lead = alice.post("/api/data/leads", json={"subject": "Alice's", "lastname": "L"}).json
+    url = f"/api/data/leads({lead['leadid']})"
+    to_bob = {"principal@odata.bind": f"/systemusers({org.bob})"}
+    to_alice = {"principal@odata.bind": f"/systemusers({org.alice})"}
+    dave_id = dave.get("/api/auth/me").json["user"]["id"]
+    to_dave = {"principal@odata.bind": f"/systemusers({dave_id})"}
+    assert alice.post(f"{url}/share", json={**to_bob, "rights": ["read", "share"]}).status_code == 204
+    for whom in (to_bob, to_dave, to_alice):
+        for extra in ("write", "delete", "assign", "append", "appendto"):
+            refused = bob.post(f"{url}/share", json={**whom, "rights": ["read", "share", extra]})
+            assert refused.status_code == 403, (whom, extra)
+            assert refused.json["error"]["field"] == "rights"
+            assert extra in refused.json["error"]["message"]
+    assert bob.patch(url, json={"subject": "Bob's now"}).status_code == 403
+    assert bob.post(f"{url}/assign", json={"ownerid@odata.bind": f"/systemusers({org.bob})"}).status_code == 403
+    assert dave.get(url).status_code == 404
+    # What he holds he may pass on.
+    assert bob.post(f"{url}/share", json={**to_dave, "rights": ["read"]}).status_code == 204
+    assert dave.get(url).status_code == 200
+    assert dave.patch(url, json={"subject": "Dave's now"}).status_code == 403
+
+
 def test_a_share_with_a_team_reaches_its_members(app: Flask, org: Org, alice: Api, bob: Api) -> None:
     team = with_model(app, org, lambda dbs, m: create_team(dbs, m, "Readers", org.root_bu, [org.bob]))
     lead = alice.post("/api/data/leads", json={"subject": "Team share", "lastname": "L"}).json

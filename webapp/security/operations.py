@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.crm import epoch, odata, records
@@ -21,10 +21,9 @@ from webapp.crm.query import QueryOptions, run_query, to_records
 from webapp.crm.records import Actor
 from webapp.crm.registry import OrgModel
 from webapp.crm.validation import BIND_RE, Bind, parse_payload
+from webapp.security import sharing
 from webapp.security.scope import Principal, condition, may_append_new, may_create
-from webapp.security.tables import recordshare
-
-SHARE_RIGHTS = ("read", "write", "delete", "append", "appendto", "assign", "share")
+from webapp.security.sharing import SHARE_RIGHTS
 
 
 def read_condition(p: Principal, model: OrgModel, entity: Entity) -> Any:
@@ -210,27 +209,10 @@ def share(
             details={"rights": [f"Must be a non-empty list drawn from {', '.join(SHARE_RIGHTS)}."]},
         )
     current = fetch_readable(session, model, p, entity, record_id)
-    require(session, model, p, entity, record_id, "share")
+    sharing.check_grantable(session, model, p, entity, record_id, rights)
     principal_id, kind, _ = _principal_bind(session, model, body.get("principal@odata.bind"), "principal")
     _bump_principal(session, model, principal_id, kind)
-    key = (
-        recordshare.c.organizationid == model.org_id,
-        recordshare.c.entity == entity.logical_name,
-        recordshare.c.recordid == record_id,
-        recordshare.c.principalid == principal_id,
-    )
-    session.execute(delete(recordshare).where(*key))
-    session.execute(
-        insert(recordshare),
-        {
-            "organizationid": model.org_id,
-            "entity": entity.logical_name,
-            "recordid": record_id,
-            "principalid": principal_id,
-            "principaltype": kind,
-            **{r: r in rights for r in SHARE_RIGHTS},
-        },
-    )
+    sharing.grant(session, model, p, entity, record_id, principal_id, kind, rights)
     _log_access(session, model, actor, entity, current, "share", principal_id)
 
 
@@ -243,14 +225,7 @@ def unshare(
     require(session, model, p, entity, record_id, "share")
     principal_id, kind, _ = _principal_bind(session, model, body.get("principal@odata.bind"), "principal")
     _bump_principal(session, model, principal_id, kind)
-    session.execute(
-        delete(recordshare).where(
-            recordshare.c.organizationid == model.org_id,
-            recordshare.c.entity == entity.logical_name,
-            recordshare.c.recordid == record_id,
-            recordshare.c.principalid == principal_id,
-        )
-    )
+    sharing.revoke(session, model, p, entity, record_id, principal_id)
     _log_access(session, model, actor, entity, current, "unshare", principal_id)
 
 
