@@ -13,12 +13,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from webapp.api.context import caller, commit, db_session, json_body
+from webapp.api.context import caller, db_session, json_body
 from webapp.api.errors import ApiError
-from webapp.crm.changes import utcnow
-from webapp.ratelimit import limits
 from webapp.sync import devices
-from webapp.sync.replay import PushError, Replay, push
+from webapp.sync.replay import PushError, Replay, over_rate, push_batch
 
 bp = Blueprint("syncpush", __name__, url_prefix="/sync")
 
@@ -30,16 +28,14 @@ def push_ops() -> Any:
     body = json_body()
     if not isinstance(body, dict):
         raise ApiError(400, "bad_message", "The body is {device_id, ops}.")
-    ops = body.get("ops")
-    if current_app.config["RATE_LIMITS"] and isinstance(ops, list):
-        wait = limits(current_app).operations.take((c.model.org_id, c.actor.user_id or ""), len(ops))
-        if wait is not None:
-            raise ApiError(
-                429,
-                "rate_limited",
-                "Too many operations in a short time; nothing was applied. Send them again later.",
-                {"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+    wait = over_rate(current_app, c.model.org_id, c.actor.user_id or "", body.get("ops"))
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too many operations in a short time; nothing was applied. Send them again later.",
+            {"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     dbs = db_session()
     try:
         row = devices.register(
@@ -49,13 +45,12 @@ def push_ops() -> Any:
         raise ApiError(403 if exc.code == "device_mismatch" else 400, exc.code, exc.message) from exc
     if row["status"] == "revoked":
         raise ApiError(403, "revoked", "This device was revoked by an administrator.")
+    replay = Replay(dbs, c.model, c.principal, c.actor, row["deviceid"])
     try:
-        results, stopped = push(Replay(dbs, c.model, c.principal, c.actor, row["deviceid"]), body.get("ops"))
+        results, stopped = push_batch(current_app, replay, body.get("ops"))
     except PushError as exc:
         dbs.rollback()
         return jsonify({"results": [], "error": exc.frame}), 400
-    devices.touch(dbs, row["deviceid"], last_sync=utcnow())
-    commit()
     out: dict[str, Any] = {"results": results}
     if stopped is not None:
         out["error"] = stopped.frame

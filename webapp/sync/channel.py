@@ -31,7 +31,7 @@ from webapp.sync import devices, reconcile
 from webapp.sync.download import download_page
 from webapp.sync.feed import changes_since
 from webapp.sync.frames import BadFrame, parse_frame
-from webapp.sync.replay import PushError, Replay, push
+from webapp.sync.replay import PushError, Replay, over_rate, push_batch
 
 log = logging.getLogger("outpost.sync")
 MAX_FEED_FRAMES = 20  # changes frames sent for one pull or wake; the device pulls again if more
@@ -123,11 +123,9 @@ class Channel:
         if not self.app.config["RATE_LIMITS"]:
             return None
         who = (self.org_id, self.user_id)
-        found = limits(self.app)
-        wait = found.frames.take(who)
-        ops = msg.get("ops")
-        if wait is None and kind == "push" and isinstance(ops, list):
-            wait = found.operations.take(who, len(ops))
+        wait = limits(self.app).frames.take(who)
+        if wait is None and kind == "push":
+            wait = over_rate(self.app, self.org_id, self.user_id, msg.get("ops"))
         return wait
 
     def _context(self, s: Any) -> tuple[Any, Any, Actor]:
@@ -169,17 +167,11 @@ class Channel:
         """Replay a batch; the ack is built only after the results are committed."""
         model, principal, actor = self._context(s)
         replay = Replay(s, model, principal, actor, self.device_id or "")
-        results, stopped = push(replay, msg.get("ops"))
-        devices.touch(s, self.device_id or "", last_sync=utcnow())
-        if results:
-            services(self.app).hub.publish(s, "changed", self.org_id)  # other processes, on commit
-        s.commit()
+        results, stopped = push_batch(self.app, replay, msg.get("ops"))
         for r in results:
             self.stats["ops"] += 1
             self.stats["conflicts"] += r["status"] == "conflict"
             self.stats["rejected"] += r["status"] == "rejected"
-        if results:
-            services(self.app).hub.notify(self.org_id)
         frames: list[dict[str, Any]] = [{"type": "ack", "results": results}] if results else []
         if stopped is not None:
             frames.append(stopped.frame)

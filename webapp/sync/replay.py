@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,7 @@ from webapp.crm.tables import changelog
 from webapp.security import operations as ops
 from webapp.security.operations import read_condition
 from webapp.security.scope import Principal
+from webapp.sync import devices
 from webapp.sync.conflicts import change_key_attribute, server_changed_fields, split_changes
 from webapp.sync.devices import next_seq
 from webapp.sync.profile import is_offline
@@ -103,6 +105,39 @@ def validate_ops(ops_: Any) -> list[dict[str, Any]]:
     if seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
         raise PushError("bad_message", "operations must be in increasing seq order without repeats.")
     return ops_
+
+
+def over_rate(app: Flask, org_id: str, user_id: str, ops_: Any) -> float | None:
+    """Seconds to wait when this user's operations are over their rate (None: go ahead); the
+    socket and HTTP both ask before they open a transaction, and nothing of the batch applies."""
+    if not app.config["RATE_LIMITS"] or not isinstance(ops_, list):
+        return None
+    from webapp.ratelimit import limits
+
+    return limits(app).operations.take((org_id, user_id), len(ops_))
+
+
+def push_batch(app: Flask, replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | None]:
+    """The one push pipeline, for the socket and `POST /api/sync/push` alike: replay the batch,
+    note the device's sync, commit (the ledger with the effects), then wake the organisation's
+    connections — here at once, in other processes by a NOTIFY sent only if the commit is.
+
+    Returns what to ack and the error that stopped the batch, if any; a batch refused as a
+    whole raises PushError with nothing applied (the caller rolls back). The caller registers
+    the device first (the socket at hello, HTTP with each request).
+    """
+    from webapp import services
+
+    s = replay.session
+    results, stopped = push(replay, ops_)
+    devices.touch(s, replay.device_id, last_sync=utcnow())
+    hub = services(app).hub
+    if results:
+        hub.publish(s, "changed", replay.model.org_id)
+    s.commit()
+    if results:
+        hub.notify(replay.model.org_id)
+    return results, stopped
 
 
 def push(replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | None]:
