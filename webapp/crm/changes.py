@@ -28,7 +28,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
-def _serialise_numbering(session: Session) -> None:
+def serialise_numbering(session: Session) -> None:
     """Hold the numbering lock for the rest of this transaction (PostgreSQL).
 
     The lock belongs to the (sub)transaction that took it: rolling back a savepoint releases
@@ -59,7 +59,7 @@ def log_change(
     when: dt.datetime,
 ) -> int:
     """Record one write and return its change number (the record's new versionnumber)."""
-    _serialise_numbering(session)
+    serialise_numbering(session)
     fields = list(fields)
     epoch.bump_for_record_write(session, org_id, entity, operation, fields)
     ownerid, owner_type, bu = owner
@@ -83,7 +83,7 @@ def log_change(
 
 def reserve_changes(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Log many creates at once (bulk loads); returns their change numbers in order."""
-    _serialise_numbering(session)
+    serialise_numbering(session)
     if not rows:
         return []
     orgs = {r["organizationid"] for r in rows if epoch.changes_access(r["entity"], r["operation"], r["changedfields"])}

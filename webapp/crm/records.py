@@ -86,15 +86,22 @@ def check_writable(entity: Entity) -> None:
         raise NotAllowed(f"{entity.display_collection_name} are managed by an administrator, not through the data API.")
 
 
-def resolve_binds(session: Session, model: OrgModel, entity: Entity, binds: list[Bind]) -> dict[str, Any]:
-    """Resolve lookups to column values, refusing a lookup to a record that does not exist."""
+def bind_values(entity: Entity, binds: list[Bind]) -> dict[str, Any]:
+    """The column values of lookups (whose targets were checked to exist)."""
     values: dict[str, Any] = {}
-    errors: dict[str, list[str]] = {}
     for b in binds:
         values[b.attribute] = b.id
         attr = entity.attribute(b.attribute)
         if attr is not None and attr.is_polymorphic:  # only these have a <attr>__type column
             values[f"{b.attribute}__type"] = b.target if b.id is not None else None
+    return values
+
+
+def resolve_binds(session: Session, model: OrgModel, entity: Entity, binds: list[Bind]) -> dict[str, Any]:
+    """Resolve lookups to column values, refusing a lookup to a record that does not exist."""
+    values = bind_values(entity, binds)
+    errors: dict[str, list[str]] = {}
+    for b in binds:
         if b.id is None:
             continue
         target = model.entity(b.target or "")
@@ -195,25 +202,54 @@ def insert_record(
         taken = fetch(session, model, model.entity("activitypointer"), record_id)
     if taken is not None:
         raise DuplicateId(f"A record with id {record_id} already exists.", field=entity.primary_id)
+    values, owner_cols, changed = new_values(actor, entity, values, owner)
+    now = utcnow()
+    version = log_change(
+        session, model.org_id, entity.logical_name, record_id, "create", changed, owner_cols, actor.user_id, now
+    )
+    row = new_row(model, actor, entity, values, record_id, owner_cols, version, now)
+    session.execute(insert(table), row)
+    return {c.name: row.get(c.name) for c in table.columns}
+
+
+OwnerColumns = tuple[str | None, str | None, str | None]
+
+
+def new_values(
+    actor: Actor, entity: Entity, values: dict[str, Any], owner: Owner | None = None
+) -> tuple[dict[str, Any], OwnerColumns, list[str]]:
+    """A new record's values with state and derived values, its owner columns, and the fields
+    its change-log entry names (no database work: the caller numbers and writes it)."""
     values = dict(values)
     values.update(_apply_state(entity, values, values))
     values.update(_derive(entity, values))
     if entity.activity:
         values["activitytypecode"] = entity.logical_name
+    owner_cols: OwnerColumns = (None, None, None)
     if entity.ownership == "user":
         if owner is None and actor.user_id is not None:
             owner = Owner(actor.user_id, "systemuser", actor.business_unit_id or "")
-        owner_cols = (owner.id, owner.type, owner.business_unit_id) if owner else (None, None, None)
-    else:
-        owner_cols = (None, None, None)
-    now = utcnow()
+        if owner:
+            owner_cols = (owner.id, owner.type, owner.business_unit_id)
     changed = [k for k, v in values.items() if v is not None and not k.endswith("__type")]
-    version = log_change(
-        session, model.org_id, entity.logical_name, record_id, "create", changed, owner_cols, actor.user_id, now
-    )
+    return values, owner_cols, changed
+
+
+def new_row(
+    model: OrgModel,
+    actor: Actor,
+    entity: Entity,
+    values: dict[str, Any],
+    record_id: str,
+    owner_cols: OwnerColumns,
+    version: int,
+    now: Any,
+) -> dict[str, Any]:
+    """The row to insert for a new record numbered `version` (see `new_values`)."""
+    values = dict(values)
     if entity.logical_name == "incident" and not values.get("ticketnumber"):
         values["ticketnumber"] = f"CAS-{version:06d}"
-    row = {
+    return {
         **values,
         "organizationid": model.org_id,
         entity.primary_id: record_id,
@@ -226,21 +262,13 @@ def insert_record(
         "modifiedby": actor.user_id,
         "versionnumber": version,
     }
-    session.execute(insert(table), row)
-    return {c.name: row.get(c.name) for c in table.columns}
 
 
 def update_record(
     session: Session, model: OrgModel, actor: Actor, entity: Entity, current: dict[str, Any], values: dict[str, Any]
 ) -> dict[str, Any]:
     """Apply already-validated values to a loaded record (used by update and by commands)."""
-    merged = {**current, **values}
-    values = dict(values)
-    values.update(_apply_state(entity, merged, values))
-    merged.update(values)
-    values.update(_derive(entity, merged))
-    merged.update(values)
-    changed = [k for k, v in values.items() if not k.endswith("__type") and current.get(k) != v]
+    values, changed = changed_values(entity, current, values)
     if not changed:
         return current
     record_id = current[entity.primary_id]
@@ -257,6 +285,19 @@ def update_record(
         .values(**values)
     )
     return {**current, **values}
+
+
+def changed_values(entity: Entity, current: dict[str, Any], values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """An update's values with state and derived values made to agree, and the fields it
+    changes (none: nothing to write). No database work."""
+    merged = {**current, **values}
+    values = dict(values)
+    values.update(_apply_state(entity, merged, values))
+    merged.update(values)
+    values.update(_derive(entity, merged))
+    merged.update(values)
+    changed = [k for k, v in values.items() if not k.endswith("__type") and current.get(k) != v]
+    return values, changed
 
 
 def remove(

@@ -44,9 +44,14 @@ def require(session: Session, model: OrgModel, p: Principal, entity: Entity, rec
     src = model.selectable(entity)
     cond = condition(p, model, entity, src, privilege)
     if records.fetch(session, model, entity, record_id, cond) is None:
-        raise Forbidden(
-            f"You do not have the {privilege} privilege on this {entity.display_name.lower()}.", field=entity.primary_id
-        )
+        raise privilege_error(entity, privilege)
+
+
+def privilege_error(entity: Entity, privilege: str) -> Forbidden:
+    """The refusal of a record the user can read but lacks `privilege` on."""
+    return Forbidden(
+        f"You do not have the {privilege} privilege on this {entity.display_name.lower()}.", field=entity.primary_id
+    )
 
 
 def check_fields(p: Principal, entity: Entity, keys: list[str], creating: bool) -> None:

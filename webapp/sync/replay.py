@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from webapp.crm import records
 from webapp.crm.changes import utcnow
 from webapp.crm.commands import COMMAND_ENTITY, COMMAND_NEW_ENTITIES, subject_id
+from webapp.crm.epoch import STRUCTURE_FIELDS
 from webapp.crm.errors import CrmError, NotFound
 from webapp.crm.metadata import Entity
 from webapp.crm.records import Actor
@@ -31,6 +32,7 @@ from webapp.security import operations as ops
 from webapp.security.operations import read_condition
 from webapp.security.scope import Principal
 from webapp.sync import devices
+from webapp.sync.batch import Batch, Slow
 from webapp.sync.conflicts import change_key_attribute, server_changed_fields, split_changes
 from webapp.sync.devices import next_seq
 from webapp.sync.profile import is_offline
@@ -59,6 +61,12 @@ class Replay:
     actor: Actor
     device_id: str
     rejected_creates: set[str] = field(default_factory=set)
+    batch: Batch = field(init=False)
+    # Records of this frame's answers still as rows: serialised together once the writes are sent.
+    unwired: list[tuple[Entity, dict[str, Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.batch = Batch(self.session, self.model, self.principal, self.actor)
 
     @property
     def conflict_detection(self) -> bool:
@@ -143,7 +151,10 @@ def push_batch(app: Flask, replay: Replay, ops_: Any) -> tuple[list[dict[str, An
 def push(replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | None]:
     """Apply a batch in seq order; returns the results to ack and the error that stopped it, if any.
 
-    The caller commits after this returns and only then sends the ack.
+    The whole frame is one transaction: its records are loaded once (`webapp.sync.batch`),
+    creates and updates are checked against them and buffered, and the writes, the ledger rows
+    and any sync errors go out in a few statements at the end. The caller commits after this
+    returns and only then sends the ack.
     """
     batch = validate_ops(ops_)
     s = replay.session
@@ -155,31 +166,64 @@ def push(replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | N
         ).scalars()
     )
     expected = next_seq(s, replay.device_id)
-    results: list[dict[str, Any]] = []
-    for op in batch:
-        first = s.execute(
-            select(opledger.c.op_id, opledger.c.result).where(
-                opledger.c.deviceid == replay.device_id, opledger.c.seq == op["seq"]
+    firsts = {
+        row.seq: row
+        for row in s.execute(
+            select(opledger.c.seq, opledger.c.op_id, opledger.c.result).where(
+                opledger.c.deviceid == replay.device_id, opledger.c.seq.in_([op["seq"] for op in batch])
             )
-        ).first()
+        )
+    }
+    replay.batch.preload([op for op in batch if op["seq"] not in firsts])
+    results: list[dict[str, Any]] = []
+    applied: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    stopped: PushError | None = None
+    for op in batch:
+        first = firsts.get(op["seq"])
         if first is not None:
             if first.op_id != op["op_id"]:
-                return results, PushError(
+                stopped = PushError(
                     "seq_reused", f"seq {op['seq']} was already used by another operation.", seq=op["seq"]
                 )
+                break
             results.append(resent_result(replay, first.result))  # a re-sent op: nothing applied again
             continue
         if op["seq"] != expected:
-            return results, PushError(
+            stopped = PushError(
                 "seq_gap",
                 f"Expected seq {expected}, got {op['seq']}; nothing from the gap on was applied.",
                 expected_seq=expected,
             )
+            break
         result = apply_one(replay, op)
-        record_result(replay, op, result)
+        applied.append((op, result))
         results.append(result)
         expected += 1
-    return results, None
+    finish(replay, applied)
+    return results, stopped
+
+
+def finish(replay: Replay, applied: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Send the buffered writes, serialise the answers' records (lookup names: one query per
+    target entity), then store the ledger rows and sync errors, one statement each."""
+    s, m, p = replay.session, replay.model, replay.principal
+    replay.batch.flush()
+    by_entity: dict[str, list[dict[str, Any]]] = {}
+    for entity, item in replay.unwired:
+        by_entity.setdefault(entity.logical_name, []).append(item)
+    for name, items in by_entity.items():
+        wired = ops.to_wire_many(s, m, p, m.entity(name), [item["record"] for item in items])
+        for item, record in zip(items, wired, strict=True):
+            item["record"] = record
+    replay.unwired.clear()
+    record_results(replay, applied)
+
+
+def _row_view(replay: Replay, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
+    """A record of an answer, serialised in `finish` with the others."""
+    item = {"entity": entity.logical_name, "record": row}
+    replay.unwired.append((entity, item))
+    return item
 
 
 def resent_result(replay: Replay, first: dict[str, Any]) -> dict[str, Any]:
@@ -208,29 +252,36 @@ def resent_result(replay: Replay, first: dict[str, Any]) -> dict[str, Any]:
     return {**first, "records": records, "removed": removed}
 
 
-def record_result(replay: Replay, op: dict[str, Any], result: dict[str, Any]) -> None:
-    """Store the ledger row (and a sync error for anything not applied as sent)."""
+def record_results(replay: Replay, applied: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Store the ledger rows (and a sync error for anything not applied as sent)."""
+    if not applied:
+        return
     s = replay.session
     now = utcnow()
     s.execute(
         insert(opledger),
-        {
-            "deviceid": replay.device_id,
-            "seq": op["seq"],
-            "op_id": op["op_id"],
-            "kind": op["kind"],
-            "entity": op["entity"][:64],
-            "recordid": op["id"],
-            "status": result["status"],
-            "result": result,
-            "appliedon": now,
-        },
+        [
+            {
+                "deviceid": replay.device_id,
+                "seq": op["seq"],
+                "op_id": op["op_id"],
+                "kind": op["kind"],
+                "entity": op["entity"][:64],
+                "recordid": op["id"],
+                "status": result["status"],
+                "result": result,
+                "appliedon": now,
+            }
+            for op, result in applied
+        ],
     )
-    if result["status"] != "applied":
+    errors = []
+    for op, result in applied:
+        if result["status"] == "applied":
+            continue
         reason = result.get("reason") or {}
         kept = result["records"][0]["record"] if result.get("records") else None
-        s.execute(
-            insert(syncerror),
+        errors.append(
             {
                 "organizationid": replay.model.org_id,
                 "deviceid": replay.device_id,
@@ -244,8 +295,10 @@ def record_result(replay: Replay, op: dict[str, Any], result: dict[str, Any]) ->
                 "sent": op,
                 "kept": kept,
                 "createdon": now,
-            },
+            }
         )
+    if errors:
+        s.execute(insert(syncerror), errors)
 
 
 def _result(op: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
@@ -257,10 +310,16 @@ def _result(op: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
 def _server_view(replay: Replay, entity: Entity, record_id: str) -> dict[str, Any]:
     """What the device should hold of a record now: it as the user may see it, or a removal."""
     s, m, p = replay.session, replay.model, replay.principal
+    if not entity.union_of:  # as this frame has it (written or still buffered)
+        found = replay.batch.readable(entity, record_id)
+        if found is None:
+            return {"records": [], "removed": [{"entity": entity.logical_name, "id": record_id}]}
+        return {"records": [_row_view(replay, entity, found)], "removed": []}
+    replay.batch.flush()
     row = records.fetch(s, m, entity, record_id, read_condition(p, m, entity))
     if row is None:
         return {"records": [], "removed": [{"entity": entity.logical_name, "id": record_id}]}
-    return {"records": [{"entity": entity.logical_name, "record": ops.to_wire(s, m, p, entity, row)}], "removed": []}
+    return {"records": [_row_view(replay, entity, row)], "removed": []}
 
 
 def _depends_on_rejected(replay: Replay, op: dict[str, Any]) -> bool:
@@ -286,6 +345,17 @@ def apply_one(replay: Replay, op: dict[str, Any]) -> dict[str, Any]:
         )
     if _depends_on_rejected(replay, op):
         return _rejected(replay, op, entity, "depends_on_rejected", "This operation depends on a rejected operation.")
+    try:
+        done = _apply_buffered(replay, op, entity)
+    except Slow:
+        done = None
+    except CrmError as exc:  # refused before anything of it was buffered
+        return _rejected(replay, op, entity, exc.code, exc.message, exc.field, exc.details)
+    if done is not None:
+        return done
+    # One at a time: after the buffered writes, in a savepoint, with the frame's records read anew.
+    replay.batch.flush()
+    replay.batch.forget()
     savepoint = s.begin_nested()
     try:
         result = _apply(replay, op, entity)
@@ -293,7 +363,34 @@ def apply_one(replay: Replay, op: dict[str, Any]) -> dict[str, Any]:
         return result
     except CrmError as exc:
         savepoint.rollback()
+        replay.batch.forget()
         return _rejected(replay, op, entity, exc.code, exc.message, exc.field, exc.details)
+    finally:
+        replay.batch.forget()
+
+
+def _apply_buffered(replay: Replay, op: dict[str, Any], entity: Entity) -> dict[str, Any] | None:
+    """A create or update checked against the frame's records and buffered; None (or Slow) for
+    an operation that goes one at a time (see `webapp.sync.batch`)."""
+    kind = op["kind"]
+    if kind not in ("create", "update") or entity.union_of or entity.logical_name in STRUCTURE_FIELDS:
+        return None
+    changes = dict(op.get("changes") or {})
+    batch = replay.batch
+    if kind == "create":
+        if entity.primary_id in changes and changes[entity.primary_id] != op["id"]:
+            return _rejected(replay, op, entity, "bad_request", "The record's id differs from the operation's id.")
+        changes[entity.primary_id] = op["id"]
+        row = batch.create(entity, changes)
+        return _result(op, "applied", records=[_row_view(replay, entity, row)])
+    current = batch.get(entity, op["id"]).row
+    if current is None:
+        return None  # gone: the one-at-a-time path tells deleted from never there
+    base = op.get("base_version")
+    if base is not None and current["versionnumber"] > base and replay.conflict_detection:
+        return None  # field-level conflict rules
+    batch.update(entity, op["id"], changes)
+    return _result(op, "applied", **_server_view(replay, entity, op["id"]))
 
 
 def _rejected(
@@ -339,9 +436,7 @@ def _apply(replay: Replay, op: dict[str, Any], entity: Entity) -> dict[str, Any]
             return _rejected(replay, op, entity, "bad_request", "The record's id differs from the operation's id.")
         changes[entity.primary_id] = op["id"]
         row = ops.create(s, m, p, actor, entity, changes)
-        return _result(
-            op, "applied", records=[{"entity": entity.logical_name, "record": ops.to_wire(s, m, p, entity, row)}]
-        )
+        return _result(op, "applied", records=[_row_view(replay, entity, row)])
     if kind == "command":
         if (
             COMMAND_ENTITY.get(op["command"]) != entity.logical_name
