@@ -113,7 +113,9 @@ def test_the_top_bar_shows_online_offline_syncing_and_pending_changes_and_opens_
     assert names[0] == "Online" and names.index("Offline") < names.index("Offline · 1 pending"), names
     assert "Offline · 1 pending" in names and "Offline · 2 pending" in names, names
     # The way back: the queue syncs (still counted), then Online with nothing pending.
-    assert names.index("Syncing · 2 pending") > names.index("Offline · 2 pending"), names
+    back = names[names.index("Offline · 2 pending") + 1 :]
+    assert back[0] == "Syncing · 2 pending", names  # straight from Offline to Syncing
+    assert not any(n.startswith("Online ·") for n in names), names  # never "Online" while changes wait to go
     assert names[-1] == "Online", names
     assert all("Available" not in n for n in names)
     on_server = get(api, f"/api/data/accounts({account['accountid']})?$select=telephone1,websiteurl")

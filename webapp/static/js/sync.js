@@ -296,6 +296,9 @@ export class Sync {
     this.attempt = 0; // connected: the next drop waits the shortest back-off again
     this.#set({
       connection: "online",
+      // An offline-ready device pulls (and pushes) at once: say so in the same breath, so the
+      // top bar goes from Offline straight to Syncing, never "Online · 3 pending" in between.
+      phase: downloaded ? "pulling" : this.status.phase,
       error: null,
       serverVersion: welcome.metadata_version,
       updatesAvailable: welcome.metadata_version !== downloaded,
