@@ -10,8 +10,8 @@ and the same journey runs again from the device: what was visible is unchanged, 
 edits show, and once the server is back they reach it.
 
 Also: every main screen passes axe-core with no serious or critical violation, in the light and
-the dark theme (axe-core is installed with npm into ~/.cache/outpost-test on first use, or
-OUTPOST_TEST_CACHE; the test is skipped with the reason when npm is missing); a lookup whose
+the dark theme (axe-core is installed with npm into .tools/ on first use, pinned in
+benchmarks/screenshots.py; the test is skipped with the reason when npm is missing); a lookup whose
 target entity is not offline keeps its name and says why it cannot be changed; before the
 offline data is downloaded ("Skip for now") the same screens work against the Web API; and a
 datetime is edited in the phone's time zone and saved in UTC. Screenshots of the main screens
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, WebSocketRoute, expect
 
+from benchmarks import screenshots
 from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 
@@ -42,8 +42,6 @@ if TYPE_CHECKING:  # the fixtures' classes (tests/e2e is not a package: conftest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-AXE_PACKAGE = "axe-core@4"
-AXE_CACHE = Path(os.environ.get("OUTPOST_TEST_CACHE") or Path.home() / ".cache" / "outpost-test")
 DOWNLOAD_TIMEOUT_MS = 60_000
 SYNC_TIMEOUT_MS = 30_000
 USER = "east1"
@@ -285,34 +283,19 @@ def active_contact_names(api: ApiClient) -> list[str]:
 # --- axe-core -----------------------------------------------------------------------------------------
 
 
-def axe_script() -> Path:
-    """axe.min.js, installed with npm into a cache folder on first use."""
-    path = AXE_CACHE / "node_modules" / "axe-core" / "axe.min.js"
-    if path.is_file():
-        return path
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip(
-            "the accessibility check needs axe-core, installed with npm, and npm is missing (apt-get install npm)"
-        )
-    AXE_CACHE.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [npm, "install", "--prefix", str(AXE_CACHE), "--no-audit", "--no-fund", AXE_PACKAGE],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0 or not path.is_file():
-        pytest.fail(f"npm could not install {AXE_PACKAGE} into {AXE_CACHE}:\n{done.stdout}\n{done.stderr}")
-    return path
+def axe_script() -> str:
+    """axe.min.js (pinned in benchmarks/screenshots.py), installed with npm into .tools/ on first use."""
+    try:
+        return screenshots.axe_script()
+    except screenshots.AxeUnavailable as why:
+        pytest.skip(str(why))
 
 
 def axe(page: Page, screen: str, results: dict[str, str]) -> None:
     """Run axe-core on the page; no serious or critical violation may be found (in light and dark)."""
     if not page.evaluate("typeof window.axe === 'object'"):
         # Through DevTools, not a <script> tag: the app's CSP refuses inline script (and axe's eval is fine there).
-        page.evaluate(axe_script().read_text(encoding="utf-8") + "\n;undefined")
+        page.evaluate(axe_script() + "\n;undefined")
     found = []
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
