@@ -93,21 +93,33 @@ def test_no_session_redirects_to_sign_in_and_a_non_admin_gets_403_on_every_page(
 
 def test_the_sign_in_page_starts_a_session_and_goes_back_to_the_page_asked_for(app: Flask, org: Org) -> None:
     client = app.test_client()
-    wrong = client.post("/admin/signin", data={"org": "contoso", "username": "alice", "password": "nope-nope"})
+    form = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/signin").get_data(as_text=True))
+    assert form, "the sign-in form carries its token (tests/test_login_csrf.py)"
+    token = {"csrf_token": form.group(1)}
+    wrong = client.post("/admin/signin", data={"org": "contoso", "username": "alice", "password": "nope-nope", **token})
     assert wrong.status_code == 401
     assert b"wrong" in wrong.data
-    missing = client.post("/admin/signin", data={"org": "contoso", "username": ""})
+    missing = client.post("/admin/signin", data={"org": "contoso", "username": "", **token})
     assert missing.status_code == 422
     assert b"Fill in: Username, Password." in missing.data
     ok = client.post(
         "/admin/signin",
-        data={"org": "contoso", "username": "alice", "password": PASSWORD, "next": "/admin/devices/"},
+        data={"org": "contoso", "username": "alice", "password": PASSWORD, "next": "/admin/devices/", **token},
     )
     assert ok.status_code == 302
     assert ok.headers["Location"] == "/admin/devices/"
     assert client.get("/admin/devices/").status_code == 200
+    form = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/signin").get_data(as_text=True))
+    assert form
     outside = client.post(
-        "/admin/signin", data={"org": "contoso", "username": "alice", "password": PASSWORD, "next": "//evil.example/"}
+        "/admin/signin",
+        data={
+            "org": "contoso",
+            "username": "alice",
+            "password": PASSWORD,
+            "next": "//evil.example/",
+            "csrf_token": form.group(1),
+        },
     )
     assert outside.headers["Location"] == "/admin/"
 

@@ -12,6 +12,7 @@ from webapp.api.context import caller, db_session, json_body, session_info
 from webapp.api.errors import ApiError
 from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.crm.tables import organization
+from webapp.sameorigin import from_another_site
 from webapp.security.accounts import (
     THROTTLE_WINDOW,
     authenticate,
@@ -44,7 +45,12 @@ def _org_summary(org_id: str) -> dict[str, Any]:
 
 @bp.post("/login")
 def login() -> Any:
-    """Check the credentials; on success start a session and set its cookie."""
+    """Check the credentials; on success start a session and set its cookie.
+
+    Never from another site's page (login CSRF): a page elsewhere must not sign the visitor's
+    browser into an account of its choosing."""
+    if from_another_site():
+        raise ApiError(403, "forbidden_origin", "Sign in from this app's own pages.")
     body = json_body()
     fields = {}
     for key in ("org", "username", "password"):
