@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,10 +122,12 @@ def to_records(
     opts: QueryOptions,
     hidden: Mapping[str, set[str]] | None = None,
     expand_condition: Any = None,
+    hidden_names: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
-    """Serialise rows (with `$select`) and attach `$expand`ed lookups."""
+    """Serialise rows (with `$select`) and attach `$expand`ed lookups (`hidden`, `hidden_names`:
+    see `serialize`)."""
     hidden = hidden or {}
-    records = serialize(session, model, entity, rows, opts.select, hidden.get(entity.logical_name, ()))
+    records = serialize(session, model, entity, rows, opts.select, hidden.get(entity.logical_name, ()), hidden_names)
     for exp in opts.expand:
         target = model.entity(exp.target)
         attr = entity.attribute(exp.attribute)
@@ -146,7 +148,9 @@ def to_records(
             if expand_condition is not None:
                 stmt = stmt.where(expand_condition(target, src))
             target_rows = [dict(r) for r in session.execute(stmt).mappings()]
-            serialized = serialize(session, model, target, target_rows, exp.select, hidden.get(target.logical_name, ()))
+            serialized = serialize(
+                session, model, target, target_rows, exp.select, hidden.get(target.logical_name, ()), hidden_names
+            )
             found = {r[target.primary_id]: r for r in serialized}
         for rec, rid in zip(records, ids_by_row, strict=True):
             rec[exp.nav] = found.get(rid) if rid else None

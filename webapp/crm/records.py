@@ -173,6 +173,11 @@ def _apply_state(entity: Entity, merged: dict[str, Any], given: Mapping[str, Any
     return out
 
 
+# What each derived attribute is computed from (`_derive`): field security hides a derived
+# value whenever it hides one of its sources.
+DERIVED_FROM = {"fullname": ("firstname", "lastname"), "extendedamount": ("quantity", "priceperunit")}
+
+
 def _derive(entity: Entity, merged: dict[str, Any]) -> dict[str, Any]:
     """Values the server computes from others (fullname, extendedamount)."""
     out: dict[str, Any] = {}

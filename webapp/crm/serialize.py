@@ -85,8 +85,11 @@ def serialize(
     rows: Sequence[dict[str, Any]],
     select_columns: Iterable[str] | None = None,
     hidden: Iterable[str] = (),
+    hidden_names: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
-    """Rows as wire records; `select_columns` limits the attributes, `hidden` withholds some."""
+    """Rows as wire records; `select_columns` limits the attributes, `hidden` withholds some,
+    `hidden_names` names the entities whose primary name the reader may not see: a lookup to
+    one of them carries its id and no formatted value (field security on lookup labels)."""
     selected = set(select_columns) if select_columns is not None else None
     hide = set(hidden)
     attrs = [
@@ -109,7 +112,8 @@ def serialize(
                 wanted[target or row.get("ownerid__type") or "systemuser"].add(row[col])
         if row.get("transactioncurrencyid"):
             currency_ids.add(row["transactioncurrencyid"])
-    names = load_names(session, model, wanted)
+    no_names = set(hidden_names)
+    names = load_names(session, model, {t: ids for t, ids in wanted.items() if t not in no_names})
     symbols = _currency_symbols(session, model, currency_ids)
     base_symbol = model.settings.get("base_currency_symbol", "$")
     out = []

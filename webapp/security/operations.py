@@ -324,7 +324,32 @@ def _wire(
         opts,
         hidden=hidden,
         expand_condition=lambda target, src: condition(p, model, target, src, "read"),
+        hidden_names=hidden_names(p, model),
     )
+
+
+def hidden_names(p: Principal, model: OrgModel) -> set[str]:
+    """The entities whose primary name (a lookup's label) the user may not read."""
+    out = set()
+    for entity_name in {e for e, _ in p.secured}:
+        entity = model.entities.get(entity_name)
+        if entity is not None and entity.primary_name in p.hidden_fields(entity):
+            out.add(entity_name)
+    return out
+
+
+def readable_row(p: Principal, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with the values the user may not read set to None (a lookup's type too):
+    what a command may use of a record, as a read would show it."""
+    hidden = p.hidden_fields(entity)
+    if not hidden:
+        return row
+    out = dict(row)
+    for attribute in hidden:
+        out[attribute] = None
+        if f"{attribute}__type" in out:
+            out[f"{attribute}__type"] = None
+    return out
 
 
 class UserCommandIO:
@@ -334,8 +359,11 @@ class UserCommandIO:
         self.session, self.model, self.principal, self.actor = session, model, p, actor
 
     def get(self, entity: str, record_id: str) -> dict[str, Any]:
-        """A record the user may read."""
-        return fetch_readable(self.session, self.model, self.principal, self.model.entity(entity), record_id)
+        """A record the user may read, with what they may not read of it withheld (None)."""
+        found = self.model.entity(entity)
+        return readable_row(
+            self.principal, found, fetch_readable(self.session, self.model, self.principal, found, record_id)
+        )
 
     def create(self, entity: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Create as the user (create, append and append-to checked)."""

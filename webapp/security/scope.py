@@ -28,6 +28,7 @@ from sqlalchemy import false, or_, select, true
 from sqlalchemy.orm import Session
 
 from webapp.crm.metadata import Entity
+from webapp.crm.records import DERIVED_FROM
 from webapp.crm.registry import OrgModel
 from webapp.crm.tables import teammembership
 from webapp.security.roles import ADMIN_ROLE, BU, NONE, ORG, PARENTCHILD, USER
@@ -85,7 +86,11 @@ class Principal:
         """Secured attributes of `entity` this user may not read."""
         if self.is_admin:
             return set()
-        return {a for (e, a) in self.secured if e == entity.logical_name and not self._grant(e, a)[0]}
+        hidden = {a for (e, a) in self.secured if e == entity.logical_name and not self._grant(e, a)[0]}
+        for derived, sources in DERIVED_FROM.items():
+            if hidden.intersection(sources) and derived in entity.attribute_map:
+                hidden.add(derived)
+        return hidden
 
     def may_write_field(self, entity: str, attribute: str, creating: bool) -> bool:
         """Whether the user may set a (possibly secured) attribute on create or update."""
