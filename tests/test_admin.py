@@ -237,6 +237,8 @@ def test_users_are_created_edited_disabled_and_their_passwords_reset(app: Flask,
     edit = {k: v for k, v in new.items() if k not in ("username", "password")}
     edit.update({"lastname": "Dunne", "businessunitid": org.root_bu})
     assert form(alice, f"/admin/users/{me['id']}", edit).status_code == 302
+    assert dave.get("/api/auth/me").status_code == 401  # a move to another unit ends the user's sessions
+    dave = sign_in(app, "contoso", "dave", "dave-password-1")
     assert dave.get("/api/auth/me").json["user"]["business_unit_id"] == org.root_bu
     mismatch = form(alice, f"/admin/users/{me['id']}/password", {"password": "new-password-1", "confirm": "other"})
     assert mismatch.status_code == 422 and b"not the same" in mismatch.data
@@ -550,6 +552,42 @@ def test_a_disabled_business_unit_signs_its_people_out_and_keeps_them_out(app: F
     assert form(alice, f"/admin/business-units/{field}/status", {"action": "enable"}).status_code == 302
     assert sign_in(app, "contoso", "erin").get("/api/auth/me").status_code == 200
     assert audit_actions(app, org.org_id)[-2:] == ["businessunit.disable", "businessunit.enable"]
+
+
+def test_moving_a_user_signs_them_out_and_a_disabled_unit_takes_nobody_in(app: Flask, org: Org, alice: Api) -> None:
+    """Issue 17, item 7: a user moved into a disabled business unit kept a working session."""
+    from webapp.crm.orgs import create_business_unit
+    from webapp.security.setup import new_user
+
+    svc = services(app)
+    with svc.db.session(write=True) as s:
+        model = svc.registry.model(s, org.org_id)
+        closed = create_business_unit(s, model, "Closed")
+        below = create_business_unit(s, model, "Below closed", closed)
+        dave = new_user(s, model, svc.hasher, "dave", PASSWORD, "Dale", org.root_bu, ["Salesperson"])
+        s.commit()
+    assert form(alice, f"/admin/business-units/{closed}/status", {"action": "disable"}).status_code == 302
+    salesperson = re.search(r'/admin/roles/([0-9a-f-]{36})">Salesperson<', alice.get("/admin/roles").data.decode())
+    assert salesperson is not None
+    edit = {"lastname": "Dale", "businessunitid": closed, "roles": [salesperson.group(1)]}
+    api = sign_in(app, "contoso", "dave")
+    socket = svc.hub.subscribe(org.org_id, dave, "dave's phone")
+    for unit in (closed, below):  # a disabled unit, or one under it: refused, nothing changes
+        refused = form(alice, f"/admin/users/{dave}", {**edit, "businessunitid": unit})
+        assert refused.status_code == 422 and b"business unit is disabled" in refused.data
+        assert api.get("/api/auth/me").json["user"]["business_unit_id"] == org.root_bu
+        assert not socket.ended
+    new = {"username": "erin", "password": "erin-password-1", **edit}
+    assert form(alice, "/admin/users/new", new).status_code == 422
+    # A move to an enabled unit: saved, and the user's sessions and sockets end at once.
+    assert form(alice, f"/admin/users/{dave}", {**edit, "businessunitid": org.east_bu}).status_code == 302
+    assert api.get("/api/auth/me").status_code == 401
+    assert socket.ended and socket.event.is_set()
+    again = sign_in(app, "contoso", "dave")
+    assert again.get("/api/auth/me").json["user"]["business_unit_id"] == org.east_bu
+    # Saving without a move signs nobody out.
+    assert form(alice, f"/admin/users/{dave}", {**edit, "businessunitid": org.east_bu}).status_code == 302
+    assert again.get("/api/auth/me").status_code == 200
 
 
 def test_disabling_a_user_or_resetting_a_password_closes_their_open_sockets(app: Flask, org: Org, alice: Api) -> None:

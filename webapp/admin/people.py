@@ -21,7 +21,12 @@ from webapp.crm.orgs import create_business_unit, create_position, create_team, 
 from webapp.crm.records import delete_record, fetch, update_record
 from webapp.crm.tables import teammembership
 from webapp.security import fieldsecurity
-from webapp.security.accounts import revoke_business_unit_sessions, revoke_user_sessions, set_password
+from webapp.security.accounts import (
+    in_disabled_business_unit,
+    revoke_business_unit_sessions,
+    revoke_user_sessions,
+    set_password,
+)
 from webapp.security.roles import (
     ADMIN_ROLE,
     DEPTHS,
@@ -154,6 +159,11 @@ def _user_form(errors: dict[str, str], creating: bool, user_id: str | None = Non
     return values
 
 
+# A serious CRM does not place people in a unit that is switched off: they could not sign in,
+# and enabling the unit later should not quietly bring in people nobody placed there then.
+DISABLED_UNIT = "This business unit is disabled (or is under a disabled one): enable it first, or choose another."
+
+
 @bp.route("/users/new", methods=["GET", "POST"])
 def user_new() -> Any:
     """Create a user who can sign in, with roles."""
@@ -161,6 +171,8 @@ def user_new() -> Any:
     errors: dict[str, str] = {}
     if request.method == "POST":
         form = _user_form(errors, creating=True)
+        if form["businessunitid"] and in_disabled_business_unit(db(), current().model.org_id, form["businessunitid"]):
+            errors["businessunitid"] = DISABLED_UNIT
         if not errors:
             m = current().model
             role_names = [dict(_role_rows())[r] for r in form["roles"]]
@@ -215,6 +227,9 @@ def user_edit(user_id: str) -> Any:
     role_names = dict(_role_rows())
     if user_id == current().info.user_id and ADMIN_ROLE not in [role_names[r] for r in form["roles"]]:
         errors["roles"] = "You cannot take the System Administrator role away from yourself."
+    moved = bool(form["businessunitid"]) and form["businessunitid"] != user.get("businessunitid")
+    if moved and in_disabled_business_unit(db(), current().model.org_id, form["businessunitid"]):
+        errors["businessunitid"] = DISABLED_UNIT
     if errors:
         return _user_page(user, form, errors)
     m = current().model
@@ -224,8 +239,16 @@ def user_edit(user_id: str) -> Any:
     }
     update_record(db(), m, system_actor(m), m.entity("systemuser"), user, values)
     set_user_roles(db(), m, user_id, form["roles"])
-    commit("user.update", f"User {user['username']}", {"values": values, "roles": form["roles"]})
-    return done("admin.people.user_edit", "User saved.", user_id=user_id)
+    if moved:  # a new unit is a new security context: sign them out everywhere, as disabling does
+        revoke_user_sessions(db(), user_id)
+    commit(
+        "user.update",
+        f"User {user['username']}",
+        {"values": values, "roles": form["roles"], **({"signed_out": 1} if moved else {})},
+        signed_out=[user_id] if moved else [],
+    )
+    said = "User saved; they moved to another business unit and were signed out." if moved else "User saved."
+    return done("admin.people.user_edit", said, user_id=user_id)
 
 
 @bp.post("/users/<user_id>/status")
