@@ -15,7 +15,7 @@ import { ERRORS, META, QUEUE, during, getAll, promised, transact } from "./idb.j
  * @typedef {{op_id: string, seq: number, kind: string, entity: string, id: string,
  *   base_version: number|null, changes: Record<string, any>, command?: string, args?: any,
  *   created_at: string, labels?: Record<string, string|null>, effects?: any[], touches?: string[],
- *   before?: Record<string, {value: any, label: string|null}>}} Op
+ *   before?: Record<string, {value: any, label: string|null}>, name?: string|null}} Op
  * @typedef {import("./codec.js").Codec} Codec
  */
 

@@ -139,23 +139,72 @@ export class Records {
    * @returns {Promise<string[]>}
    */
   async heldIds(entity) {
+    const local = await this.localOnly(entity);
+    return (await this.#keys(IDBKeyRange.bound([entity, ""], [entity, []]))).filter((id) => !local.has(id));
+  }
+
+  /**
+   * The ids of an entity the device holds only through its own queued operations (created here,
+   * or taken back by the server while an edit waits): not held from the server. The queue is
+   * short and its "entity|id" pairs are readable even when sealed.
+   * @param {string} entity
+   * @returns {Promise<Set<string>>}
+   */
+  async localOnly(entity) {
     return transact(this.host.db, [RECORDS, QUEUE], "readonly", async (tx) => {
       const records = tx.objectStore(RECORDS);
-      const keys = /** @type {[string, string][]} */ (await promised(records.index("entity").getAllKeys(entity)));
-      // The queue is short and its "entity|id" pairs are readable even when sealed.
       const prefix = `${entity}|`;
       const queued = new Set();
       for (const op of await getAll(tx.objectStore(QUEUE))) for (const key of op.touches || []) if (key.startsWith(prefix)) queued.add(key.slice(prefix.length));
       /** @type {Set<string>} */
-      const localOnly = new Set();
+      const local = new Set();
       for (const id of queued) {
         const raw = await promised(records.get([entity, id]));
         if (!raw) continue;
         const held = raw.sealed ? raw.version !== null && raw.version !== undefined : raw.server !== null && raw.server !== undefined;
-        if (!held) localOnly.add(id);
+        if (!held) local.add(id);
       }
-      return keys.map((k) => k[1]).filter((id) => !localOnly.has(id));
+      return local;
     });
+  }
+
+  /** The record ids (keys only, sorted) in a key range. @param {IDBKeyRange} range @returns {Promise<string[]>} */
+  async #keys(range) {
+    const keys = await transact(this.host.db, [RECORDS], "readonly", (tx) => promised(tx.objectStore(RECORDS).getAllKeys(range)));
+    return /** @type {[string, string][]} */ (keys).map((k) => k[1]);
+  }
+
+  /**
+   * The ids held from the server in one bucket (ids starting with `prefix`), sorted.
+   * @param {string} entity @param {string} prefix @param {Set<string>} local from `localOnly`
+   */
+  async heldBucket(entity, prefix, local) {
+    const range = prefix ? IDBKeyRange.bound([entity, prefix], [entity, `${prefix}\uffff`]) : IDBKeyRange.bound([entity, ""], [entity, []]);
+    return (await this.#keys(range)).filter((id) => !local.has(id));
+  }
+
+  /**
+   * Every non-empty bucket of the ids held from the server, in order, one bucket read at a time
+   * (keys only, a short transaction each): a scope check over 200,000 records never holds more
+   * than one bucket's ids.
+   * @param {string} entity @param {number} depth @param {Set<string>} local from `localOnly`
+   * @returns {AsyncGenerator<[string, string[]]>}
+   */
+  async *heldBuckets(entity, depth, local) {
+    if (depth === 0) {
+      const ids = await this.heldBucket(entity, "", local);
+      if (ids.length) yield ["", ids];
+      return;
+    }
+    let range = IDBKeyRange.bound([entity, ""], [entity, []]);
+    for (;;) {
+      const first = /** @type {[string, string]|undefined} */ (await transact(this.host.db, [RECORDS], "readonly", (tx) => promised(tx.objectStore(RECORDS).getKey(range))));
+      if (!first) return;
+      const prefix = first[1].slice(0, depth);
+      const ids = await this.heldBucket(entity, prefix, local);
+      if (ids.length) yield [prefix, ids];
+      range = IDBKeyRange.bound([entity, `${prefix}\uffff`], [entity, []], true, true);
+    }
   }
 
   // --- local writes ---------------------------------------------------------------------
@@ -192,6 +241,9 @@ export class Records {
         op.args = extra.args || {};
       }
       if (kind === "update" && row?.view) op.before = beforeValues(this.host.entities[entity], row.view, changes);
+      // The record's name as the user knew it: an error can name it even after the record left the device.
+      const primaryName = this.host.entities[entity]?.primary_name;
+      if (primaryName) op.name = row?.view?.[primaryName] ?? changes[primaryName] ?? null;
       const effects = kind === "command" ? extra.effects || [] : [{ kind, entity, id, changes }];
       op.effects = effects;
       op.touches = [...new Set(effects.map((e) => `${e.entity}|${e.id}`))];
@@ -236,9 +288,11 @@ export class Records {
    * Records the server sent (download pages, live changes, acks): keep the newer version and
    * rebase pending operations on top.
    * @param {{entity: string, record: any}[]} items
+   * @param {Set<string>} [replace] entities whose records replace those held even at the same
+   *   version (a scope check's `refresh`: the fields the user may read changed)
    * @returns {Promise<string[]>} the entities touched
    */
-  async applyServer(items) {
+  async applyServer(items, replace) {
     if (!items.length) return [];
     const codec = this.host.codec;
     const entities = this.host.entities;
@@ -262,7 +316,8 @@ export class Records {
         const id = record[meta.primary_id];
         const raw = await promised(records.get([entity, id]));
         const known = raw?.sealed ? raw.version : raw?.server?.versionnumber;
-        if (known !== null && known !== undefined && known >= record.versionnumber) continue; // own change coming back
+        const same = known === record.versionnumber && replace?.has(entity);
+        if (known !== null && known !== undefined && known >= record.versionnumber && !same) continue; // own change coming back
         if (!anyPending || !(await queue.touches(tx, entity, id))) {
           await promised(records.put(presealed ? presealed[i] : this.#plainRow(entity, id, record, record, 0)));
         } else {
@@ -308,7 +363,7 @@ export class Records {
           // The record's name as the user knew it, so the error can say which record it was.
           const meta = entities[op.entity];
           const row = meta ? await this.row(tx, op.entity, op.id) : null;
-          const name = meta ? row?.view?.[meta.primary_name] ?? row?.server?.[meta.primary_name] ?? null : null;
+          const name = (meta ? row?.view?.[meta.primary_name] ?? row?.server?.[meta.primary_name] : null) ?? op.name ?? null;
           await queue.recordError(tx, codec, op, result, nowIso(), name);
         }
         for (const { entity, record } of result.records || []) {

@@ -77,55 +77,89 @@ export async function summarise(ids, depth) {
  * @typedef {{depth: number, complete: boolean, refresh: boolean, buckets: Record<string, [number, string]>}} EntityCheck
  * @typedef {{type: "scope", check: string, cursor: number, entities: Record<string, EntityCheck>}} ScopeFrame
  * @typedef {{type: "reconcile", check: string, held: Record<string, Record<string, string[]>>, done: boolean}} ReconcileFrame
+ * @typedef {{entity: string, id: string, reason: string}} Drop
+ * @typedef {{buckets: (depth: number) => AsyncIterable<[string, string[]]>, bucket: (prefix: string) => Promise<string[]>}} Held
+ *   the ids a device holds from the server for one entity: every non-empty bucket in order, or one bucket
  */
 
 /**
- * Compare a `scope` frame with what the device holds.
- * @param {ScopeFrame} frame
- * @param {(entity: string) => Promise<string[]>} heldIds the ids the device holds from the server (the store's `heldIds`)
- * @returns {Promise<{drop: {entity: string, id: string, reason: string}[], frames: ReconcileFrame[], refresh: Set<string>}>}
- *   `drop`: what to remove at once (buckets the server says are empty); `frames`: to send in
- *   order; `refresh`: entities whose answers replace records even at the same version
+ * The ids of one entity held in memory, as a `Held` (tests, small stores).
+ * @param {Iterable<string>} ids
+ * @returns {Held}
  */
-export async function answer(frame, heldIds) {
-  /** @type {{entity: string, id: string, reason: string}[]} */
-  const drop = [];
-  /** @type {[string, string, string[], number][]} */
-  const differ = [];
+export function heldFrom(ids) {
+  const sorted = [...ids].sort(byCodePoint);
+  return {
+    async *buckets(depth) {
+      for (const [key, group] of [...buckets(sorted, depth)].sort((a, b) => byCodePoint(a[0], b[0]))) yield [key, group];
+    },
+    bucket: async (prefix) => sorted.filter((id) => id.startsWith(prefix)),
+  };
+}
+
+/**
+ * Answer a `scope` frame: compare each bucket with what the device holds, a bucket at a time.
+ * Calls `drop` with what the device holds in buckets the server says are empty (remove at once),
+ * and `send` with each `reconcile` frame in order (the last with `done`), as they fill, so
+ * memory stays within a frame's ids whatever the device holds.
+ * @param {ScopeFrame} frame
+ * @param {(entity: string) => Promise<Held>} held the ids the device holds from the server (the store's `held`)
+ * @param {{drop: (items: Drop[]) => Promise<void>|void, send: (frame: ReconcileFrame) => Promise<void>|void}} out
+ * @returns {Promise<Set<string>>} the entities whose answers replace records even at the same version (`refresh`)
+ */
+export async function answer(frame, held, out) {
   /** @type {Set<string>} */
   const refresh = new Set();
-  for (const [entity, check] of Object.entries(frame.entities)) {
-    if (check.refresh) refresh.add(entity);
-    const mine = buckets(await heldIds(entity), check.depth);
-    const keys = new Set(Object.keys(check.buckets));
-    if (check.complete) for (const key of mine.keys()) keys.add(key);
-    for (const key of [...keys].sort(byCodePoint)) {
-      const [count, serverDigest] = check.buckets[key] ?? [0, ""];
-      const ids = mine.get(key) ?? [];
-      if (count === 0) {
-        for (const id of ids) drop.push({ entity, id, reason: "out_of_scope" });
-        continue;
-      }
-      const same = count === ids.length && (await digest(ids)) === serverDigest;
-      if (!same || check.refresh) differ.push([entity, key, ids, count]);
-    }
-  }
-  /** @type {ReconcileFrame[]} */
-  const frames = [];
   /** @type {Record<string, Record<string, string[]>>} */
-  let held = {};
+  let pending = {};
+  let any = false;
   let sent = 0;
   let counted = 0;
-  for (const [entity, key, ids, count] of differ) {
-    if (Object.keys(held).length && (sent + ids.length > MAX_PER_FRAME || counted + count > MAX_PER_FRAME)) {
-      frames.push({ type: "reconcile", check: frame.check, held, done: false });
-      held = {};
+  /** @type {ReconcileFrame|null} */
+  let ready = null; // a full frame, sent once the next one starts (the last one carries `done`)
+  /** @param {string} entity @param {string} key @param {string[]} ids @param {number} count */
+  const add = async (entity, key, ids, count) => {
+    if (any && (sent + ids.length > MAX_PER_FRAME || counted + count > MAX_PER_FRAME)) {
+      if (ready) await out.send(ready);
+      ready = { type: "reconcile", check: frame.check, held: pending, done: false };
+      pending = {};
+      any = false;
       sent = counted = 0;
     }
-    (held[entity] ??= {})[key] = ids;
+    (pending[entity] ??= {})[key] = ids;
+    any = true;
     sent += ids.length;
     counted += count;
+  };
+  for (const entity of Object.keys(frame.entities).sort(byCodePoint)) {
+    const check = frame.entities[entity];
+    if (check.refresh) refresh.add(entity);
+    const mine = await held(entity);
+    /** @param {string} key @param {string[]} ids */
+    const visit = async (key, ids) => {
+      const [count, serverDigest] = check.buckets[key] ?? [0, ""];
+      if (count === 0) {
+        if (ids.length) await out.drop(ids.map((id) => ({ entity, id, reason: "out_of_scope" })));
+        return;
+      }
+      const same = count === ids.length && (await digest(ids)) === serverDigest;
+      if (!same || check.refresh) await add(entity, key, ids, count);
+    };
+    const listed = Object.keys(check.buckets).sort(byCodePoint);
+    if (!check.complete) {
+      for (const key of listed) await visit(key, await mine.bucket(key));
+      continue;
+    }
+    // Every bucket: the device's (in order) merged with the server's it lacks.
+    let next = 0;
+    for await (const [key, ids] of mine.buckets(check.depth)) {
+      while (next < listed.length && byCodePoint(listed[next], key) < 0) await visit(listed[next++], []);
+      if (listed[next] === key) next += 1;
+      await visit(key, ids);
+    }
+    while (next < listed.length) await visit(listed[next++], []);
   }
-  frames.push({ type: "reconcile", check: frame.check, held, done: true });
-  return { drop, frames, refresh };
+  if (ready) await out.send(ready);
+  await out.send({ type: "reconcile", check: frame.check, held: pending, done: true });
+  return refresh;
 }

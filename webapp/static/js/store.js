@@ -316,6 +316,19 @@ export class Store {
   }
 
   /**
+   * The ids of an entity held from the server, read a bucket at a time (scope.js `answer`).
+   * @param {string} entity
+   * @returns {Promise<import("./scope.js").Held>}
+   */
+  async held(entity) {
+    const local = await this.records.localOnly(entity);
+    return {
+      buckets: (depth) => this.records.heldBuckets(entity, depth, local),
+      bucket: (prefix) => this.records.heldBucket(entity, prefix, local),
+    };
+  }
+
+  /**
    * Prefix search over quick-find columns (and dates).
    * @param {string[]} entities @param {string} text @param {number} [limit]
    */
@@ -337,10 +350,13 @@ export class Store {
     return { op: result.op, view: result.view };
   }
 
-  /** Records the server sent: keep the newer version and rebase. @param {{entity: string, record: any}[]} items */
-  async applyServer(items) {
+  /**
+   * Records the server sent: keep the newer version and rebase.
+   * @param {{entity: string, record: any}[]} items @param {Set<string>} [replace] entities replaced even at the same version
+   */
+  async applyServer(items, replace) {
     if (!items.length) return;
-    this.notify(await this.records.applyServer(items));
+    this.notify(await this.records.applyServer(items, replace));
   }
 
   /** Records that left the device. @param {{entity: string, id: string}[]} removes */

@@ -9,6 +9,7 @@
  * foreground.
  * Status is an immutable snapshot; listeners hear only real changes.
  */
+import { answer } from "./scope.js";
 import { Store } from "./store.js";
 import { exclusive, tabChannel } from "./tabs.js";
 
@@ -75,6 +76,8 @@ export class Sync {
     /** @type {{types: string[], resolve: (f: any) => void, reject: (e: any) => void}|null} */
     this.waiter = null;
     this.applying = Promise.resolve();
+    /** Scope checks being answered: check id -> the entities whose answers replace at the same version. @type {Map<string, Set<string>>} */
+    this.checks = new Map();
     this.stopped = false;
     this.attempt = 0;
     /** @type {(() => void)|null} */
@@ -413,8 +416,20 @@ export class Sync {
       this.#wipe(frame.reason || "This device was revoked.");
       return;
     }
-    if (frame.type === "changes" && !(this.waiter && this.waiter.types.includes("changes"))) {
-      this.applying = this.applying.then(() => this.#applyChanges(frame)).catch((err) => console.error("applying changes", err));
+    if (frame.type === "changes" && (frame.check || !(this.waiter && this.waiter.types.includes("changes")))) {
+      this.#then(() => this.#applyChanges(frame)); // live, or the answer to a scope check (tagged `check`)
+      return;
+    }
+    if (frame.type === "scope") {
+      const ws = this.ws;
+      this.#then(() => this.#answerScope(frame, ws));
+      return;
+    }
+    if (frame.type === "reconciled") {
+      this.#then(async () => {
+        this.checks.delete(frame.check);
+        await this.refreshCounts();
+      });
       return;
     }
     if (frame.type === "error" && frame.code === "unauthenticated") {
@@ -455,12 +470,40 @@ export class Sync {
     });
   }
 
+  /** Run `fn` after every frame received before it has been applied, in order. @param {() => Promise<void>} fn */
+  #then(fn) {
+    this.applying = this.applying.then(fn).catch((err) => console.error("applying changes", err));
+  }
+
   /** @param {any} frame a `changes` frame */
   async #applyChanges(frame) {
-    await this.store.applyServer(frame.upserts || []);
+    // The answer to a scope check with `refresh`: its records replace those held, even at the same version.
+    await this.store.applyServer(frame.upserts || [], frame.check ? this.checks.get(frame.check) : undefined);
     await this.store.applyRemoves(frame.removes || []);
-    await this.store.setMeta("cursor", frame.cursor);
+    if (!frame.check) await this.store.setMeta("cursor", frame.cursor); // a check's answer leaves the cursor as it was
     await this.#synced([...(frame.upserts || []), ...(frame.removes || [])].map((/** @type {any} */ item) => item.entity));
+  }
+
+  /**
+   * A scope check (docs/protocol.md, "Scope checks"): drop at once what the device holds in
+   * buckets the server says are empty, and send the ids of every other bucket that differs in
+   * `reconcile` frames. The server answers with `changes` (tagged `check`), then `reconciled`.
+   * Pending local changes stay queued: a record that left keeps its operation, which is sent
+   * and refused by the server with an error naming the record (records.js keeps its name).
+   * @param {import("./scope.js").ScopeFrame} frame @param {WebSocket|null} ws the socket it came on
+   */
+  async #answerScope(frame, ws) {
+    this.checks.set(frame.check, new Set(Object.entries(frame.entities).filter(([, c]) => c.refresh).map(([e]) => e)));
+    await answer(frame, (entity) => this.store.held(entity), {
+      drop: async (items) => {
+        await this.store.applyRemoves(items);
+        await this.#synced([...new Set(items.map((i) => i.entity))]);
+      },
+      send: (msg) => {
+        if (!ws || ws !== this.ws || ws.readyState !== WebSocket.OPEN) throw new SyncError("offline", "The connection closed during a scope check.");
+        ws.send(JSON.stringify(msg));
+      },
+    });
   }
 
   /**
@@ -481,8 +524,10 @@ export class Sync {
     let cursor = await this.store.getMeta("cursor", 0);
     for (;;) {
       await this.applying;
-      const frame = await this.#request({ type: "pull", cursor }, ["changes"]);
-      await this.#applyChanges(frame);
+      // scope: 1 — this device answers scope checks, so what it holds follows every security change.
+      const frame = await this.#request({ type: "pull", cursor, scope: 1 }, ["changes"]);
+      this.#then(() => this.#applyChanges(frame)); // in order with the frames that follow it
+      await this.applying;
       cursor = frame.cursor;
       if (!frame.more) return;
     }
