@@ -620,7 +620,10 @@ FILTER_ERRORS: list[tuple[str, str]] = [
     ("contains(name,'a','b')", "expected ')'"),
     ("contains('a',name)", "the field goes on the left"),
     ("and eq 1", "found the keyword 'and'"),
-    ("Microsoft.Dynamics.CRM.In(PropertyName='name')", "malformed value 'Microsoft.Dynamics.CRM.In'"),
+    ("Microsoft.Dynamics.CRM.In(PropertyName='name')", "unknown function 'In' at position 1; supported: EqualUserId"),
+    ("Microsoft.Dynamics.CRM.EqualUserId(PropertyName='name')", "EqualUserId() needs a lookup; 'name' is string"),
+    ("Microsoft.Dynamics.CRM.EqualUserId(ownerid)", "malformed function at position 1"),
+    ("Microsoft.Dynamics.CRM.NotEqualUserId(PropertyName='ownerid')", "NotEqualUserId() needs a signed-in user"),
     ("(" * 60 + "name eq 'a'" + ")" * 60, "nested too deeply"),
     (" or ".join(["revenue eq 1"] * 501), "too many conditions (at most 500)"),
     # checked against the entity

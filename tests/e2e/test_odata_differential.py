@@ -48,6 +48,10 @@ class Q:
     empty: bool | None = False  # True: an empty answer is the point; False: one is a test bug; None: either
 
 
+MINE = "Microsoft.Dynamics.CRM.EqualUserId(PropertyName='ownerid')"
+NOT_MINE = "Microsoft.Dynamics.CRM.NotEqualUserId(PropertyName='ownerid')"
+
+
 # --- data ------------------------------------------------------------------------------------
 
 
@@ -139,14 +143,14 @@ def on_server(api: ApiClient, q: Q) -> dict[str, Any]:
 
 
 LOAD_ENGINE = """
-async ({records, entities}) => {
+async ({records, entities, userId}) => {
   const engine = await import('/static/js/odata.js');
   const index = {};
   for (const [entity, list] of Object.entries(records)) {
     const meta = entities.find((e) => e.logical_name === entity);
     index[entity] = new Map(list.map((r) => [r[meta.primary_id], r]));
   }
-  window.__odt = {engine, records, entities, index};
+  window.__odt = {engine, records, entities, index, userId};
   return Object.keys(engine).sort();
 }
 """
@@ -154,7 +158,7 @@ async ({records, entities}) => {
 RUN_ON_DEVICE = """
 ({entity, options, page}) => {
   if (!window.__odt) return {missing: true};
-  const {engine, records, entities, index} = window.__odt;
+  const {engine, records, entities, index, userId} = window.__odt;
   const meta = entities.find((e) => e.logical_name === entity);
   const resolve = (target, id) => index[target] && index[target].get(id);
   const pages = [];
@@ -162,7 +166,8 @@ RUN_ON_DEVICE = """
   let opts = options;
   try {
     for (;;) {
-      const result = engine.runQuery(records[entity], opts, meta, {maxPageSize: page ?? undefined, entities, resolve});
+      const run = {maxPageSize: page ?? undefined, entities, resolve, userId};
+      const result = engine.runQuery(records[entity], opts, meta, run);
       pages.push(result.value);
       if (result.nextSkip === null) break;
       opts = engine.nextPageOptions(opts, result.nextSkip);
@@ -201,8 +206,9 @@ def load(live_server: LiveServer, page: Page) -> Loaded:
     records = {entity: fetch_all(api, entity_set) for entity, entity_set in ENTITY_SETS.items()}
     metadata = api.get("/api/metadata")
     assert metadata.status == 200, metadata.json
+    me = api.get("/api/auth/me").json["user"]["id"]
     page.goto("/")
-    exported = page.evaluate(LOAD_ENGINE, {"records": records, "entities": metadata.json["entities"]})
+    exported = page.evaluate(LOAD_ENGINE, {"records": records, "entities": metadata.json["entities"], "userId": me})
     for name in ("ODataError", "parseOptions", "compileFilter", "compareRecords", "runQuery"):
         assert name in exported, exported
     entities = {e["logical_name"]: e for e in metadata.json["entities"]}
@@ -352,6 +358,16 @@ def queries(records: dict[str, list[dict[str, Any]]], made: dict[str, str]) -> l
             "&$orderby=prioritycode desc,scheduledend",
         ),
         Q("task", "$orderby=actualend desc,percentcomplete"),
+        # the signed-in user (the reference's eq-userid / ne-userid): admin owns the tricky records,
+        # colleagues own the demo's
+        Q("account", f"$filter={MINE}&$orderby=name"),
+        Q("account", f"$filter=statecode eq 0 and not {MINE}&$orderby=name desc"),
+        Q("account", f"$filter={NOT_MINE}&$orderby=_ownerid_value,name", page=9),
+        Q("account", f"$filter={MINE.replace('ownerid', '_createdby_value')} or primarycontactid eq null"),
+        Q("account", f"$filter=({MINE}) and revenue ge 1000&$orderby=revenue desc"),
+        Q("contact", f"$filter=statecode eq 0 and {MINE.replace('ownerid', '_ownerid_value')}&$orderby=fullname"),
+        Q("lead", f"$filter={NOT_MINE.replace('ownerid', 'parentaccountid')}", empty=None),
+        Q("task", f"$filter={MINE}&$orderby=subject"),
         # booleans
         Q("systemuser", "$filter=isdisabled eq false&$orderby=fullname"),
         Q(
@@ -362,6 +378,12 @@ def queries(records: dict[str, list[dict[str, Any]]], made: dict[str, str]) -> l
 
 
 MALFORMED = [
+    Q("account", "$filter=Microsoft.Dynamics.CRM.EqualUserId(PropertyName='name')"),
+    Q("account", "$filter=Microsoft.Dynamics.CRM.EqualUserId(PropertyName='nosuch')"),
+    Q("account", "$filter=Microsoft.Dynamics.CRM.EqualUserTeams(PropertyName='ownerid')"),
+    Q("account", "$filter=Microsoft.Dynamics.CRM.EqualUserId(ownerid)"),
+    Q("account", "$filter=microsoft.dynamics.crm.EqualUserId(PropertyName='ownerid')"),
+    Q("account", "$filter=Microsoft.Dynamics.CRM.EqualUserId(PropertyName='ownerid') eq true"),
     Q("account", "$filter=name eq"),
     Q("account", "$filter=name eq 'unterminated"),
     Q("account", "$filter=name Eq 'x'"),
@@ -521,6 +543,18 @@ def random_queries(data: Loaded, count: int, seed: int = SEED) -> list[Q]:
     return out
 
 
+def view_queries(data: Loaded) -> list[Q]:
+    """Every system view of the entities loaded, as the list screen queries it (the "My …" views
+    filter on the signed-in user)."""
+    out = []
+    for entity in ENTITY_SETS:
+        for v in data.entities[entity]["views"]:
+            parts = [f"$filter={v['filter']}"] if v["filter"] else []
+            parts += [f"$orderby={v['orderby']}"] if v["orderby"] else []
+            out.append(Q(entity, "&".join(parts), empty=None))
+    return out
+
+
 # --- the tests -------------------------------------------------------------------------------
 
 
@@ -559,7 +593,7 @@ def test_the_device_answers_every_query_with_the_servers_records_in_the_servers_
     live_server: LiveServer, phone_page: Page
 ) -> None:
     data = load(live_server, phone_page)
-    written = queries(data.records, data.made)
+    written = queries(data.records, data.made) + view_queries(data)
     generated = random_queries(data, count=GENERATED)
     assert len(written) >= 45
     failures = []

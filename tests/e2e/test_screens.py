@@ -276,7 +276,10 @@ def prepare(api: ApiClient) -> dict[str, Any]:
 
 def active_contact_names(api: ApiClient) -> list[str]:
     """The names "My Active Contacts" shows, in the server's order (fullname ascending)."""
-    resp = api.get("/api/data/contacts?$select=fullname&$filter=statecode%20eq%200&$orderby=fullname%20asc")
+    mine = "Microsoft.Dynamics.CRM.EqualUserId(PropertyName='ownerid')"
+    resp = api.get(
+        f"/api/data/contacts?$select=fullname&$filter=statecode%20eq%200%20and%20{mine}&$orderby=fullname%20asc"
+    )
     return [r["fullname"] for r in resp.json["value"]]
 
 

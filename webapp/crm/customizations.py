@@ -43,6 +43,7 @@ def customizations(model: OrgModel) -> dict[str, Any]:
             "entities": offline.get("entities", {}),
         },
         "conflict_detection": bool(settings.get("conflict_detection", False)),
+        "base_currency_symbol": settings.get("base_currency_symbol", "$"),
         "processes": [SALES_PROCESS],
         "sync_interval_minutes": offline.get("sync_interval_minutes", 15),
         "client_scripts": published(model),

@@ -9,6 +9,8 @@ from __future__ import annotations
 from webapp.crm.metadata import Attribute, Entity, Option, View
 
 CRUD = ("create", "read", "update", "delete")
+# The "My …" views' owner condition, as the reference's (FetchXML `eq-userid`).
+MINE = "Microsoft.Dynamics.CRM.EqualUserId(PropertyName='ownerid')"
 
 # --- attribute shorthands -------------------------------------------------------------
 
@@ -18,9 +20,9 @@ def pk(name: str, label: str) -> Attribute:
     return Attribute(name, "uniqueidentifier", label)
 
 
-def text(name: str, label: str, max_length: int = 100, required: bool = False) -> Attribute:
-    """A single-line string."""
-    return Attribute(name, "string", label, required=required, max_length=max_length)
+def text(name: str, label: str, max_length: int = 100, required: bool = False, format_: str | None = None) -> Attribute:
+    """A single-line string; `format_` (email, phone, url) picks the phone's keyboard."""
+    return Attribute(name, "string", label, required=required, max_length=max_length, format=format_)
 
 
 def memo(name: str, label: str, max_length: int = 4000) -> Attribute:
@@ -131,7 +133,7 @@ def activity(
         ownership="user",
         attributes=activity_common() + extra,
         views=(
-            view(name, 1, f"My Open {plural}", columns, "statecode eq 0", "scheduledend asc"),
+            view(name, 1, f"My Open {plural}", columns, f"statecode eq 0 and {MINE}", "scheduledend asc"),
             view(name, 2, f"All {plural}", columns, "", "modifiedon desc"),
             view(name, 3, f"Completed {plural}", columns, "statecode eq 1", "actualend desc"),
         ),
@@ -184,7 +186,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             text("firstname", "First Name", 64),
             text("lastname", "Last Name", 64, required=True),
             derived("fullname", "Full Name"),
-            text("internalemailaddress", "Primary Email", 100),
+            text("internalemailaddress", "Primary Email", 100, format_="email"),
             lookup("businessunitid", "Business Unit", "businessunit", required=True),
             lookup("parentsystemuserid", "Manager", "systemuser"),
             lookup("positionid", "Position", "position"),
@@ -289,9 +291,9 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             pk("accountid", "Account"),
             text("name", "Account Name", 160, required=True),
             text("accountnumber", "Account Number", 20),
-            text("telephone1", "Main Phone", 50),
-            text("emailaddress1", "Email", 100),
-            text("websiteurl", "Website", 200),
+            text("telephone1", "Main Phone", 50, format_="phone"),
+            text("emailaddress1", "Email", 100, format_="email"),
+            text("websiteurl", "Website", 200, format_="url"),
             text("address1_line1", "Street 1", 250),
             text("address1_city", "City", 80),
             text("address1_postalcode", "ZIP/Postal Code", 20),
@@ -324,7 +326,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
                 1,
                 "My Active Accounts",
                 "name address1_city telephone1 primarycontactid",
-                "statecode eq 0",
+                f"statecode eq 0 and {MINE}",
                 "name asc",
             ),
             view(
@@ -376,9 +378,9 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             text("lastname", "Last Name", 50, required=True),
             derived("fullname", "Full Name", max_length=160),
             text("jobtitle", "Job Title", 100),
-            text("emailaddress1", "Email", 100),
-            text("telephone1", "Business Phone", 50),
-            text("mobilephone", "Mobile Phone", 50),
+            text("emailaddress1", "Email", 100, format_="email"),
+            text("telephone1", "Business Phone", 50, format_="phone"),
+            text("mobilephone", "Mobile Phone", 50, format_="phone"),
             date("birthdate", "Birthday"),
             lookup("parentcustomerid", "Company Name", "account", "contact"),
             text("address1_city", "City", 80),
@@ -392,7 +394,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
                 1,
                 "My Active Contacts",
                 "fullname parentcustomerid parentcustomerid.address1_city emailaddress1 telephone1",
-                "statecode eq 0",
+                f"statecode eq 0 and {MINE}",
                 "fullname asc",
             ),
             view("contact", 2, "Active Contacts", "fullname jobtitle emailaddress1", "statecode eq 0", "fullname asc"),
@@ -425,8 +427,8 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             derived("fullname", "Name", max_length=160),
             text("companyname", "Company Name", 100),
             text("jobtitle", "Job Title", 100),
-            text("emailaddress1", "Email", 100),
-            text("telephone1", "Business Phone", 50),
+            text("emailaddress1", "Email", 100, format_="email"),
+            text("telephone1", "Business Phone", 50, format_="phone"),
             choice(
                 "leadsourcecode",
                 "Lead Source",
@@ -464,7 +466,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
                 1,
                 "My Open Leads",
                 "fullname subject companyname leadsourcecode statuscode",
-                "statecode eq 0",
+                f"statecode eq 0 and {MINE}",
                 "fullname asc",
             ),
             view("lead", 2, "Open Leads", "fullname companyname estimatedamount", "statecode eq 0", "createdon desc"),
@@ -512,7 +514,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
                 1,
                 "My Open Opportunities",
                 "name customerid estimatedvalue estimatedclosedate stepname",
-                "statecode eq 0",
+                f"statecode eq 0 and {MINE}",
                 "estimatedclosedate asc",
             ),
             view(
@@ -611,7 +613,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
         (
             pk("competitorid", "Competitor"),
             text("name", "Name", 100, required=True),
-            text("websiteurl", "Website", 200),
+            text("websiteurl", "Website", 200, format_="url"),
             memo("strengths", "Strengths"),
             memo("weaknesses", "Weaknesses"),
         ),
@@ -658,7 +660,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
         "Phone Call",
         "Phone Calls",
         (
-            text("phonenumber", "Phone Number", 200),
+            text("phonenumber", "Phone Number", 200, format_="phone"),
             choice("directioncode", "Direction", (0, "Incoming"), (1, "Outgoing")),
         ),
         CRUD,
@@ -699,7 +701,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
                 1,
                 "My Open Activities",
                 "subject activitytypecode regardingobjectid scheduledend",
-                "statecode eq 0",
+                f"statecode eq 0 and {MINE}",
                 "scheduledend asc",
             ),
             view(
@@ -746,7 +748,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
                 1,
                 "My Active Cases",
                 "ticketnumber title customerid prioritycode caseorigincode",
-                "statecode eq 0",
+                f"statecode eq 0 and {MINE}",
                 "createdon desc",
             ),
             view("incident", 2, "Active Cases", "title customerid prioritycode", "statecode eq 0", "title asc"),

@@ -27,6 +27,7 @@ ATTRIBUTE_TYPES = (
     "uniqueidentifier",
 )
 OWNERSHIPS = ("user", "organization")
+STRING_FORMATS = ("email", "phone", "url")  # the reference's string formats a phone has a keyboard for
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,48}$")
 
 # Columns every entity table has; a client may never write them (the server owns them).
@@ -69,6 +70,7 @@ class Attribute:
     read_only: bool = False  # derived or server-generated: never written by a client
     min_value: float | None = None
     max_value: float | None = None
+    format: str | None = None  # a string's kind (STRING_FORMATS): the phone's input type and keyboard
 
     @property
     def is_polymorphic(self) -> bool:
@@ -110,6 +112,8 @@ class Attribute:
             out["min_value"] = self.min_value
         if self.max_value is not None:
             out["max_value"] = self.max_value
+        if self.format is not None:
+            out["format"] = self.format
         return out
 
 
@@ -257,8 +261,22 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         _require(not targets, f"{where}: targets apply to lookups only")
     required = data.get("required", False)
     _require(isinstance(required, bool), f"{where}: required must be true or false")
-    unknown = set(data) - {"logical_name", "type", "display_name", "required", "max_length", "options", "targets"}
+    unknown = set(data) - {
+        "logical_name",
+        "type",
+        "display_name",
+        "required",
+        "max_length",
+        "options",
+        "targets",
+        "format",
+    }
     _require(not unknown, f"{where}: unknown keys {sorted(unknown)}")
+    format_ = data.get("format")
+    _require(
+        format_ is None or (type_ == "string" and format_ in STRING_FORMATS),
+        f"{where}: format applies to string attributes and is one of {', '.join(STRING_FORMATS)}",
+    )
     return Attribute(
         logical_name=name,
         type=type_,
@@ -267,6 +285,7 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         max_length=max_length,
         options=tuple(options),
         targets=tuple(targets),
+        format=format_,
     )
 
 
@@ -416,6 +435,7 @@ def entity_to_definition(entity: Entity) -> dict[str, Any]:
                     "max_length": a.max_length,
                     "options": [{"value": o.value, "label": o.label} for o in a.options] or None,
                     "targets": list(a.targets) or None,
+                    "format": a.format,
                 }.items()
                 if v is not None
             }

@@ -12,8 +12,10 @@ Fields
 $filter grammar (keywords and function names are lower-case and case-sensitive)
     or_expr   := and_expr ("or" and_expr)*
     and_expr  := unary ("and" unary)*
-    unary     := "not" unary | "(" or_expr ")" | call | compare
+    unary     := "not" unary | "(" or_expr ")" | call | usercall | compare
     call      := ("contains" | "startswith" | "endswith") "(" field "," 'string' ")"
+    usercall  := "Microsoft.Dynamics.CRM." ("EqualUserId" | "NotEqualUserId")
+                 "(PropertyName='" field "')"
     compare   := field ("eq" | "ne" | "gt" | "ge" | "lt" | "le") literal
     So precedence is not > comparison > and > or; `not` applies to a parenthesised expression,
     a call or another `not` (write `not (name eq 'x')`, never `not name eq 'x'`). The field is
@@ -32,6 +34,13 @@ Literals and the field types they may be compared with
                                                           fraction digits, Z or +hh:mm/-hh:mm;
                                                           converted to UTC)
     Anything else is an error naming the field, its type and the literal.
+
+The signed-in user (the reference's FetchXML `eq-userid` / `ne-userid`, as its Web API writes
+them; the "My …" views use them)
+    `Microsoft.Dynamics.CRM.EqualUserId(PropertyName='ownerid')` is true where the lookup holds
+    the signed-in user's id; `NotEqualUserId` where it holds another id. Only lookups (and
+    `ownerid`, `createdby`, `modifiedby`); a null lookup matches neither. The query runs for a
+    user (`filter_condition(..., user_id=)`; the device passes its own user's id).
 
 Strings
     All six comparisons are case-insensitive: the lower-cased column (`ci_lower`: Python
@@ -90,6 +99,7 @@ __all__ = [
     "Not",
     "ODataError",
     "Or",
+    "UserCall",
     "ci_sort_key",
     "codepoint",
     "filter_condition",
@@ -239,6 +249,14 @@ class Call:
 
 
 @dataclass(frozen=True)
+class UserCall:
+    """`Microsoft.Dynamics.CRM.<name>(PropertyName='<field>')`; name is EqualUserId or NotEqualUserId."""
+
+    name: str
+    field: str
+
+
+@dataclass(frozen=True)
 class And:
     """All of `items` (two or more)."""
 
@@ -259,7 +277,7 @@ class Not:
     item: Node
 
 
-Node = And | Or | Not | Compare | Call
+Node = And | Or | Not | Compare | Call | UserCall
 
 
 @dataclass(frozen=True)
@@ -319,6 +337,9 @@ _GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 _GUID_FULL_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?" + _END)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+USER_FUNCTIONS = ("EqualUserId", "NotEqualUserId")
+_USER_PREFIX = "Microsoft.Dynamics.CRM."
+_USERCALL_RE = re.compile(r"Microsoft\.Dynamics\.CRM\.([A-Za-z]+)\(PropertyName='([A-Za-z_][A-Za-z0-9_]*)'\)")
 _SPACE_RE = re.compile(r"\s+")
 _MALFORMED_RE = re.compile(r"[^\s(),']+")
 
@@ -404,6 +425,21 @@ def _tokenize(text: str) -> list[_Token]:
             if "\x00" in value:  # PostgreSQL refuses NUL in text; refuse it here, on both databases
                 raise ODataError(f"the string at position {pos} contains a NUL character", "$filter")
             tokens.append(_Token("string", value, text[pos - 1 : i], pos))
+            continue
+        if text.startswith(_USER_PREFIX, i):
+            m = _USERCALL_RE.match(text, i)
+            if not m:
+                raise ODataError(
+                    f"malformed function at position {pos}: write {_USER_PREFIX}EqualUserId(PropertyName='ownerid')",
+                    "$filter",
+                )
+            if m.group(1) not in USER_FUNCTIONS:
+                raise ODataError(
+                    f"unknown function '{m.group(1)}' at position {pos}; supported: {', '.join(USER_FUNCTIONS)}",
+                    "$filter",
+                )
+            tokens.append(_Token("usercall", (m.group(1), m.group(2)), m.group(), pos))
+            i = m.end()
             continue
         m = _DATETIME_RE.match(text, i)
         if m:
@@ -532,6 +568,10 @@ class _Parser:
                     raise self.fail(f"unbalanced parentheses: '(' at position {tok.pos} is never closed")
                 raise self.fail(f"expected 'and', 'or' or ')', found {_describe(close)}{_keyword_hint(close)}")
             return node
+        if tok.kind == "usercall":
+            self.count_term()
+            self.take()
+            return UserCall(tok.value[0], tok.value[1])
         if tok.kind == "name":
             self.count_term()
             if self.peek(1).kind == "(":
@@ -729,22 +769,35 @@ def _call_condition(node: Call, entity: Entity, table: Table) -> ColumnElement[b
     return matches
 
 
-def filter_condition(node: Node, entity: Entity, table: Table) -> ColumnElement[bool]:
+def _user_condition(node: UserCall, entity: Entity, table: Table, user_id: str | None) -> ColumnElement[bool]:
+    name, type_ = resolve_field(node.field, entity, option="$filter")
+    if type_ != "lookup":
+        raise ODataError(f"{node.name}() needs a lookup; '{node.field}' is {type_}", "$filter", node.field)
+    if user_id is None:
+        raise ODataError(f"{node.name}() needs a signed-in user", "$filter", node.field)
+    col = _column(table, name, "$filter")
+    return and_(col.is_not(None), col == user_id if node.name == "EqualUserId" else col != user_id)
+
+
+def filter_condition(node: Node, entity: Entity, table: Table, user_id: str | None = None) -> ColumnElement[bool]:
     """The SQL condition for a parsed `$filter` on `entity`'s `table` (never SQL NULL).
 
     Checks every field against the entity and every literal against the field's type.
-    The caller adds the organisation and security conditions.
+    The caller adds the organisation and security conditions; `user_id` is the signed-in user
+    (EqualUserId / NotEqualUserId).
     """
     if isinstance(node, Compare):
         return _compare_condition(node, entity, table)
     if isinstance(node, Call):
         return _call_condition(node, entity, table)
+    if isinstance(node, UserCall):
+        return _user_condition(node, entity, table, user_id)
     if isinstance(node, And):
-        return and_(*(filter_condition(n, entity, table) for n in node.items))
+        return and_(*(filter_condition(n, entity, table, user_id) for n in node.items))
     if isinstance(node, Or):
-        return or_(*(filter_condition(n, entity, table) for n in node.items))
+        return or_(*(filter_condition(n, entity, table, user_id) for n in node.items))
     if isinstance(node, Not):
-        return not_(filter_condition(node.item, entity, table))
+        return not_(filter_condition(node.item, entity, table, user_id))
     raise ODataError(f"not a filter expression: {node!r}", "$filter")
 
 

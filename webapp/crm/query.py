@@ -34,6 +34,7 @@ class QueryOptions:
     top: int | None = None
     expand: list[Any] = field(default_factory=list)
     skip: int = 0
+    user_id: str | None = None  # the signed-in user, for EqualUserId / NotEqualUserId
 
 
 MAX_SKIP = 2**31 - 1  # far beyond any page this server hands out; a larger offset overflows SQL
@@ -99,7 +100,7 @@ def run_query(
         stmt = stmt.where(condition)
     try:
         if opts.filter is not None:
-            stmt = stmt.where(odata.filter_condition(opts.filter, entity, src))
+            stmt = stmt.where(odata.filter_condition(opts.filter, entity, src, opts.user_id))
         stmt = stmt.order_by(*odata.order_clauses(opts.orderby, entity, src))
     except odata.ODataError as exc:
         raise BadRequest(str(exc)) from exc

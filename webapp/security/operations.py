@@ -22,8 +22,12 @@ from webapp.crm.records import Actor
 from webapp.crm.registry import OrgModel
 from webapp.crm.validation import BIND_RE, Bind, parse_payload
 from webapp.security import sharing
-from webapp.security.scope import Principal, condition, may_append_new, may_create
+from webapp.security.scope import Principal, condition, may_append_new, may_create, reach
 from webapp.security.sharing import SHARE_RIGHTS
+from webapp.security.tables import recordshare
+
+ACCESS = "@Outpost.Access"  # the record-level annotation saying what the user may do with it
+ACCESS_LETTERS = {"write": "w", "delete": "d", "assign": "a", "share": "s"}
 
 
 def read_condition(p: Principal, model: OrgModel, entity: Entity) -> Any:
@@ -288,6 +292,7 @@ def query(
 ) -> tuple[list[dict[str, Any]], bool]:
     """One page of the records the user may read, as wire records, and whether more follow."""
     _check_query_fields(p, model, entity, opts)
+    opts.user_id = p.user_id
     rows, more = run_query(session, model, entity, opts, page_size, read_condition(p, model, entity))
     return _wire(session, model, p, entity, rows, opts), more
 
@@ -316,7 +321,7 @@ def _wire(
     session: Session, model: OrgModel, p: Principal, entity: Entity, rows: list[dict[str, Any]], opts: QueryOptions
 ) -> list[dict[str, Any]]:
     hidden = {e.logical_name: p.hidden_fields(e) for e in [entity, *(model.entity(x.target) for x in opts.expand)]}
-    return to_records(
+    out = to_records(
         session,
         model,
         entity,
@@ -326,6 +331,42 @@ def _wire(
         expand_condition=lambda target, src: condition(p, model, target, src, "read"),
         hidden_names=hidden_names(p, model),
     )
+    for record, rights in zip(out, record_access(session, p, entity, rows), strict=True):
+        record[ACCESS] = rights
+    return out
+
+
+def record_access(session: Session, p: Principal, entity: Entity, rows: list[dict[str, Any]]) -> list[str]:
+    """What the user may do with each row besides reading it, as the letters of `ACCESS_LETTERS`
+    (PROTOCOL.md §1, `@Outpost.Access`): the same rules (`reach`) that decide every write,
+    applied to the row's owner, business unit and shares, with one query for a page's shares."""
+    if not rows:
+        return []
+    reaches = [(letter, reach(p, entity, privilege)) for privilege, letter in ACCESS_LETTERS.items()]
+    shares: dict[str, dict[str, set[str]]] = {}
+    if any(r.sharees and not r.everything for _, r in reaches):
+        ids = sorted({row[entity.primary_id] for row in rows})
+        entities = tuple(entity.union_of) if entity.union_of else (entity.logical_name,)
+        for i in range(0, len(ids), 500):
+            found = session.execute(
+                select(recordshare).where(
+                    recordshare.c.organizationid == p.org_id,
+                    recordshare.c.entity.in_(entities),
+                    recordshare.c.recordid.in_(ids[i : i + 500]),
+                    recordshare.c.principalid.in_([p.user_id, *p.team_ids]),
+                )
+            ).mappings()
+            for share in found:
+                rights = shares.setdefault(share["recordid"], {}).setdefault(share["principalid"], set())
+                rights.update(right for right in SHARE_RIGHTS if share[right])
+    return [
+        "".join(
+            letter
+            for letter, r in reaches
+            if r.admits(row.get("ownerid"), row.get("owningbusinessunit"), shares.get(row[entity.primary_id], {}))
+        )
+        for row in rows
+    ]
 
 
 def hidden_names(p: Principal, model: OrgModel) -> set[str]:

@@ -56,8 +56,8 @@ from webapp.crm.errors import BadRequest
 from webapp.crm.metadata import Entity
 from webapp.crm.registry import OrgModel
 from webapp.crm.tables import changelog
-from webapp.security.operations import read_condition, to_wire_many
-from webapp.security.scope import Principal
+from webapp.security.operations import ACCESS_LETTERS, read_condition, to_wire_many
+from webapp.security.scope import Principal, reach
 from webapp.sync import checksum
 from webapp.sync.profile import device_scope, related_sources, window_days
 from webapp.sync.tables import devicescope
@@ -76,10 +76,14 @@ def checkable(model: OrgModel) -> list[Entity]:
 
 def fingerprint(session: Session, model: OrgModel, p: Principal, entity: Entity) -> str:
     """`<scope>/<fields>`: digests of the entity's scope rule for this user (SQL with its values)
-    and of the fields withheld from them."""
+    and of what the records held say about them: the fields withheld, and what the user may do
+    with each record (`@Outpost.Access`, issue 15) — a change there re-sends the records."""
     cond = device_scope(model, p, entity, FINGERPRINT_NOW)
     sql = str(cond.compile(dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True}))
     hidden = ",".join(sorted(p.hidden_fields(entity)))
+    for privilege in ACCESS_LETTERS:
+        r = reach(p, entity, privilege)
+        hidden += f"|{privilege}:{int(r.everything)}:{sorted(r.owners)}:{sorted(r.units)}:{sorted(r.sharees)}"
     return f"{hashlib.sha256(sql.encode()).hexdigest()[:16]}/{hashlib.sha256(hidden.encode()).hexdigest()[:8]}"
 
 

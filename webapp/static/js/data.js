@@ -78,6 +78,7 @@ export class Data {
       maxPageSize,
       memo: this.#memo(entity, generation),
       entities: this.store.entities,
+      userId: this.store.user.id,
       resolve: (/** @type {string} */ target, /** @type {string} */ id) => targets.get(`${target}|${id}`),
     });
     return { entities: result.value, nextSkip: result.nextSkip };

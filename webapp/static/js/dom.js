@@ -74,10 +74,35 @@ export function ask(spec) {
   });
 }
 
-/** A short message for screen readers and eyes. @param {string} text @param {"info"|"error"} [kind] */
+/** How long a toast shows, and how young one must be to follow the user to the next screen. */
+const TOAST_MS = 5000;
+const TOAST_CARRY_MS = 1000;
+
+/**
+ * A short message for screen readers and eyes. Toasts do not pile up: a new one replaces the one
+ * of its kind still showing (at most one "info" and one "error"). One shown just before a move
+ * to another screen ("Contact created." → the new contact) goes along; older ones clear when the
+ * user leaves the screen. The stack sits above a form's Save/Delete bar, never over it (CSS).
+ * @param {string} text @param {"info"|"error"} [kind]
+ */
 export function toast(text, kind = "info") {
   const region = document.getElementById("banners") || document.body.appendChild(h("div", { id: "banners", class: "banner-stack" }));
-  const item = h("div", { class: `banner banner--${kind === "error" ? "error" : "info"}`, role: kind === "error" ? "alert" : "status" }, h("p", { class: "banner__text" }, text));
+  for (const old of region.querySelectorAll(`[data-toast="${kind}"]`)) old.remove();
+  const item = h(
+    "div",
+    { class: `banner banner--${kind === "error" ? "error" : "info"}`, role: kind === "error" ? "alert" : "status", "data-toast": kind, "data-shown": String(Date.now()) },
+    h("p", { class: "banner__text" }, text),
+  );
   region.appendChild(item);
-  setTimeout(() => item.remove(), 5000);
+  setTimeout(() => item.remove(), TOAST_MS);
 }
+
+/** Clear the toasts of the screen the user leaves (those shown in the last moment go along). */
+export function clearToasts() {
+  const now = Date.now();
+  for (const item of document.querySelectorAll("#banners [data-toast]")) {
+    if (item instanceof HTMLElement && now - Number(item.dataset.shown) > TOAST_CARRY_MS) item.remove();
+  }
+}
+
+if (typeof window !== "undefined") window.addEventListener("hashchange", clearToasts);

@@ -98,6 +98,10 @@ const GUID_RE = new RegExp(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
 const GUID_FULL_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const NUMBER_RE = new RegExp(`-?[0-9]+(?:\\.[0-9]+)?${END}`, 'y');
 const NAME_RE = /[A-Za-z_][A-Za-z0-9_]*/y;
+// The reference's current-user conditions (FetchXML eq-userid / ne-userid), as its Web API writes them.
+export const USER_FUNCTIONS = Object.freeze(['EqualUserId', 'NotEqualUserId']);
+const USER_PREFIX = 'Microsoft.Dynamics.CRM.';
+const USERCALL_RE = /Microsoft\.Dynamics\.CRM\.([A-Za-z]+)\(PropertyName='([A-Za-z_][A-Za-z0-9_]*)'\)/y;
 const MALFORMED_RE = new RegExp(`[^${WS}(),']+`, 'uy');
 // Python's str.isdigit (decimal digits plus the common superscript, subscript and circled ones);
 // it only chooses between two error messages.
@@ -143,6 +147,7 @@ const EXPAND_ITEM_RE = new RegExp(`^[${WS}]*([A-Za-z_][A-Za-z0-9_]*)[${WS}]*(?:\
 /**
  * @typedef {{type: 'compare', field: string, op: string, value: Literal}
  *   | {type: 'call', name: string, field: string, value: Literal}
+ *   | {type: 'user', name: string, field: string}
  *   | {type: 'and', items: FilterNode[]}
  *   | {type: 'or', items: FilterNode[]}
  *   | {type: 'not', item: FilterNode}} FilterNode  A parsed `$filter`.
@@ -183,6 +188,9 @@ const EXPAND_ITEM_RE = new RegExp(`^[${WS}]*([A-Za-z_][A-Za-z0-9_]*)[${WS}]*(?:\
  * @property {Map<string, Record<string, any>[]>} [memo]  the caller's store of filtered, sorted
  *   results, by filter and ordering: a view's second page, or the same view opened again, skips
  *   the filter and the sort. The caller must clear it whenever `records` change.
+ * @property {string | null} [userId]  the signed-in user, for `Microsoft.Dynamics.CRM.EqualUserId`
+ *   / `NotEqualUserId` (the "My …" views); without it those conditions are an error, as on a
+ *   server with no user
  */
 
 /** A query option is malformed or does not fit the entity; the message says which and why. */
@@ -498,6 +506,21 @@ function tokenize(text) {
       }
       continue;
     }
+    if (text.startsWith(USER_PREFIX, i)) {
+      m = matchAt(USERCALL_RE, text, i);
+      if (!m) {
+        throw new ODataError(
+          `malformed function at position ${pos}: write ${USER_PREFIX}EqualUserId(PropertyName='ownerid')`,
+          '$filter',
+        );
+      }
+      if (!USER_FUNCTIONS.includes(m[1])) {
+        throw new ODataError(`unknown function '${m[1]}' at position ${pos}; supported: ${USER_FUNCTIONS.join(', ')}`, '$filter');
+      }
+      tokens.push({ kind: 'usercall', value: [m[1], m[2]], text: m[0], pos });
+      i += m[0].length;
+      continue;
+    }
     m = matchAt(DATETIME_RE, text, i);
     if (m) {
       tokens.push({ kind: 'datetime', value: datetimeLiteral(m, pos), text: m[0], pos });
@@ -648,6 +671,11 @@ class Parser {
         throw this.fail(`expected 'and', 'or' or ')', found ${describe(close)}${keywordHint(close)}`);
       }
       return node;
+    }
+    if (tok.kind === 'usercall') {
+      this.countTerm();
+      this.take();
+      return { type: 'user', name: tok.value[0], field: tok.value[1] };
     }
     if (tok.kind === 'name') {
       this.countTerm();
@@ -929,29 +957,52 @@ function compileCall(node, entity) {
 }
 
 /**
+ * `EqualUserId` / `NotEqualUserId` on a lookup: the signed-in user's id, or another one.
+ * @param {{name: string, field: string}} node
+ * @param {EntityMeta} entity
+ * @param {string | null | undefined} userId
+ * @returns {(record: Record<string, any>) => boolean}
+ */
+function compileUser(node, entity, userId) {
+  const [column, type] = resolveField(node.field, entity, '$filter');
+  if (type !== 'lookup') throw new ODataError(`${node.name}() needs a lookup; '${node.field}' is ${type}`, '$filter', node.field);
+  if (!userId) throw new ODataError(`${node.name}() needs a signed-in user`, '$filter', node.field);
+  const key = recordKey(column, type);
+  const me = userId.toLowerCase();
+  const equal = node.name === 'EqualUserId';
+  return (r) => {
+    const x = r[key];
+    return !isNull(x) && (lower(x) === me) === equal;
+  };
+}
+
+/**
  * A predicate for a parsed `$filter` on `entity`: true or false for every record, never
  * "unknown". Checks every field against the entity and every literal against the field's type
  * (ODataError otherwise), as the server does before it runs the query.
  * @param {FilterNode} node
  * @param {EntityMeta} entity
+ * @param {string | null} [userId]  the signed-in user (EqualUserId / NotEqualUserId)
  * @returns {(record: Record<string, any>) => boolean}
  */
-export function compileFilter(node, entity) {
+export function compileFilter(node, entity, userId = null) {
   switch (node.type) {
     case 'compare':
       return compileCompare(node, entity);
     case 'call':
       return compileCall(node, entity);
+    case 'user':
+      return compileUser(node, entity, userId);
     case 'and': {
-      const parts = node.items.map((n) => compileFilter(n, entity));
+      const parts = node.items.map((n) => compileFilter(n, entity, userId));
       return (r) => parts.every((p) => p(r));
     }
     case 'or': {
-      const parts = node.items.map((n) => compileFilter(n, entity));
+      const parts = node.items.map((n) => compileFilter(n, entity, userId));
       return (r) => parts.some((p) => p(r));
     }
     case 'not': {
-      const inner = compileFilter(node.item, entity);
+      const inner = compileFilter(node.item, entity, userId);
       return (r) => !inner(r);
     }
     default:
@@ -1366,7 +1417,8 @@ export function projectRecord(record, select, entity) {
   const out = {};
   for (const [key, value] of Object.entries(record)) {
     const at = key.indexOf('@');
-    if (keep.has(at < 0 ? key : key.slice(0, at))) out[key] = value;
+    // Record-level annotations (`@Outpost.Access`) stay, as the server writes them whatever `$select` says.
+    if (at === 0 || keep.has(at < 0 ? key : key.slice(0, at))) out[key] = value;
   }
   for (const key of attributeKeys) {
     // The server writes every selected attribute, null or not.
@@ -1376,6 +1428,15 @@ export function projectRecord(record, select, entity) {
     }
   }
   return out;
+}
+
+/**
+ * An expanded record as the server nests it: without the record-level annotations.
+ * @param {Record<string, any>} record
+ */
+function withoutRecordAnnotations(record) {
+  for (const key of Object.keys(record)) if (key.startsWith('@')) delete record[key];
+  return record;
 }
 
 /**
@@ -1392,18 +1453,18 @@ export function projectRecord(record, select, entity) {
  * @returns {{value: Record<string, any>[], nextSkip: number | null}}
  */
 export function runQuery(records, options, entity, run = {}) {
-  const { maxPageSize = DEFAULT_PAGE_SIZE, entities, resolve, memo } = run;
+  const { maxPageSize = DEFAULT_PAGE_SIZE, entities, resolve, memo, userId = null } = run;
   if (!(maxPageSize === Infinity || (Number.isInteger(maxPageSize) && maxPageSize > 0))) {
     throw new RangeError(`maxPageSize must be a positive integer, not ${maxPageSize}`);
   }
   const opts = parseOptions(options, entity, entities);
-  const predicate = opts.filter ? compileFilter(opts.filter, entity) : null;
+  const predicate = opts.filter ? compileFilter(opts.filter, entity, userId) : null;
   const columns = sortColumns(opts.orderby, entity);
   if (opts.expand.length && typeof resolve !== 'function') {
     throw new TypeError('runQuery: $expand needs a resolve(entity, id) function');
   }
 
-  const memoKey = memo ? JSON.stringify([opts.filter, opts.orderby]) : '';
+  const memoKey = memo ? JSON.stringify([opts.filter, opts.orderby, userId]) : '';
   let sorted = memo?.get(memoKey);
   if (!sorted) {
     const matching = predicate ? records.filter(predicate) : records.slice();
@@ -1433,7 +1494,7 @@ export function runQuery(records, options, entity, run = {}) {
       const fits = !isNull(id) && id !== '' && !otherTarget;
       const found = fits && resolve ? resolve(exp.target, id) : null;
       const target = /** @type {EntityMeta} */ (catalogEntity(entities, exp.target));
-      out[exp.nav] = found ? projectRecord(found, exp.select, target) : null;
+      out[exp.nav] = found ? withoutRecordAnnotations(projectRecord(found, exp.select, target)) : null;
     }
     return out;
   });

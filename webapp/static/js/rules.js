@@ -19,7 +19,8 @@ export const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
  *   views: any[], form: any, related: any[], is_activity?: boolean, display_name: string,
  *   display_collection_name: string}} EntityMeta
  * @typedef {{entities: Record<string, EntityMeta>, bySet: Record<string, EntityMeta>,
- *   user: {id: string, business_unit_id?: string}}} Schema the metadata the rules read, and who writes
+ *   user: {id: string, business_unit_id?: string}, baseCurrencySymbol?: string}} Schema the metadata
+ *   the rules read, and who writes (`baseCurrencySymbol`: for amounts of a record with no currency)
  * @typedef {{kind: string, entity: string, id: string, changes: Record<string, any>}} Effect
  */
 
@@ -51,8 +52,57 @@ export function applyEffect(schema, view, effect, labels) {
   }
   for (const [key, value] of Object.entries(effect.changes || {})) setWire(schema, meta, next, key, value, labels);
   derive(meta, next);
+  labelMoney(meta, next, labels[symbolKey(effect.entity, effect.id)] ?? null);
   next.modifiedon = nowIso();
   return next;
+}
+
+/** Where `bindLabels` keeps the currency symbol of a record an operation touches. @param {string} entity @param {string} id */
+export function symbolKey(entity, id) {
+  return `$symbol:${entity}|${id}`;
+}
+
+/**
+ * Money as the server formats it (serialize.py `format_money`): "-$1,234.50".
+ * @param {number} value @param {string} symbol
+ */
+export function formatMoney(value, symbol) {
+  const amount = Math.abs(Number(value)).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return `${Number(value) < 0 ? "-" : ""}${symbol}${amount}`;
+}
+
+/**
+ * Give every money value of a view its formatted value with the currency symbol, as the server
+ * does — also the amounts the device computes (an opportunity product's extended amount) and
+ * those a change just set. `symbol`: the record's currency symbol when the operation knew it;
+ * else the symbol its other amounts already show.
+ * @param {EntityMeta} meta @param {Record<string, any>} view @param {string|null} symbol
+ */
+export function labelMoney(meta, view, symbol) {
+  const money = meta.attributes.filter((a) => a.type === "money");
+  if (!money.length) return;
+  let known = symbol;
+  if (known === null) {
+    for (const a of money) {
+      const shown = view[`${a.logical_name}${FORMATTED}`];
+      const m = typeof shown === "string" ? /^-?([^\d\s-]+)/.exec(shown) : null;
+      if (m) {
+        known = m[1];
+        break;
+      }
+    }
+  }
+  for (const a of money) {
+    const key = `${a.logical_name}${FORMATTED}`;
+    const value = view[a.logical_name];
+    if (value === null || value === undefined) {
+      delete view[key];
+      continue;
+    }
+    const shown = view[key];
+    const matches = typeof shown === "string" && Math.abs(Number(shown.replace(/[^0-9.-]/g, "")) - Number(value)) < 0.005;
+    if (known !== null && (symbol !== null || !matches)) view[key] = formatMoney(value, known);
+  }
 }
 
 /** The starting view of a record created on the device. @param {Schema} schema @param {EntityMeta} meta @param {string} id */
@@ -157,6 +207,25 @@ export async function bindLabels(schema, effects, lookup) {
     const draft = { ...(effect.changes || {}) };
     derive(meta, draft);
     labels[`/${meta.entity_set}(${effect.id})`] = draft[meta.primary_name] ?? null;
+  }
+  // The currency symbol of each record with money, so amounts show it before the server answers.
+  for (const effect of effects) {
+    const meta = schema.entities[effect.entity];
+    if (effect.kind === "delete" || !meta || !meta.attributes.some((a) => a.type === "money")) continue;
+    const bind = effect.changes?.["transactioncurrencyid@odata.bind"];
+    let currency = typeof bind === "string" ? parseBind(schema, bind)?.id ?? null : null;
+    if (!currency && effect.kind !== "create") {
+      const row = await lookup(effect.entity, effect.id);
+      currency = (row?.view ?? row?.server)?._transactioncurrencyid_value ?? null;
+    }
+    let symbol = null;
+    if (currency) {
+      const row = await lookup("transactioncurrency", currency);
+      symbol = (row?.view ?? row?.server)?.currencysymbol ?? null;
+    } else if (bind === undefined) {
+      symbol = schema.baseCurrencySymbol ?? null;
+    }
+    if (symbol) labels[symbolKey(effect.entity, effect.id)] = symbol;
   }
   for (const effect of effects) {
     for (const [key, value] of Object.entries(effect.changes || {})) {

@@ -244,6 +244,11 @@ export class Store {
     this.bySet = Object.fromEntries(doc.entities.map((/** @type {EntityMeta} */ e) => [e.entity_set, e]));
   }
 
+  /** The symbol of amounts in a record with no currency (the organisation's base currency). */
+  get baseCurrencySymbol() {
+    return this.customizations?.base_currency_symbol ?? "$";
+  }
+
   /** @param {string} name */
   entity(name) {
     const e = this.entities[name];

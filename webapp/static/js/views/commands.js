@@ -3,10 +3,20 @@
  * The business commands on screen: Qualify and Disqualify on a lead (form and list, one or
  * several leads), Convert to Case on an appointment, Close as Won / Close as Lost on an
  * opportunity (a dialog whose OK and Cancel work — offline too), and the sales process stage
- * bar with "Next stage". Buttons appear only where the entity's command set allows them.
+ * bar with "Next stage". Buttons appear only where they apply: the entity's command set allows
+ * them, the record is open (Qualify on an open lead, Close on an open opportunity, Convert on an
+ * open appointment) and the server said the user may write it (`@Outpost.Access`). A list's
+ * selection clears once its command ran.
  */
 import { DISQUALIFY_REASONS, runCommand } from "../commands.js";
 import { h, toast } from "../dom.js";
+import { clearSelection } from "./list.js";
+
+/** Whether the server said the user may write the record (PROTOCOL.md §1); a record made on the device is theirs. @param {any} record */
+function writable(record) {
+  const rights = record?.["@Outpost.Access"];
+  return typeof rights !== "string" || rights.includes("w");
+}
 
 /**
  * A modal form; resolves with the form's values, or null on Cancel / Escape.
@@ -69,8 +79,11 @@ async function run(ctx, name, args) {
   }
 }
 
-/** Ask how to qualify, then qualify each lead. @param {any} ctx @param {string[]} leadIds */
-export async function qualify(ctx, leadIds) {
+/**
+ * Ask how to qualify, then qualify each lead.
+ * @param {any} ctx @param {string[]} leadIds @param {boolean} [go] open the new opportunity (one lead) or re-render
+ */
+export async function qualify(ctx, leadIds, go = true) {
   const values = await formDialog(
     leadIds.length === 1 ? "Qualify Lead" : `Qualify ${leadIds.length} Leads`,
     [
@@ -92,6 +105,7 @@ export async function qualify(ctx, leadIds) {
     });
     if (!last) break;
   }
+  if (!go) return last;
   if (last && leadIds.length === 1) {
     const opp = last.created.find((/** @type {any} */ c) => c.entity === "opportunity");
     ctx.navigate(opp ? `#/record/opportunity/${opp.id}` : `#/record/lead/${leadIds[0]}`);
@@ -102,6 +116,7 @@ export async function qualify(ctx, leadIds) {
 /** The commands for one record, as buttons (empty when none applies). @param {any} ctx @param {any} meta @param {any} record */
 export function recordCommands(ctx, meta, record) {
   const allowed = (/** @type {string} */ c) => meta.offline_commands.includes(c);
+  if (!writable(record)) return null; // every command changes the record
   const open = record.statecode === 0;
   const buttons = [];
   const button = (/** @type {string} */ label, /** @type {() => any} */ onclick, kind = "secondary") =>
@@ -118,7 +133,7 @@ export function recordCommands(ctx, meta, record) {
       );
     }
   }
-  if (meta.logical_name === "appointment" && allowed("convert_activity_to_case")) {
+  if (meta.logical_name === "appointment" && open && allowed("convert_activity_to_case")) {
     buttons.push(
       button("Convert to Case", async () => {
         const values = await formDialog("Convert to Case", [checkbox("complete_activity", "Complete the appointment", true)], "Convert");
@@ -173,7 +188,40 @@ export function recordCommands(ctx, meta, record) {
       }),
     );
   }
+  // Moving an open record to another state a plain update allows (a task to Completed, a case to
+  // Resolved, an account to Inactive): its own button, since Status is not edited on the form.
+  const stateAttr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statecode");
+  const current = stateAttr?.options?.find((/** @type {any} */ o) => o.value === record.statecode);
+  if (open && current && allowed("update")) {
+    for (const target of current.next || []) {
+      const option = stateAttr.options.find((/** @type {any} */ o) => o.value === target);
+      if (!option) continue;
+      buttons.push(
+        button(stateCommandLabel(meta, option.label), async () => {
+          try {
+            await ctx.data.update(meta.logical_name, record[meta.primary_id], { statecode: target });
+            toast(`${meta.display_name}: ${option.label}.`);
+            ctx.render();
+          } catch (err) {
+            toast(`${/** @type {any} */ (err).message}`, "error");
+          }
+        }),
+      );
+    }
+  }
   return buttons.length ? h("div", { class: "row", role: "group", "aria-label": "Commands" }, buttons) : null;
+}
+
+/** The reference's words for a move to a state: "Mark Complete", "Resolve Case", "Deactivate". @param {any} meta @param {string} state */
+function stateCommandLabel(meta, state) {
+  const words = /** @type {Record<string, string>} */ ({
+    Completed: "Mark Complete",
+    Resolved: `Resolve ${meta.display_name}`,
+    Canceled: `Cancel ${meta.display_name}`,
+    Cancelled: `Cancel ${meta.display_name}`,
+    Inactive: "Deactivate",
+  });
+  return words[state] ?? `Set to ${state}`;
 }
 
 /** The sales process stage bar with "Next stage" (opportunities). @param {any} ctx @param {any} meta @param {any} record */
@@ -182,7 +230,7 @@ export function stageBar(ctx, meta, record) {
   if (!process) return null;
   const stages = /** @type {string[]} */ (process.stages);
   const current = Math.max(0, stages.indexOf(record[process.attribute] || stages[0]));
-  const canEdit = meta.offline_commands.includes("update") && record.statecode === 0;
+  const canEdit = meta.offline_commands.includes("update") && record.statecode === 0 && writable(record);
   return h(
     "nav",
     { class: "stages card", "aria-label": process.name },
@@ -223,7 +271,24 @@ export function listCommands(ctx, entity, selected) {
           toast("Select one or more leads first.", "error");
           return;
         }
-        await qualify(ctx, ids);
+        // Only open leads the user may change can be qualified; say which were left out.
+        const open = [];
+        for (const id of ids) {
+          const lead = await ctx.data.retrieve("lead", id).catch(() => null);
+          if (lead && lead.statecode === 0 && writable(lead)) open.push(id);
+        }
+        if (!open.length) {
+          toast(ids.length === 1 ? "The selected lead is not open: only open leads can be qualified." : "None of the selected leads is open: only open leads can be qualified.", "error");
+          clearSelection(ctx, entity);
+          ctx.render();
+          return;
+        }
+        const done = await qualify(ctx, open, false);
+        if (done) {
+          clearSelection(ctx, entity);
+          if (open.length < ids.length) toast(`Qualified ${open.length} of ${ids.length} leads; the others are not open.`);
+          ctx.render();
+        }
       },
     },
     "Qualify",

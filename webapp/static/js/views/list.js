@@ -60,6 +60,12 @@ const selections = new Map();
 /** A refresh in progress (it outlives the re-renders that the sync's progress causes) and how the last one went. */
 const refreshing = { busy: false, note: "" };
 
+/** Forget a list's selection (after a command ran on it). @param {any} ctx @param {string} entity */
+export function clearSelection(ctx, entity) {
+  selections.get(entity)?.clear();
+  if (ctx.selection?.entity === entity) ctx.selection = { entity, ids: [] };
+}
+
 // --- helpers shared by the screens ---------------------------------------------------------------
 
 /**

@@ -10,9 +10,16 @@
  *                                                       time, saved as UTC "…Z")
  *   lookup  the type-ahead picker (views/lookup.js)
  *
- * Read-only attributes (fullname, ticketnumber, extendedamount, activitytypecode …) are shown
- * but not editable. Save creates, or updates only the fields that changed; Delete asks first.
- * Both only where the entity's offline commands (online-only: the Web API) allow them. The
+ * Strings take the keyboard of their metadata `format` (email, tel, url); numbers and dates their
+ * own inputs. Read-only attributes (fullname, ticketnumber, extendedamount, activitytypecode,
+ * Status …) are shown but not editable; Status Reason offers only the reasons of the record's
+ * state, and a field a sales process steps through (Pipeline Phase) offers only its stages.
+ * Save creates, or updates only the fields that changed; Delete asks first. Both only where the
+ * entity's offline commands (online-only: the Web API) allow them, the server said the user may
+ * (`@Outpost.Access`: w write, d delete) and the record is open: a closed record (a lead
+ * Qualified or Disqualified, an opportunity Won or Lost, an activity Completed or Canceled, a
+ * case Resolved or Cancelled …: any state but the first) is read-only, says so with its state in
+ * words, and offers "Reopen" where a plain update may move it back (PROTOCOL.md §1). The
  * device validates like the server; a message shows next to its field (`aria-invalid`,
  * `aria-describedby`). Related records (an account's contacts, opportunities, cases and
  * activities) are listed at the bottom, from the device.
@@ -55,6 +62,68 @@ const RELATED_LIMIT = 50;
 
 /** @param {number} n */
 const pad = (n) => String(n).padStart(2, "0");
+
+/** A string attribute's `format` → the input type that brings the phone's keyboard for it. */
+const INPUT_TYPES = /** @type {Record<string, string>} */ ({ email: "email", phone: "tel", url: "url" });
+const INPUT_AUTOCOMPLETE = /** @type {Record<string, string>} */ ({ email: "email", phone: "tel", url: "url" });
+/** What the server says the user may do with a record (PROTOCOL.md §1). */
+const ACCESS = "@Outpost.Access";
+/** Attributes the server sets (their changes go through commands, Reopen or the state's reason). */
+const SYSTEM_READ_ONLY = new Set(["statecode"]);
+
+/**
+ * The stages of a process that steps through this attribute ("Pipeline Phase"), or null.
+ * @param {any} ctx @param {any} meta @param {string} name @returns {string[]|null}
+ */
+function stagesOf(ctx, meta, name) {
+  const process = (ctx.store?.customizations?.processes || []).find((/** @type {any} */ p) => p.entity === meta.logical_name && p.attribute === name);
+  return process ? /** @type {string[]} */ (process.stages) : null;
+}
+
+/** "2-Develop" → "Develop". @param {string} stage */
+const stageLabel = (stage) => stage.replace(/^\d+-/, "");
+
+/**
+ * Whether the user may do `what` (w write, d delete, a assign, s share) with a record, as the
+ * server said; a record the device made and the server has not answered yet is the user's own.
+ * @param {any} record @param {string} what
+ */
+export function may(record, what) {
+  const rights = record?.[ACCESS];
+  return typeof rights !== "string" || rights.includes(what);
+}
+
+/**
+ * The record's state when it is closed (any state but the first: Disqualified, Won, Completed,
+ * Resolved …), as {label, reason, reopen}; null for an open record or an entity without state.
+ * `reopen`: a plain update may move it back to the first state.
+ * @param {any} meta @param {any} record
+ */
+export function closedState(meta, record) {
+  const stateAttr = attributeOf(meta, "statecode");
+  if (!stateAttr || !record || record.statecode === null || record.statecode === undefined) return null;
+  const first = stateAttr.options?.[0]?.value ?? 0;
+  if (record.statecode === first) return null;
+  const option = stateAttr.options.find((/** @type {any} */ o) => o.value === record.statecode);
+  const statusAttr = attributeOf(meta, "statuscode");
+  const reason = statusAttr?.options?.find((/** @type {any} */ o) => o.value === record.statuscode)?.label ?? null;
+  return { label: String(option?.label ?? record.statecode), reason: reason && reason !== option?.label ? reason : null, reopen: (option?.next || []).includes(first), first };
+}
+
+/**
+ * A record's name as a person reads it; a record with no name of its own (an opportunity
+ * product picked from the catalogue) goes by its first view column's lookup (the product).
+ * @param {any} meta @param {any} record
+ */
+export function titleOf(meta, record) {
+  const own = record?.[meta.primary_name];
+  if (own !== null && own !== undefined && own !== "") return String(own);
+  const first = meta.views?.[0]?.columns?.[0];
+  const attr = first ? attributeOf(meta, first) : null;
+  const named = attr?.type === "lookup" ? record?.[`_${first}_value${FORMATTED_VALUE}`] : null;
+  return named ? String(named) : nameOf(meta, record);
+}
+const FORMATTED_VALUE = "@OData.Community.Display.V1.FormattedValue";
 
 /** "…Z" → the value of a datetime-local input, in the phone's time zone. @param {string|null} iso */
 function toLocalInput(iso) {
@@ -151,22 +220,43 @@ function scalarControl(ctx, meta, attr, record, editable) {
         raw = () => control.value;
         typed = (r) => (r === "" ? null : fromLocalInput(r));
         break;
-      case "optionset":
+      case "optionset": {
+        // Status Reason: only the reasons of the record's state (a new record starts in the first).
+        const state = name === "statuscode" ? (record?.statecode ?? 0) : null;
+        const options = (attr.options || []).filter((/** @type {any} */ o) => state === null || o.state === undefined || o.state === state);
+        const blank = name !== "statuscode" && !(required && value !== null);
         control = /** @type {HTMLSelectElement} */ (
           h(
             "select",
             { ...common, class: "input" },
-            required && value !== null ? null : h("option", { value: "", selected: value === null || value === undefined }, "(none)"),
-            (attr.options || []).map((/** @type {any} */ o) => h("option", { value: String(o.value), selected: o.value === value }, o.label)),
+            blank ? h("option", { value: "", selected: value === null || value === undefined }, "(none)") : null,
+            options.map((/** @type {any} */ o) => h("option", { value: String(o.value), selected: o.value === value }, o.label)),
           )
         );
         raw = () => control.value;
         typed = (r) => (r === "" ? null : Number(r));
         break;
+      }
       default: {
-        const lower = name.toLowerCase();
-        const inputMode = lower.includes("email") ? "email" : /phone|telephone|fax/.test(lower) ? "tel" : lower.includes("url") ? "url" : null;
-        control = /** @type {HTMLInputElement} */ (h("input", { ...common, class: "input", type: "text", maxLength: attr.max_length || null, inputMode, autocomplete: "off", value: value ?? "" }));
+        const choices = stagesOf(ctx, meta, name);
+        if (choices) {
+          // A field a process steps through: its stages, never free text.
+          const current = value ?? "";
+          control = /** @type {HTMLSelectElement} */ (
+            h(
+              "select",
+              { ...common, class: "input" },
+              h("option", { value: "", selected: current === "" }, "(none)"),
+              [...choices, ...(current && !choices.includes(current) ? [current] : [])].map((c) => h("option", { value: c, selected: c === current }, stageLabel(c))),
+            )
+          );
+          raw = () => control.value;
+          break;
+        }
+        const type = INPUT_TYPES[attr.format] || "text";
+        control = /** @type {HTMLInputElement} */ (
+          h("input", { ...common, class: "input", type, maxLength: attr.max_length || null, autocomplete: INPUT_AUTOCOMPLETE[attr.format] || "off", value: value ?? "" })
+        );
         raw = () => control.value;
       }
     }
@@ -268,8 +358,10 @@ export async function render(ctx, params) {
     return emptyScreen(`New ${meta.display_name}`, `${meta.display_collection_name} cannot be created ${isLocal(ctx) ? "offline" : "here"}.`);
   }
   if (!isNew) id = record[meta.primary_id];
-  const editable = isNew || allowed(ctx, meta, "update");
-  const deletable = !isNew && allowed(ctx, meta, "delete");
+  const closed = isNew ? null : closedState(meta, record);
+  const offlineEditable = allowed(ctx, meta, "update");
+  const editable = isNew || (offlineEditable && may(record, "w") && !closed);
+  const deletable = !isNew && allowed(ctx, meta, "delete") && may(record, "d") && !closed;
   const pending = isNew ? new Set() : await pendingKeys(ctx);
 
   /** @type {Control[]} */
@@ -283,7 +375,7 @@ export async function render(ctx, params) {
       const attr = attributeOf(meta, fieldName);
       if (!attr || attr.type === "uniqueidentifier" || fieldNames.has(fieldName)) continue;
       fieldNames.add(fieldName);
-      const canEdit = editable && !attr.read_only;
+      const canEdit = editable && !attr.read_only && !SYSTEM_READ_ONLY.has(fieldName);
       if (attr.type === "lookup") {
         const picker = lookupField(ctx, {
           attr,
@@ -339,7 +431,7 @@ export async function render(ctx, params) {
   const deleteButton = deletable
     ? /** @type {HTMLButtonElement} */ (h("button", { type: "button", class: "button button--danger", onclick: () => void remove() }, "Delete"))
     : null;
-  const title = isNew ? `New ${meta.display_name}` : nameOf(meta, record);
+  const title = isNew ? `New ${meta.display_name}` : titleOf(meta, record);
 
   const clearErrors = () => {
     formError.textContent = "";
@@ -468,16 +560,96 @@ export async function render(ctx, params) {
     h(
       "div",
       { class: "screen-header" },
-      h("div", { class: "stack stack--tight" }, h("h1", null, title), h("p", { class: "muted record-type" }, meta.display_name, !isNew && pending.has(`${entity}|${id}`) ? [" ", pendingBadge()] : null)),
+      h(
+        "div",
+        { class: "stack stack--tight" },
+        h("h1", null, title),
+        h(
+          "p",
+          { class: "muted record-type" },
+          meta.display_name,
+          closed ? [" ", h("span", { class: "badge badge--closed record-state" }, closed.label)] : null,
+          !isNew && pending.has(`${entity}|${id}`) ? [" ", pendingBadge()] : null,
+        ),
+      ),
     ),
     isNew ? null : recordCommands(ctx, meta, record),
     isNew ? null : stageBar(ctx, meta, record),
     notifications,
-    !editable ? h("p", { class: "muted" }, isLocal(ctx) ? `${meta.display_collection_name} are read-only offline.` : `${meta.display_collection_name} are read-only here.`) : null,
+    isNew ? null : readOnlyNote(ctx, meta, record, closed, offlineEditable),
     form,
     isNew ? null : await related(ctx, meta, record),
     !isNew && record.modifiedon ? h("p", { class: "muted record-meta" }, `Modified ${localDateTime(record.modifiedon)}`) : null,
   );
+}
+
+/**
+ * Why the form cannot be changed, in words: the record's state, the user's rights, or the
+ * entity's offline commands; with "Reopen" where a closed record may be reopened.
+ * @param {any} ctx @param {any} meta @param {any} record
+ * @param {{label: string, reason: string|null, reopen: boolean, first: number}|null} closed @param {boolean} offlineEditable
+ */
+function readOnlyNote(ctx, meta, record, closed, offlineEditable) {
+  const what = String(meta.display_name).toLowerCase();
+  if (closed) {
+    const reopen =
+      closed.reopen && offlineEditable && may(record, "w")
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "button button--secondary",
+              onclick: async () => {
+                try {
+                  await ctx.data.update(meta.logical_name, record[meta.primary_id], { statecode: closed.first });
+                  toast(`${meta.display_name} reopened.`);
+                  ctx.render();
+                } catch (err) {
+                  toast(`${/** @type {any} */ (err)?.message || err}`, "error");
+                }
+              },
+            },
+            "Reopen",
+          )
+        : null;
+    return h(
+      "div",
+      { class: "card stack stack--tight read-only-note", role: "note", "aria-label": "Read-only" },
+      h("p", null, h("strong", null, closed.label), closed.reason ? ` (${closed.reason})` : "", `: this ${what} is closed, so it is read-only.`),
+      reopen,
+    );
+  }
+  if (!offlineEditable) {
+    return h("p", { class: "muted", role: "note" }, isLocal(ctx) ? `${meta.display_collection_name} are read-only offline.` : `${meta.display_collection_name} are read-only here.`);
+  }
+  if (!may(record, "w")) {
+    const owner = record[`_ownerid_value${FORMATTED_VALUE}`];
+    return h(
+      "p",
+      { class: "card read-only-note", role: "note", "aria-label": "Read-only" },
+      `You can read this ${what} but not change it${owner ? `: it belongs to ${owner}` : ""}.`,
+    );
+  }
+  return null;
+}
+
+/**
+ * The groups of records that point at a record: the entity's own list (meta.related), then every
+ * custom entity with a lookup to it (a Site Visit's account).
+ * @param {any} ctx @param {any} meta @returns {{entity: string, attribute: string}[]}
+ */
+function relatedGroups(ctx, meta) {
+  const groups = [...(meta.related || [])];
+  for (const other of Object.values(ctx.store.entities || {})) {
+    const o = /** @type {any} */ (other);
+    if (!o.is_custom) continue;
+    for (const a of o.attributes) {
+      if (a.type === "lookup" && a.targets.includes(meta.logical_name) && !groups.some((g) => g.entity === o.logical_name && g.attribute === a.logical_name)) {
+        groups.push({ entity: o.logical_name, attribute: a.logical_name });
+      }
+    }
+  }
+  return groups;
 }
 
 /**
@@ -487,7 +659,7 @@ export async function render(ctx, params) {
 async function related(ctx, meta, record) {
   const id = record[meta.primary_id];
   const groups = [];
-  for (const [i, rel] of (meta.related || []).entries()) {
+  for (const [i, rel] of relatedGroups(ctx, meta).entries()) {
     const rmeta = ctx.store.entities[rel.entity];
     if (!rmeta) continue;
     const headingId = `related-${i}`;
@@ -500,6 +672,8 @@ async function related(ctx, meta, record) {
     if (rel.entity === "activitypointer") select.push("activitytypecode");
     /** @type {any[]} */
     let rows = [];
+    const firstColumn = rmeta.views?.[0]?.columns?.[0];
+    if (firstColumn && attributeOf(rmeta, firstColumn)?.type === "lookup") select.push(firstColumn); // titleOf's fallback
     try {
       const page = await ctx.data.query(
         rel.entity,
@@ -534,7 +708,7 @@ async function related(ctx, meta, record) {
                   h(
                     "a",
                     { class: "list__row", href: recordHref(rmeta, r) },
-                    h("span", { class: "list__text" }, h("span", { class: "list__primary" }, nameOf(rmeta, r))),
+                    h("span", { class: "list__text" }, h("span", { class: "list__primary" }, titleOf(rmeta, r))),
                     rel.entity === "activitypointer" ? h("span", { class: "list__meta" }, formatValue(ctx, rmeta, r, "activitytypecode")) : null,
                   ),
                 ),
