@@ -349,3 +349,32 @@ def test_load_bulk_without_users_leaves_records_unowned(demo_app: Flask) -> None
 def test_load_bulk_of_an_unknown_organisation_is_refused(demo_app: Flask) -> None:
     with pytest.raises(NotFound):
         bulk_load(demo_app, "nobody", 10)
+
+
+def test_the_demo_has_a_custom_site_visit_entity_offline_with_views_form_and_records(demo_app: Flask) -> None:
+    """The reference lists "Custom Entity" among the offline entities: the demo's Site Visit, added
+    through the customization path of `outpost add-entity`, linked to accounts."""
+    load_demo(demo_app)
+    east1 = sign_in(demo_app, "east1")
+    doc = east1.get("/api/metadata").json
+    visit = next(e for e in doc["entities"] if e["logical_name"] == "new_sitevisit")
+    assert visit["is_custom"] and visit["display_collection_name"] == "Site Visits"
+    assert doc["offline_profile"]["entities"]["new_sitevisit"]["enabled"] is True
+    assert [v["name"] for v in visit["views"]] == ["My Site Visits", "All Site Visits", "Follow-up Needed"]
+    assert [s["name"] for s in visit["form"]["sections"]] == ["Visit", "On Site"]
+    assert next(a for a in visit["attributes"] if a["logical_name"] == "new_accountid")["targets"] == ["account"]
+    assert next(a for a in visit["attributes"] if a["logical_name"] == "new_sitephone")["format"] == "phone"
+    mine = east1.get("/api/data/new_sitevisits?$filter=" + visit["views"][0]["filter"]).json["value"]
+    everyone = east1.get("/api/data/new_sitevisits").json["value"]
+    me = east1.get("/api/auth/me").json["user"]["id"]
+    assert mine and len(mine) < len(everyone)  # a salesperson reads the unit's, "My" holds their own
+    assert {v["_ownerid_value"] for v in mine} == {me}
+    assert all(v["@Outpost.Access"] == "wdas" for v in mine)
+    assert all(v["_new_accountid_value@OData.Community.Display.V1.FormattedValue"] for v in everyone)
+    created = east1.post(
+        "/api/data/new_sitevisits",
+        json={"new_name": "Walk-through", "new_visitdate": "2026-12-01", "new_sitephone": "+1 555 0100"},
+        headers={"X-CSRF-Token": east1.get("/api/auth/me").json["csrf_token"]},
+    )
+    assert created.status_code == 201, created.json
+    assert created.json["_ownerid_value"] == me

@@ -37,6 +37,7 @@ from webapp.crm.orgs import (
 )
 from webapp.crm.records import Actor, Owner, fetch, insert_record, update_record
 from webapp.crm.registry import OrgModel, Registry
+from webapp.security.roles import BU, ORG, PARENTCHILD, PRIVILEGES, USER, grant, role_id
 from webapp.security.setup import new_organization, new_user
 
 DEMO_ORG = "contoso"
@@ -442,6 +443,7 @@ def build_demo(session: Session, registry: Registry, hasher: PasswordHasher) -> 
     _activities(demo)
     _notes(demo)
     _connections(demo)
+    _site_visits(demo, registry)
     return demo_signins()
 
 
@@ -1107,3 +1109,102 @@ def load_bulk(
         for entity_name, count in counts.items():
             _bulk_insert(session, model, bulk, entity_name, count, bar)
     return counts
+
+
+# --- a custom entity -------------------------------------------------------------------------
+
+# "Site Visit": a custom entity linked to accounts, added the way an administrator adds one
+# (`outpost add-entity` with this definition, or the console's Entities page), so that the demo
+# shows the reference's "Custom Entity" among the offline entities.
+MINE = "Microsoft.Dynamics.CRM.EqualUserId(PropertyName='ownerid')"
+SITE_VISIT: dict[str, Any] = {
+    "logical_name": "new_sitevisit",
+    "display_name": "Site Visit",
+    "display_collection_name": "Site Visits",
+    "entity_set": "new_sitevisits",
+    "primary_name": "new_name",
+    "ownership": "user",
+    "attributes": [
+        {"logical_name": "new_name", "type": "string", "display_name": "Subject", "required": True, "max_length": 200},
+        {"logical_name": "new_accountid", "type": "lookup", "display_name": "Account", "targets": ["account"]},
+        {"logical_name": "new_visitdate", "type": "date", "display_name": "Visit Date", "required": True},
+        {
+            "logical_name": "new_purpose",
+            "type": "optionset",
+            "display_name": "Purpose",
+            "options": [
+                {"value": 1, "label": "Sales Call"},
+                {"value": 2, "label": "Installation"},
+                {"value": 3, "label": "Maintenance"},
+                {"value": 4, "label": "Training"},
+            ],
+        },
+        {"logical_name": "new_durationminutes", "type": "integer", "display_name": "Duration (minutes)"},
+        {"logical_name": "new_sitephone", "type": "string", "display_name": "Site Phone", "format": "phone"},
+        {"logical_name": "new_followup", "type": "boolean", "display_name": "Follow-up Needed"},
+        {"logical_name": "new_notes", "type": "memo", "display_name": "Notes", "max_length": 10000},
+    ],
+    "views": [
+        {
+            "name": "My Site Visits",
+            "columns": ["new_name", "new_accountid", "new_visitdate", "new_purpose"],
+            "filter": MINE,
+            "orderby": "new_visitdate desc",
+        },
+        {
+            "name": "All Site Visits",
+            "columns": ["new_name", "new_accountid", "new_visitdate", "new_purpose"],
+            "orderby": "new_visitdate desc",
+        },
+        {
+            "name": "Follow-up Needed",
+            "columns": ["new_name", "new_accountid", "new_visitdate"],
+            "filter": "new_followup eq true",
+            "orderby": "new_visitdate asc",
+        },
+    ],
+    "form": [
+        {
+            "name": "Visit",
+            "fields": ["new_name", "new_accountid", "new_visitdate", "new_purpose", "new_durationminutes"],
+        },
+        {"name": "On Site", "fields": ["new_sitephone", "new_followup", "new_notes"]},
+    ],
+    "quick_find": ["new_name"],
+    "offline_commands": ["create", "read", "update", "delete"],
+}
+SITE_VISIT_GRANTS = {
+    "Salesperson": {**dict.fromkeys(PRIVILEGES, USER), "read": BU},
+    "Sales Manager": {**dict.fromkeys(PRIVILEGES, BU), "read": PARENTCHILD},
+    "Customer Service Representative": {"read": ORG},
+}
+SITE_VISIT_TOPICS = ("Quarterly review", "Product demo", "Install check", "Service visit", "Training session")
+
+
+def _site_visits(demo: Demo, registry: Registry) -> None:
+    """The Site Visit entity (customization path of `outpost add-entity`), its privileges for the
+    shipped roles, and two visits at each of the first 30 accounts, owned by the account's owner."""
+    from webapp.crm.customizations import add_entity
+
+    add_entity(demo.session, registry, demo.model, SITE_VISIT)
+    demo.model = registry.model(demo.session, demo.model.org_id)
+    for name, privileges in SITE_VISIT_GRANTS.items():
+        rid = role_id(demo.session, demo.model, name)
+        for privilege, depth in privileges.items():
+            grant(demo.session, demo.model, rid, "new_sitevisit", privilege, depth)
+    rng = random.Random(DEMO_SEED + 1)  # its own sequence: the rest of the demo stays as it was
+    for account in demo.accounts[:30]:
+        for _ in range(2):
+            topic = rng.choice(SITE_VISIT_TOPICS)
+            values = {
+                "new_name": f"{topic} at {account.label}",
+                "new_accountid": account.id,
+                "new_visitdate": REFERENCE_DATE + dt.timedelta(days=rng.randint(-60, 30)),
+                "new_purpose": rng.randint(1, 4),
+                "new_durationminutes": rng.choice((30, 45, 60, 90, 120)),
+                "new_sitephone": account.phone,
+                "new_followup": rng.random() < 0.3,
+                "new_notes": f"Met the team at {account.label} in {account.city}.",
+            }
+            owner = account.owner if account.owner.type == "systemuser" else demo.owner("manager")
+            demo.add("new_sitevisit", values, owner)

@@ -254,3 +254,53 @@ def test_forms_fit_a_thumb_inputs_reasons_stages_money_and_toasts(live_server: A
         == "€6,250.50"
     )
     assert api.get(f"/api/data/tasks({task['activityid']})").json["statecode"] == 1
+
+
+def test_the_demos_custom_entity_site_visit_works_offline_like_any_other(live_server: Any, phone_page: Page) -> None:
+    api = live_server.client("east1")
+    query = quote(MINE)
+    visits = api.get(f"/api/data/new_sitevisits?$filter={query}&$orderby=new_visitdate%20desc").json["value"]
+    assert visits, "the demo gives east1 site visits of their own"
+    visit = visits[0]
+    account_id = visit["_new_accountid_value"]
+    account_name = visit["_new_accountid_value@OData.Community.Display.V1.FormattedValue"]
+    page = phone_page
+    sign_in_and_update(page)
+    live_server.stop()
+
+    # On home with its offline mark, with its own views, list and form.
+    page.goto("/")
+    page.get_by_role("link", name=re.compile(r"^Site Visits(?![A-Za-z])")).click()
+    expect(page.get_by_role("heading", name="Site Visits", exact=True)).to_be_visible()
+    expect(page.get_by_label("View", exact=True)).to_have_value(re.compile("new_sitevisit-1"))
+    views = page.get_by_label("View", exact=True).locator("option").all_inner_texts()
+    assert views == ["My Site Visits", "All Site Visits", "Follow-up Needed"], views
+    page.get_by_role("link", name=visit["new_name"], exact=True).first.click()
+    expect(page.get_by_role("heading", level=1, name=visit["new_name"])).to_be_visible()
+    expect(page.get_by_label("Site Phone")).to_have_attribute("type", "tel")
+    expect(page.get_by_label("Visit Date")).to_have_attribute("type", "date")
+    expect(page.get_by_label("Duration (minutes)")).to_have_attribute("type", "number")
+    expect(page.get_by_role("combobox", name="Account", exact=True)).to_have_value(account_name)
+    shoot(page, "record-site-visit")
+
+    # The account lists its site visits, and a new one starts there, offline.
+    page.goto(f"/#/record/account/{account_id}")
+    expect(page.get_by_role("heading", name=re.compile(r"^Site Visits \(\d+\+?\)$"))).to_be_visible()
+    page.get_by_role("link", name="New Site Visit").click()
+    expect(page.get_by_role("heading", name="New Site Visit")).to_be_visible()
+    expect(page.get_by_role("combobox", name="Account", exact=True)).to_have_value(account_name)
+    page.get_by_label("Subject").fill("Roof inspection")
+    page.get_by_label("Visit Date").fill("2026-12-03")
+    page.get_by_label("Site Phone").fill("+1 555 0199")
+    page.get_by_label("Purpose").select_option(label="Maintenance")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", level=1, name="Roof inspection")).to_be_visible()
+    expect(page.get_by_text("Not synced")).to_be_visible()
+
+    live_server.start()
+    drained(page)
+    roof = quote("new_name eq 'Roof inspection'")
+    found = api.get(f"/api/data/new_sitevisits?$filter={roof}").json["value"]
+    assert [(v["_new_accountid_value"], v["new_visitdate"], v["new_sitephone"], v["new_purpose"]) for v in found] == [
+        (account_id, "2026-12-03", "+1 555 0199", 3)
+    ]
