@@ -53,19 +53,24 @@ def machine() -> dict[str, Any]:
     }
 
 
-SUITES = ("security", "connections", "replay", "push", "device", "scope")
+SUITES = ("security", "connections", "replay", "push", "device", "scope", "signin")
 
 
 def run_suite(
-    records: int, json_path: Path | None, only: list[str] | None = None, connections: int | None = None
+    records: int,
+    json_path: Path | None,
+    only: list[str] | None = None,
+    connections: int | None = None,
+    seconds: float | None = None,
 ) -> list[Row]:
     """Run every benchmark (or those named in `only`), print the table, write JSON if asked.
 
-    `connections`: idle sockets for the `connections` suite (default: from `records`)."""
+    `connections`: idle sockets for the `connections` suite (default: from `records`);
+    `seconds`: the length of each phase of the `signin` suite (default 60)."""
     from functools import partial
 
     from benchmarks import connections as conns
-    from benchmarks import device, push, replay, scope, security
+    from benchmarks import device, push, replay, scope, security, signin
 
     suites: dict[str, Callable[[int, Report], None]] = {
         "security": security.run,
@@ -74,6 +79,7 @@ def run_suite(
         "push": push.run,
         "device": device.run,
         "scope": scope.run,
+        "signin": partial(signin.run, seconds=seconds),
     }
     rows: list[Row] = []
     for name, fn in suites.items():

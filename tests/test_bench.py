@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from webapp.cli import main
@@ -59,3 +60,30 @@ def test_an_unknown_benchmark_is_refused() -> None:
     result = CliRunner().invoke(main, ["bench", "--only", "nosuch"])
     assert result.exit_code == 2
     assert "unknown benchmark" in result.output
+
+
+def signin_rows(tmp_path: Path, seconds: str) -> dict[str, float]:
+    out = tmp_path / "bench.json"
+    args = ["bench", "--records", "200", "--json", str(out), "--only", "signin", "--seconds", seconds]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "target p90 <= 100 ms" in result.output  # each flood's figure is printed beside its target
+    return {r["name"]: r["value"] for r in json.loads(out.read_text())["rows"]}
+
+
+def test_the_signin_benchmark_measures_writers_with_and_without_a_flood_of_valid_sign_ins(tmp_path: Path) -> None:
+    rows = signin_rows(tmp_path, "2")
+    for label in ("no sign-ins", "8 threads signing in", "8 threads signing in, limits off"):
+        assert rows[f"writes, {label}, p50"] > 0
+        assert rows[f"writes, {label}, max"] >= rows[f"writes, {label}, p90"] >= rows[f"writes, {label}, p50"]
+    assert rows["sign-ins, 8 threads signing in, limits off, accepted"] > 0  # the flood really signed in
+    assert rows["writes, 8 threads signing in, failed"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("'slow' not in config.getoption('markexpr')", reason="full length: select it with -m slow")
+def test_the_signin_benchmark_at_full_length(tmp_path: Path) -> None:
+    """60 s a phase, as the README's figures were measured (`-m slow`)."""
+    rows = signin_rows(tmp_path, "60")
+    assert rows["writes, 8 threads signing in, p50"] > 0
+    assert rows["writes, 8 threads signing in, failed"] == 0  # before issue 17, writes failed: database is locked

@@ -320,7 +320,7 @@ def load_demo_cmd(org: str, records: int, progress: bool) -> None:
 @click.option(
     "--only",
     multiple=True,
-    help="Run only these benchmarks (repeatable): security, connections, replay, push, device.",
+    help="Run only these benchmarks (repeatable): security, connections, replay, push, device, scope, signin.",
 )
 @click.option(
     "--connections",
@@ -328,7 +328,15 @@ def load_demo_cmd(org: str, records: int, progress: bool) -> None:
     type=click.IntRange(1, 100_000),
     help="Idle sockets for the connections benchmark (default: records / 100, 20 to 2,000).",
 )
-def bench_cmd(records: int, json_path: Path | None, only: tuple[str, ...], connections: int | None) -> None:
+@click.option(
+    "--seconds",
+    default=None,
+    type=click.FloatRange(0.5, 3600),
+    help="Length of each phase of the signin benchmark (default 60).",
+)
+def bench_cmd(
+    records: int, json_path: Path | None, only: tuple[str, ...], connections: int | None, seconds: float | None
+) -> None:
     """Run the benchmark suite and print its figures (and write them as JSON)."""
     checkout = str(Path(__file__).resolve().parent.parent)  # benchmarks/ and tests/ live beside webapp/
     if checkout not in sys.path:
@@ -342,7 +350,7 @@ def bench_cmd(records: int, json_path: Path | None, only: tuple[str, ...], conne
     if unknown:
         click.echo(f"error: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}.", err=True)
         sys.exit(2)
-    run_suite(records, json_path, list(only) or None, connections=connections)
+    run_suite(records, json_path, list(only) or None, connections=connections, seconds=seconds)
 
 
 def ensure_demo(app: Flask, echo: Callable[[str], None]) -> list[dict[str, Any]]:

@@ -4,8 +4,9 @@ A device replaying a day of offline work sends a few thousand operations in batc
 below the limits; a client that floods the server (a loop gone wrong, a hostile script) is
 told to wait (`rate_limited` frame / HTTP 429 with Retry-After) and nothing it sent in the
 refused call is applied. Buckets live in the process: with several workers each enforces its
-own share, which is what bounds that process's work. Sign-in throttling is separate
-(webapp/security/accounts.py: failures per account and address, kept in the database).
+own share, which is what bounds that process's work. Sign-in attempts, right or wrong, have
+buckets per address and per account here (webapp/signin.py); failed ones are also counted in
+the database (webapp/security/accounts.py).
 """
 
 from __future__ import annotations
@@ -53,11 +54,14 @@ class Limiter:
 
 @dataclass
 class Limits:
-    """The app's limiters: frames per connection's user, operations per user, HTTP writes per user."""
+    """The app's limiters: frames per connection's user, operations per user, HTTP writes per
+    user, sign-in attempts per address and per (organisation, username)."""
 
     frames: Limiter
     operations: Limiter
     http_writes: Limiter
+    signin_address: Limiter
+    signin_user: Limiter
 
 
 def limits(app: Flask) -> Limits:
@@ -71,6 +75,8 @@ def limits(app: Flask) -> Limits:
                 frames=Limiter(c["RATE_FRAMES_PER_SECOND"], c["RATE_FRAMES_BURST"]),
                 operations=Limiter(c["RATE_OPS_PER_SECOND"], c["RATE_OPS_BURST"]),
                 http_writes=Limiter(c["RATE_HTTP_WRITES_PER_SECOND"], c["RATE_HTTP_WRITES_BURST"]),
+                signin_address=Limiter(c["RATE_SIGNINS_PER_ADDRESS_PER_SECOND"], c["RATE_SIGNINS_PER_ADDRESS_BURST"]),
+                signin_user=Limiter(c["RATE_SIGNINS_PER_USER_PER_SECOND"], c["RATE_SIGNINS_PER_USER_BURST"]),
             ),
         )
     return found  # type: ignore[no-any-return]

@@ -12,14 +12,8 @@ from webapp import services
 from webapp.admin.context import current, db, page
 from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.sameorigin import from_another_site
-from webapp.security.accounts import (
-    authenticate,
-    clear_failures,
-    end_session,
-    is_throttled,
-    record_failure,
-    start_session,
-)
+from webapp.security.accounts import end_session
+from webapp.signin import SignInRefused, sign_in
 
 bp = Blueprint("auth", __name__)
 SIGNIN_COOKIE = "outpost_signin"  # the sign-in form's token, repeated by the form (login CSRF)
@@ -83,21 +77,14 @@ def signin() -> Any:
         missing.append("Password")
     if missing:
         return _form(422, next_url, f"Fill in: {', '.join(missing)}.", values)
-    dbs = db()
-    remote = request.remote_addr or "unknown"
-    if is_throttled(dbs, values["org"], values["username"], remote):
-        msg = "Too many failed sign-ins; wait a few minutes and try again."
-        return _form(429, next_url, msg, values)
-    svc = services(current_app)
-    found = authenticate(dbs, svc.hasher, values["org"], values["username"], password)
-    if found is None:
-        record_failure(dbs, values["org"], values["username"], remote)
-        dbs.commit()
-        msg = "The organisation, username or password is wrong."
-        return _form(401, next_url, msg, values)
-    clear_failures(dbs, values["org"], values["username"])
-    token, _ = start_session(dbs, *found)
-    dbs.commit()
+    try:
+        signed = sign_in(current_app, values["org"], values["username"], password, request.remote_addr or "unknown")
+    except SignInRefused as exc:
+        refused = _form(exc.status, next_url, exc.message, values)
+        if exc.retry_after:
+            refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
+    token = signed.token
     resp = set_session_cookie(redirect(next_url), token)
     resp.delete_cookie(SIGNIN_COOKIE, path=url_for("admin.auth.signin"))
     return resp

@@ -13,16 +13,8 @@ from webapp.api.errors import ApiError
 from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.crm.tables import organization
 from webapp.sameorigin import from_another_site
-from webapp.security.accounts import (
-    THROTTLE_WINDOW,
-    authenticate,
-    clear_failures,
-    end_session,
-    is_throttled,
-    record_failure,
-    start_session,
-    user_summary,
-)
+from webapp.security.accounts import end_session, user_summary
+from webapp.signin import SignInRefused, sign_in
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -58,23 +50,22 @@ def login() -> Any:
         if not isinstance(value, str) or not value or len(value) > 256:
             raise ApiError(400, "bad_request", f"'{key}' is required (a non-empty string).")
         fields[key] = value
+    try:
+        signed = sign_in(
+            current_app, fields["org"], fields["username"], fields["password"], request.remote_addr or "unknown"
+        )
+    except SignInRefused as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        raise ApiError(exc.status, exc.code, exc.message, headers) from None
     dbs = db_session()
-    remote = request.remote_addr or "unknown"
-    if is_throttled(dbs, fields["org"], fields["username"], remote):
-        retry = str(int(THROTTLE_WINDOW.total_seconds()))
-        raise ApiError(429, "throttled", "Too many failed sign-ins; wait and try again.", {"Retry-After": retry})
-    found = authenticate(dbs, services(current_app).hasher, fields["org"], fields["username"], fields["password"])
-    if found is None:
-        record_failure(dbs, fields["org"], fields["username"], remote)
-        dbs.commit()
-        raise ApiError(401, "invalid_credentials", "The organisation, username or password is wrong.")
-    org_id, user_id = found
-    clear_failures(dbs, fields["org"], fields["username"])
-    token, info = start_session(dbs, org_id, user_id)
+    org_id, user_id = signed.info.org_id, signed.info.user_id
     model = services(current_app).registry.model(dbs, org_id)
-    body_out = {"user": user_summary(dbs, model, user_id), "org": _org_summary(org_id), "csrf_token": info.csrf_token}
-    dbs.commit()
-    return set_session_cookie(jsonify(body_out), token)
+    body_out = {
+        "user": user_summary(dbs, model, user_id),
+        "org": _org_summary(org_id),
+        "csrf_token": signed.info.csrf_token,
+    }
+    return set_session_cookie(jsonify(body_out), signed.token)
 
 
 @bp.post("/logout")

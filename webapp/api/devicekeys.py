@@ -15,7 +15,14 @@ from flask import Blueprint, current_app, jsonify, request
 from webapp import services
 from webapp.api.context import caller, db_session, json_body
 from webapp.api.errors import ApiError
-from webapp.security.accounts import THROTTLE_WINDOW, authenticate, clear_failures, is_throttled, record_failure
+from webapp.security.accounts import (
+    THROTTLE_WINDOW,
+    clear_failures,
+    find_credentials,
+    is_throttled,
+    password_matches,
+    record_failure,
+)
 from webapp.sync.devicekeys import DeviceKeyError, delete_key, recover_key, store_key
 
 bp = Blueprint("devicekeys", __name__, url_prefix="/device-keys")
@@ -59,8 +66,10 @@ def recover(device_id: str) -> Any:
     if is_throttled(dbs, orgname, username, remote):
         retry = str(int(THROTTLE_WINDOW.total_seconds()))
         raise ApiError(429, "throttled", "Too many failed attempts; wait and try again.", {"Retry-After": retry})
-    found = authenticate(dbs, services(current_app).hasher, orgname, username, password)
-    if found is None or found != (c.model.org_id, c.actor.user_id):
+    found = find_credentials(dbs, orgname, username)
+    dbs.rollback()  # end the transaction (on SQLite, the write lock) before the slow hash: issue 17
+    right = password_matches(services(current_app).hasher, found, password)
+    if not right or found is None or (found.org_id, found.user_id) != (c.model.org_id, c.actor.user_id):
         record_failure(dbs, orgname, username, remote)
         dbs.commit()
         raise ApiError(403, "invalid_credentials", "The password is wrong.")

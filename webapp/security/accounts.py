@@ -178,10 +178,19 @@ def clear_failures(session: Session, orgname: str, username: str) -> None:
     )
 
 
-def authenticate(
-    session: Session, hasher: PasswordHasher, orgname: str, username: str, password: str
-) -> tuple[str, str] | None:
-    """(org id, user id) when the credentials are right and the user enabled; else None."""
+@dataclass(frozen=True)
+class Credentials:
+    """What a sign-in checks a password against: the user's hash, and whether they may sign in."""
+
+    org_id: str
+    user_id: str
+    password_hash: str
+    enabled: bool  # the user and every business unit above them enabled
+
+
+def find_credentials(session: Session, orgname: str, username: str) -> Credentials | None:
+    """The credentials of (organisation, username), or None. Reads only: the password is
+    checked afterwards, outside any transaction (hashing is slow on purpose)."""
     users = SYSTEM_TABLES["systemuser"]
     row = session.execute(
         select(
@@ -196,17 +205,35 @@ def authenticate(
         .where(organization.c.name == orgname.lower(), func.lower(users.c.username) == username.lower())
     ).first()
     if row is None:
-        # Spend the same time as a real check, so timing does not reveal which usernames exist.
+        return None
+    disabled = row.isdisabled or in_disabled_business_unit(session, str(row.organizationid), row.businessunitid)
+    return Credentials(str(row.organizationid), str(row.systemuserid), row.password_hash, not disabled)
+
+
+def password_matches(hasher: PasswordHasher, found: Credentials | None, password: str) -> bool:
+    """Whether `password` is the user's (and the user may sign in). Takes as long for an
+    unknown user, so timing does not reveal which usernames exist."""
+    if found is None:
         with contextlib.suppress(VerificationError):
             hasher.verify(_DUMMY_HASHES.setdefault(id(hasher), hasher.hash("not-a-password")), password)
-        return None
+        return False
     try:
-        hasher.verify(row.password_hash, password)
+        hasher.verify(found.password_hash, password)
     except (VerificationError, InvalidHashError):
+        return False
+    return found.enabled
+
+
+def authenticate(
+    session: Session, hasher: PasswordHasher, orgname: str, username: str, password: str
+) -> tuple[str, str] | None:
+    """(org id, user id) when the credentials are right and the user enabled; else None.
+
+    Hashes inside the caller's transaction: sign-in itself uses `webapp.signin`, which does not."""
+    found = find_credentials(session, orgname, username)
+    if not password_matches(hasher, found, password) or found is None:
         return None
-    if row.isdisabled or in_disabled_business_unit(session, str(row.organizationid), row.businessunitid):
-        return None
-    return str(row.organizationid), str(row.systemuserid)
+    return found.org_id, found.user_id
 
 
 def in_disabled_business_unit(session: Session, org_id: str, business_unit_id: str | None) -> bool:
