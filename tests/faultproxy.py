@@ -192,12 +192,14 @@ class _Link:
                 opcode, size, payload = parsed
                 raw = bytes(buf[:size])
                 del buf[:size]
-                deliver = True
+                deliver: bool | None = True
                 if opcode in (0x0, 0x1):
                     parts.append(payload)
                     if raw[0] & 0x80:  # FIN: the message is whole
                         deliver = self.proxy._observe(self, direction, b"".join(parts))
                         parts = []
+                if deliver is None:
+                    continue  # lost on the way, the connection unharmed
                 if not deliver:
                     self.proxy.cut_all()
                     return
@@ -230,6 +232,7 @@ class FaultProxy:
         self._blocked = False
         self._closing = False
         self._drops: list[tuple[Callable[[dict[str, Any]], bool], bool]] = []  # (match, only once)
+        self._losses: list[Callable[[dict[str, Any]], bool]] = []  # device→server, once each, no cut
         self._flapper: threading.Thread | None = None
         self._stop_flapping = threading.Event()
         self._accepter = threading.Thread(target=self._accept, name="faultproxy-accept", daemon=True)
@@ -266,6 +269,12 @@ class FaultProxy:
         """Swallow every server→device frame `match` accepts (cutting every connection each time)."""
         with self._lock:
             self._drops.append((match, False))
+
+    def lose_next_sent(self, match: Callable[[dict[str, Any]], bool]) -> None:
+        """Swallow the next device→server frame `match` accepts and relay the rest as if it had
+        never been sent (the connection stays up): the server sees a gap."""
+        with self._lock:
+            self._losses.append(match)
 
     def clear_drops(self) -> None:
         """Deliver every frame again."""
@@ -358,8 +367,9 @@ class FaultProxy:
         with self._lock:
             self._links.discard(link)
 
-    def _observe(self, link: _Link, direction: str, payload: bytes) -> bool:
-        """Record a whole message; False when it is to be swallowed."""
+    def _observe(self, link: _Link, direction: str, payload: bytes) -> bool | None:
+        """Record a whole message; False when it is to be swallowed (and the connections cut),
+        None when it is to be lost with the connection left up."""
         try:
             message = json.loads(payload)
         except ValueError:
@@ -375,8 +385,15 @@ class FaultProxy:
                             del self._drops[i]
                         deliver = False
                         break
-            self.frames.append(Frame(direction, link.number, message, deliver))
-        return deliver
+            lost = False
+            if direction == UP:
+                for i, match in enumerate(self._losses):
+                    if match(message):
+                        del self._losses[i]
+                        deliver = lost = True
+                        break
+            self.frames.append(Frame(direction, link.number, message, deliver and not lost))
+        return None if lost else deliver
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -70,12 +70,14 @@ export async function take(tx, codec, result) {
 }
 
 /**
- * The first `limit` operations, in seq order.
- * @param {IDBDatabase} db @param {Codec} codec @param {number} limit
+ * The first `limit` operations after seq `after` (0: from the start), in seq order: the sync
+ * reads the queue in chunks from the last seq it sent, never the whole queue at once.
+ * @param {IDBDatabase} db @param {Codec} codec @param {number} limit @param {number} [after]
  * @returns {Promise<Op[]>}
  */
-export async function peek(db, codec, limit) {
-  const ops = await transact(db, [QUEUE], "readonly", (tx) => getAll(tx.objectStore(QUEUE), null, limit));
+export async function peek(db, codec, limit, after = 0) {
+  const range = after > 0 ? IDBKeyRange.lowerBound(after, true) : null;
+  const ops = await transact(db, [QUEUE], "readonly", (tx) => getAll(tx.objectStore(QUEUE), range, limit));
   return codec.sealed ? Promise.all(ops.map((op) => codec.openOp(op))) : ops;
 }
 

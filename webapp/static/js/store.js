@@ -384,9 +384,9 @@ export class Store {
 
   // --- the queue -------------------------------------------------------------------------------
 
-  /** The first `limit` pending operations, in seq order. @param {number} limit */
-  pending(limit) {
-    return queue.peek(this.db, this.codec, limit);
+  /** The first `limit` pending operations after seq `after` (0: from the start), in seq order. @param {number} limit @param {number} [after] */
+  pending(limit, after = 0) {
+    return queue.peek(this.db, this.codec, limit, after);
   }
 
   pendingCount() {

@@ -6,7 +6,8 @@
  * lease in localStorage where there are none: tabs.js); the others hear about changes through
  * a BroadcastChannel (or localStorage events) and ask the loop to push. Without Background Sync
  * the queue drains when the app starts, when the network returns and when it comes back to the
- * foreground.
+ * foreground. The queue is pushed pipelined: up to PUSH_WINDOW frames in flight, read from
+ * IndexedDB in chunks after the last seq sent, their acks matched to them by seq.
  * Status is an immutable snapshot; listeners hear only real changes.
  */
 import { answer } from "./scope.js";
@@ -16,6 +17,8 @@ import { exclusive, tabChannel } from "./tabs.js";
 export const APP_VERSION = "1.0.0";
 const PUSH_BATCH = 100;
 const PUSH_BYTES = 512 * 1024;
+/** Push frames in flight at once (docs/protocol.md §5: the server answers them in order). */
+const PUSH_WINDOW = 4;
 const PAGE = 1000;
 const HEARTBEAT_MS = 25_000;
 const SILENCE_MS = 60_000;
@@ -34,6 +37,7 @@ const RESTART_SPREAD_MS = 10_000;
  *   pending: number, lastSync: string|null, download: {entity: string, received: number, total: number|null, done: string[]}|null,
  *   error: string|null, updatesAvailable: boolean, serverVersion: string|null, offlineReady: boolean, leader: boolean,
  * }} SyncStatus
+ * @typedef {{frames: any[], wake: (() => void)|null, closed: SyncError|null}} Inbox
  */
 
 export class SyncError extends Error {
@@ -75,6 +79,8 @@ export class Sync {
     this.ws = null;
     /** @type {{types: string[], resolve: (f: any) => void, reject: (e: any) => void}|null} */
     this.waiter = null;
+    /** Acks and errors of the push frames in flight, while the queue is pushed. @type {Inbox|null} */
+    this.inbox = null;
     this.applying = Promise.resolve();
     /** Scope checks being answered: check id -> the entities whose answers replace at the same version. @type {Map<string, Set<string>>} */
     this.checks = new Map();
@@ -378,6 +384,7 @@ export class Sync {
         if (this.ws === ws) this.closeCode = event.code;
         this.waiter?.reject(new SyncError("offline", "The connection closed."));
         this.waiter = null;
+        this.#closeInbox(new SyncError("offline", "The connection closed."));
         this.#set({ connection: navigator.onLine ? "connecting" : "offline" });
         this.#wake();
       };
@@ -432,6 +439,14 @@ export class Sync {
       });
       return;
     }
+    if (this.inbox && (frame.type === "ack" || frame.type === "error")) {
+      // While the queue is pushed, only push frames await an answer: the pipeline matches them.
+      this.inbox.frames.push(frame);
+      const wake = this.inbox.wake;
+      this.inbox.wake = null;
+      wake?.();
+      return;
+    }
     if (frame.type === "error" && frame.code === "unauthenticated") {
       this.waiter?.reject(new SyncError("signed_out", frame.message));
       this.waiter = null;
@@ -449,6 +464,7 @@ export class Sync {
   async #wipe(reason) {
     this.stopped = true;
     this.waiter?.reject(new SyncError("wiped", reason));
+    this.#closeInbox(new SyncError("wiped", reason));
     this.ws?.close();
     await this.store.destroy().catch(() => {});
     this.onWipe(reason);
@@ -533,38 +549,94 @@ export class Sync {
     }
   }
 
+  /**
+   * Push the queue pipelined: up to PUSH_WINDOW frames of up to PUSH_BATCH ops in flight, each
+   * chunk read from IndexedDB after the last seq sent (never the whole queue), every ack's
+   * results matched by seq to the frame that carried them and stored as they come (op_id checked
+   * by the queue). The server applies frames in the order sent and re-answers a re-sent seq with
+   * its first result, so a dropped connection, a restart or an error frame just ends the session:
+   * the next one re-sends from the queue's head, and nothing is applied twice or out of order. A
+   * refused op is an ack like any other and never holds the rest back.
+   */
   async #pushAll() {
     this.wanted.push = false;
-    for (;;) {
-      const ops = await this.store.pending(PUSH_BATCH);
-      if (!ops.length) return;
-      this.#set({ phase: "pushing" });
-      const batch = [];
-      let bytes = 0;
-      for (const op of ops) {
-        const wire = { op_id: op.op_id, seq: op.seq, kind: op.kind, entity: op.entity, id: op.id, base_version: op.base_version, changes: op.changes };
-        if (op.command) Object.assign(wire, { command: op.command, args: op.args });
-        const size = JSON.stringify(wire).length;
-        if (batch.length && bytes + size > PUSH_BYTES) break;
-        batch.push(wire);
-        bytes += size;
+    /** @type {Set<number>[]} the seqs each frame in flight still awaits, oldest first */
+    const inFlight = [];
+    let lastSent = 0;
+    /** @type {Inbox} */
+    const inbox = { frames: [], wake: null, closed: null };
+    this.inbox = inbox;
+    try {
+      for (;;) {
+        while (inFlight.length < PUSH_WINDOW) {
+          const ops = await this.store.pending(PUSH_BATCH, lastSent);
+          if (!ops.length) break;
+          const batch = wireBatch(ops);
+          if (inbox.closed) throw inbox.closed;
+          if (!this.ws || this.ws.readyState !== WebSocket.OPEN) throw new SyncError("offline", "Not connected.");
+          this.#set({ phase: "pushing" });
+          this.ws.send(JSON.stringify({ type: "push", ops: batch }));
+          inFlight.push(new Set(batch.map((op) => op.seq)));
+          lastSent = batch[batch.length - 1].seq;
+        }
+        if (!inFlight.length) return;
+        const frame = await this.#pushAnswer(inbox);
+        if (frame.type === "error") {
+          // seq_gap, seq_reused, rate_limited, bad_message: nothing from there on was applied.
+          // The session ends; the next re-sends the queue from its head after the back-off.
+          throw new SyncError(frame.code === "unauthenticated" ? "signed_out" : frame.code, frame.message);
+        }
+        const results = frame.results || [];
+        for (const result of results) {
+          const awaiting = inFlight.find((seqs) => seqs.has(result.seq));
+          if (!awaiting) throw new SyncError("bad_ack", `An ack for seq ${result.seq}, which is not in flight.`);
+          awaiting.delete(result.seq);
+        }
+        await this.#storeAck(results);
+        while (inFlight.length && inFlight[0].size === 0) inFlight.shift();
       }
-      const ack = await this.#request({ type: "push", ops: batch }, ["ack"]);
-      await this.store.applyAck(ack.results);
-      const refused = ack.results.filter((/** @type {any} */ r) => r.status !== "applied").map((/** @type {any} */ r) => r.op_id);
-      if (refused.length) {
-        for (const fn of this.errorListeners) {
-          try {
-            fn(refused);
-          } catch (err) {
-            console.error("sync error listener failed", err);
-          }
+    } finally {
+      if (this.inbox === inbox) this.inbox = null;
+    }
+  }
+
+  /** The next ack or error of a push frame in flight. @param {Inbox} inbox @returns {Promise<any>} */
+  async #pushAnswer(inbox) {
+    for (;;) {
+      const frame = inbox.frames.shift();
+      if (frame) return frame;
+      if (inbox.closed) throw inbox.closed;
+      await new Promise((resolve) => {
+        inbox.wake = () => resolve(undefined);
+      });
+    }
+  }
+
+  /** @param {SyncError} err */
+  #closeInbox(err) {
+    const inbox = this.inbox;
+    if (!inbox) return;
+    inbox.closed = err;
+    const wake = inbox.wake;
+    inbox.wake = null;
+    wake?.();
+  }
+
+  /** Store an ack's results: the ops leave the queue, refused ones become sync errors. @param {any[]} results */
+  async #storeAck(results) {
+    await this.store.applyAck(results);
+    const refused = results.filter((r) => r.status !== "applied").map((r) => r.op_id);
+    if (refused.length) {
+      for (const fn of this.errorListeners) {
+        try {
+          fn(refused);
+        } catch (err) {
+          console.error("sync error listener failed", err);
         }
       }
-      await this.#synced(ack.results.flatMap((/** @type {any} */ r) => [...(r.records || []), ...(r.removed || [])].map((/** @type {any} */ item) => item.entity)));
-      await this.refreshCounts();
-      if (ack.results.length < batch.length) return; // an error frame follows; the next session retries
     }
+    await this.#synced(results.flatMap((r) => [...(r.records || []), ...(r.removed || [])].map((/** @type {any} */ item) => item.entity)));
+    await this.refreshCounts();
   }
 
   /** The first download of every offline entity, resumable from each entity's checkpoint. */
@@ -610,4 +682,23 @@ export class Sync {
     this.#set({ download: null, updatesAvailable: false });
     await this.refreshCounts();
   }
+}
+
+/**
+ * The wire form of queued ops, as many as fit in one push frame (PUSH_BYTES; at least one).
+ * @param {import("./queue.js").Op[]} ops
+ */
+function wireBatch(ops) {
+  /** @type {any[]} */
+  const batch = [];
+  let bytes = 0;
+  for (const op of ops) {
+    const wire = { op_id: op.op_id, seq: op.seq, kind: op.kind, entity: op.entity, id: op.id, base_version: op.base_version, changes: op.changes };
+    if (op.command) Object.assign(wire, { command: op.command, args: op.args });
+    const size = JSON.stringify(wire).length;
+    if (batch.length && bytes + size > PUSH_BYTES) break;
+    batch.push(wire);
+    bytes += size;
+  }
+  return batch;
 }
