@@ -348,3 +348,14 @@ def test_the_feed_still_removes_what_the_device_held(scene: Scene, clock: Clock)
         (scene.records["bob lead"], "deleted"),
         (scene.records["root account"], "out_of_scope"),
     }
+
+
+def test_an_answer_to_a_check_no_longer_awaited_is_refused_naming_that_check(scene: Scene, clock: Clock) -> None:
+    """The device can tell the refusal from an error about anything else it waits for."""
+    phone = scene.phone(scene.org.bob, clock)
+    (refused,) = phone.send({"type": "reconcile", "check": "an-old-check", "held": {}, "done": True})
+    assert (refused["type"], refused["code"], refused["check"]) == ("error", "bad_message", "an-old-check")
+    scene.write(lambda s, m: grant(s, m, role_id(s, m, "Salesperson"), "lead", "read", 0))
+    phone.wake()  # the current check is still answered and settled
+    assert scene.records["bob lead"] not in phone.held["lead"]
+    _check(phone)

@@ -238,7 +238,8 @@ class Channel:
         `reconciled` frame (and the stamp stored)."""
         check = self.check
         if check is None or msg.get("check") != check.check_id:
-            return [error("bad_message", "There is no scope check with that id: pull again.")]
+            # Tagged with the check, so the device drops that answer and nothing else it awaits fails.
+            return [error("bad_message", "There is no scope check with that id: pull again.", check=msg.get("check"))]
         model, principal, _ = self._context(s)
         frames = reconcile.reconcile(s, model, principal, check, msg.get("held", {}), self._now(), self.cursor or 0)
         if msg.get("done") is True:

@@ -439,6 +439,11 @@ export class Sync {
       });
       return;
     }
+    if (frame.type === "error" && frame.check) {
+      // A scope check the server no longer awaits (answered too late, or replaced): forget it.
+      this.#then(async () => void this.checks.delete(frame.check));
+      return;
+    }
     if (this.inbox && (frame.type === "ack" || frame.type === "error")) {
       // While the queue is pushed, only push frames await an answer: the pipeline matches them.
       this.inbox.frames.push(frame);
