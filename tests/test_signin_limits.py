@@ -18,7 +18,7 @@ from sqlalchemy import event, func, select
 
 from tests.conftest import PASSWORD, Org
 from webapp import services
-from webapp.ratelimit import limits
+from webapp.ratelimit import signin_limits
 from webapp.security.accounts import usersession
 
 
@@ -115,7 +115,7 @@ def test_the_password_given_to_recover_a_device_key_is_checked_with_no_transacti
 def test_valid_sign_ins_of_one_account_beyond_its_burst_are_told_to_wait(app: Flask, org: Org) -> None:
     app.config.update(RATE_SIGNINS_PER_USER_BURST=3.0, RATE_SIGNINS_PER_USER_PER_SECOND=0.1)
     clock = Clock()
-    limits(app).signin_user.clock = clock
+    signin_limits(app).user.clock = clock
     before = sessions(app)
     statuses = [login(app, remote=f"10.0.0.{i}").status_code for i in range(5)]  # from several addresses
     assert statuses == [200, 200, 200, 429, 429]
@@ -132,7 +132,7 @@ def test_valid_sign_ins_of_one_account_beyond_its_burst_are_told_to_wait(app: Fl
 
 def test_sign_ins_from_one_address_beyond_its_burst_are_told_to_wait_whoever_they_are(app: Flask, org: Org) -> None:
     app.config.update(RATE_SIGNINS_PER_ADDRESS_BURST=4.0, RATE_SIGNINS_PER_ADDRESS_PER_SECOND=0.5)
-    limits(app).signin_address.clock = Clock()
+    signin_limits(app).address.clock = Clock()
     answers = [login(app, username=u, remote="10.0.0.7").status_code for u in ("bob", "alice", "bob", "nobody")]
     assert answers == [200, 200, 200, 401]  # wrong ones spend tokens too
     refused = login(app, username="alice", remote="10.0.0.7")
@@ -142,7 +142,7 @@ def test_sign_ins_from_one_address_beyond_its_burst_are_told_to_wait_whoever_the
 
 def test_the_console_sign_in_is_limited_the_same_way(app: Flask, org: Org) -> None:
     app.config.update(RATE_SIGNINS_PER_USER_BURST=1.0, RATE_SIGNINS_PER_USER_PER_SECOND=0.05)
-    limits(app).signin_user.clock = Clock()
+    signin_limits(app).user.clock = Clock()
     assert login(app, username="alice").status_code == 200
     client = app.test_client()
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/signin").get_data(as_text=True))

@@ -54,14 +54,11 @@ class Limiter:
 
 @dataclass
 class Limits:
-    """The app's limiters: frames per connection's user, operations per user, HTTP writes per
-    user, sign-in attempts per address and per (organisation, username)."""
+    """The app's limiters: frames per connection's user, operations per user, HTTP writes per user."""
 
     frames: Limiter
     operations: Limiter
     http_writes: Limiter
-    signin_address: Limiter
-    signin_user: Limiter
 
 
 def limits(app: Flask) -> Limits:
@@ -75,8 +72,30 @@ def limits(app: Flask) -> Limits:
                 frames=Limiter(c["RATE_FRAMES_PER_SECOND"], c["RATE_FRAMES_BURST"]),
                 operations=Limiter(c["RATE_OPS_PER_SECOND"], c["RATE_OPS_BURST"]),
                 http_writes=Limiter(c["RATE_HTTP_WRITES_PER_SECOND"], c["RATE_HTTP_WRITES_BURST"]),
-                signin_address=Limiter(c["RATE_SIGNINS_PER_ADDRESS_PER_SECOND"], c["RATE_SIGNINS_PER_ADDRESS_BURST"]),
-                signin_user=Limiter(c["RATE_SIGNINS_PER_USER_PER_SECOND"], c["RATE_SIGNINS_PER_USER_BURST"]),
+            ),
+        )
+    return found  # type: ignore[no-any-return]
+
+
+@dataclass
+class SigninLimits:
+    """Sign-in attempts per address and per (organisation, username): kept apart from `Limits`,
+    so a sign-in does not fix the other limiters' settings before a caller changes them."""
+
+    address: Limiter
+    user: Limiter
+
+
+def signin_limits(app: Flask) -> SigninLimits:
+    """The app's sign-in limiters, made from its configuration on first use."""
+    found = app.extensions.get("outpost_signin_limits")
+    if found is None:
+        c = app.config
+        found = app.extensions.setdefault(
+            "outpost_signin_limits",
+            SigninLimits(
+                address=Limiter(c["RATE_SIGNINS_PER_ADDRESS_PER_SECOND"], c["RATE_SIGNINS_PER_ADDRESS_BURST"]),
+                user=Limiter(c["RATE_SIGNINS_PER_USER_PER_SECOND"], c["RATE_SIGNINS_PER_USER_BURST"]),
             ),
         )
     return found  # type: ignore[no-any-return]

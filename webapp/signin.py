@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from webapp import services
-from webapp.ratelimit import limits
+from webapp.ratelimit import signin_limits
 from webapp.security.accounts import (
     THROTTLE_WINDOW,
     SessionInfo,
@@ -74,10 +74,10 @@ def _hash_gate(app: Flask) -> threading.BoundedSemaphore:
 def sign_in(app: Flask, orgname: str, username: str, password: str, remote: str) -> SignedIn:
     """Check the credentials and start a session, or raise SignInRefused."""
     if app.config["RATE_LIMITS"]:
-        found_limits = limits(app)
-        wait = found_limits.signin_address.take((remote,))
+        buckets = signin_limits(app)
+        wait = buckets.address.take((remote,))
         if wait is None:
-            wait = found_limits.signin_user.take((orgname.lower(), username.lower()))
+            wait = buckets.user.take((orgname.lower(), username.lower()))
         if wait is not None:
             seconds = max(1, math.ceil(wait))
             raise SignInRefused(
