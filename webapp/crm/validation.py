@@ -130,6 +130,21 @@ def schema_for(entity: Entity, creating: bool) -> type[Schema]:
     return cls
 
 
+_loader_cache: dict[tuple[int, bool], tuple[Entity, Schema]] = {}
+
+
+def loader_for(entity: Entity, creating: bool) -> Schema:
+    """An instance of `schema_for`, made once: building one deep-copies every field (most of a
+    replayed operation's time before), and `load` keeps no state between calls."""
+    key = (id(entity), creating)
+    cached = _loader_cache.get(key)
+    if cached is not None and cached[0] is entity:
+        return cached[1]
+    loader = schema_for(entity, creating)()
+    _loader_cache[key] = (entity, loader)
+    return loader
+
+
 @dataclass
 class Bind:
     """A lookup value from `<attr>@odata.bind`: the target entity and id, or None to clear."""
@@ -191,7 +206,7 @@ def parse_payload(
             continue
         scalars[key] = value
     try:
-        loaded = schema_for(entity, creating)().load(scalars, partial=not creating)
+        loaded = loader_for(entity, creating).load(scalars, partial=not creating)
     except ValidationError as exc:
         for k, msgs in exc.normalized_messages().items():  # type: ignore[no-untyped-call]  # marshmallow leaves it unannotated
             errors.setdefault(str(k), []).extend(msgs if isinstance(msgs, list) else [str(msgs)])
