@@ -39,9 +39,8 @@ from webapp.crm.tables import changelog
 from webapp.crm.validation import BIND_RE, Bind, parse_payload
 from webapp.security.operations import check_fields, privilege_error
 from webapp.security.scope import Principal, Reach, may_append_new, may_create, reach
+from webapp.security.sharing import SHARE_RIGHTS
 from webapp.security.tables import recordshare
-
-RIGHTS = ("read", "write", "delete", "append", "appendto", "assign", "share")
 
 
 class Slow(Exception):
@@ -117,7 +116,7 @@ class Batch:
                         recordshare.c.principalid.in_([p.user_id, *p.team_ids]),
                     )
                 ).mappings():
-                    shares[share["recordid"]][share["principalid"]] = {r for r in RIGHTS if share[r]}
+                    shares[share["recordid"]][share["principalid"]] = {r for r in SHARE_RIGHTS if share[r]}
             for rid in missing:
                 self.loaded[(name, rid)] = Loaded(rows.get(rid), shares.get(rid, {}))
 
