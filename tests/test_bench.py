@@ -43,6 +43,9 @@ def test_the_replay_benchmark_reports_socket_and_http_rates_per_database(tmp_pat
     for way in ("socket, batches of 100", "socket, one op a frame", "HTTP, one op a request"):
         assert rows[f"replay sqlite, {way}"] > 0
     assert rows["replay sqlite, socket batches vs HTTP"] > 0
+    for what in ("creates", "updates"):
+        assert rows[f"replay sqlite, server side, {what}"] > 0
+        assert 0 < rows[f"replay sqlite, SQL statements per op, {what}"] < 1  # frames of 100: a few per frame
     # PostgreSQL's rows are there when a server answers (CI provides one); the suite skips them otherwise.
     assert {k for k in rows if "postgresql" in k} in (
         set(),
