@@ -207,7 +207,7 @@ def _measure(
     """The measurements proper, with a running browser (the app PIN on when `encrypted`)."""
 
     from benchmarks.serving import Crowd
-    from tests.live import HttpSession, LiveServer
+    from tests.live import MANY, HttpSession, LiveServer
     from webapp import create_app, services
     from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo, load_bulk
 
@@ -230,7 +230,7 @@ def _measure(
                 capture_output=True,
             )
         pin = PIN if encrypted else None
-        server = LiveServer(folder).start()
+        server = LiveServer(folder, env=MANY).start()
         try:
             device = {k: v for k, v in device_profile.items() if k != "default_browser_type"}
             context = browser.new_context(**device)

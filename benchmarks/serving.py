@@ -91,6 +91,7 @@ def pg_schema_url() -> Iterator[str | None]:
 @contextlib.contextmanager
 def served(kind: str = "sqlite", records: int = 0) -> Iterator[Any]:
     """`outpost serve` (one gevent worker) on a new demo database; None if `kind` is unavailable."""
+    from tests.live import MANY
     from tests.served import ServedServer, prepare_demo_database
 
     raise_open_file_limit()  # the server inherits it
@@ -104,7 +105,7 @@ def served(kind: str = "sqlite", records: int = 0) -> Iterator[Any]:
             yield None
             return
         prepare_demo_database(url, records)
-        server = ServedServer(folder, url).start()
+        server = ServedServer(folder, url, env=MANY).start()
         try:
             yield server
         finally:

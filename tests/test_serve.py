@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from tests.live import HttpSession, SyncClient
+from tests.live import MANY, HttpSession, SyncClient
 from tests.served import ServedServer, prepare_demo_database
 from webapp.cli import main
 
@@ -32,7 +32,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedServer]:
     folder = tmp_path_factory.mktemp("serve")
     url = f"sqlite:///{folder / 'outpost.db'}"
     prepare_demo_database(url, records=2000)  # enough accounts for multi-megabyte pages
-    server = ServedServer(folder, url).start()
+    server = ServedServer(folder, url, env=MANY).start()
     yield server
     server.stop()
 

@@ -57,6 +57,14 @@ def configure(app: Flask, test_config: dict[str, Any] | None) -> None:
         RATE_OPS_BURST=20000.0,
         RATE_HTTP_WRITES_PER_SECOND=50.0,
         RATE_HTTP_WRITES_BURST=1000.0,
+        # Caps per user (issue 17): sync sockets open in one process, and devices registered
+        # (active and seen in the last DEVICE_CAP_DAYS days; older ones stop counting).
+        MAX_SOCKETS_PER_USER=int(os.environ.get("OUTPOST_MAX_SOCKETS_PER_USER") or 20),
+        MAX_DEVICES_PER_USER=int(os.environ.get("OUTPOST_MAX_DEVICES_PER_USER") or 50),
+        DEVICE_CAP_DAYS=30,
+        # Records read over the Web API per user (a $top=5000 loop): each page costs its size.
+        RATE_HTTP_READ_RECORDS_PER_SECOND=5000.0,
+        RATE_HTTP_READ_RECORDS_BURST=100000.0,
         # Sign-in attempts, right or wrong (webapp/signin.py): an office behind one address signs
         # in its morning at once; a script signing in valid credentials in a loop does not.
         SIGNIN_HASHES_AT_ONCE=max(1, (os.cpu_count() or 2) // 2),

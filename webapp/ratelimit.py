@@ -51,14 +51,38 @@ class Limiter:
                 self._buckets = {k: b for k, b in self._buckets.items() if b.tokens < self.burst}
             return (cost - bucket.tokens) / self.rate
 
+    def charge(self, key: tuple[str, ...], cost: float) -> None:
+        """Spend `cost` tokens now, into debt if need be: for work whose cost is known only
+        after it is done (records a query returned). `ready` then refuses until the debt is paid."""
+        with self._lock:
+            bucket = self._refilled(key)
+            bucket.tokens = max(-self.burst, bucket.tokens - cost)
+
+    def ready(self, key: tuple[str, ...]) -> float | None:
+        """None when `key`'s bucket is not in debt, else the seconds until it is not."""
+        with self._lock:
+            bucket = self._refilled(key)
+            return None if bucket.tokens >= 0 else -bucket.tokens / self.rate
+
+    def _refilled(self, key: tuple[str, ...]) -> Bucket:
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        bucket.stamp = now
+        return bucket
+
 
 @dataclass
 class Limits:
-    """The app's limiters: frames per connection's user, operations per user, HTTP writes per user."""
+    """The app's limiters: frames per connection's user, operations per user, HTTP writes and
+    records read per user."""
 
     frames: Limiter
     operations: Limiter
     http_writes: Limiter
+    http_reads: Limiter  # records, not requests: a page costs its size
 
 
 def limits(app: Flask) -> Limits:
@@ -72,6 +96,7 @@ def limits(app: Flask) -> Limits:
                 frames=Limiter(c["RATE_FRAMES_PER_SECOND"], c["RATE_FRAMES_BURST"]),
                 operations=Limiter(c["RATE_OPS_PER_SECOND"], c["RATE_OPS_BURST"]),
                 http_writes=Limiter(c["RATE_HTTP_WRITES_PER_SECOND"], c["RATE_HTTP_WRITES_BURST"]),
+                http_reads=Limiter(c["RATE_HTTP_READ_RECORDS_PER_SECOND"], c["RATE_HTTP_READ_RECORDS_BURST"]),
             ),
         )
     return found  # type: ignore[no-any-return]

@@ -117,6 +117,27 @@ def check_csrf() -> Any:
     return None
 
 
+def check_read_rate(c: Caller) -> None:
+    """Before a page is read: 429 while the user's bucket of records read is in debt (issue 17:
+    `$top=5000` in a tight loop). `charge_reads` spends what each page returned."""
+    if not current_app.config["RATE_LIMITS"]:
+        return
+    wait = limits(current_app).http_reads.ready((c.model.org_id, c.actor.user_id or ""))
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too many records read in a short time; try again shortly.",
+            {"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def charge_reads(c: Caller, records: int) -> None:
+    """Spend the records a page returned from the user's bucket."""
+    if current_app.config["RATE_LIMITS"]:
+        limits(current_app).http_reads.charge((c.model.org_id, c.actor.user_id or ""), records)
+
+
 def json_body() -> Any:
     """The request's JSON body, or a 400 that says why it is not acceptable."""
     if not request.data:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp.api.context import Caller, caller, commit, db_session, json_body
+from webapp.api.context import Caller, caller, charge_reads, check_read_rate, commit, db_session, json_body
 from webapp.crm.errors import BadRequest, NotFound
 from webapp.crm.metadata import Entity
 from webapp.crm.query import encode_skiptoken, parse_options
@@ -66,7 +66,9 @@ def read(target: str) -> Any:
     if record_id is not None:
         return jsonify(ops.get(dbs, c.model, c.principal, entity, record_id, opts))
     size, preferred = page_size()
+    check_read_rate(c)
     records, more = ops.query(dbs, c.model, c.principal, entity, opts, size)
+    charge_reads(c, len(records))
     body: dict[str, Any] = {
         "@odata.context": f"{request.host_url}api/data/$metadata#{entity.entity_set}",
         "value": records,

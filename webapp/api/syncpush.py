@@ -42,7 +42,8 @@ def push_ops() -> Any:
             dbs, c.model.org_id, c.actor.user_id or "", body.get("device_id"), body.get("app_version")
         )
     except devices.DeviceError as exc:
-        raise ApiError(403 if exc.code == "device_mismatch" else 400, exc.code, exc.message) from exc
+        status = {"device_mismatch": 403, "too_many_devices": 429}.get(exc.code, 400)
+        raise ApiError(status, exc.code, exc.message) from exc
     if row["status"] == "revoked":
         raise ApiError(403, "revoked", "This device was revoked by an administrator.")
     replay = Replay(dbs, c.model, c.principal, c.actor, row["deviceid"])

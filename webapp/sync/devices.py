@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -12,6 +14,8 @@ from webapp.crm.changes import utcnow
 from webapp.sync.tables import device, devicekey, opledger
 
 PENDING_OPS_MAX = 2**31 - 1
+MAX_DEVICES_PER_USER = 50  # the defaults of the app's MAX_DEVICES_PER_USER and DEVICE_CAP_DAYS
+DEVICE_CAP_DAYS = 30
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -24,14 +28,42 @@ class DeviceError(Exception):
         self.message = message
 
 
-def register(session: Session, org_id: str, user_id: str, device_id: Any, app_version: Any) -> dict[str, Any]:
-    """The device's row, created at its first hello; refuses another user's or a revoked id."""
+def register(
+    session: Session,
+    org_id: str,
+    user_id: str,
+    device_id: Any,
+    app_version: Any,
+    max_devices: int | None = None,
+    cap_days: int | None = None,
+) -> dict[str, Any]:
+    """The device's row, created at its first hello; refuses another user's or a revoked id,
+    and a new device beyond the user's cap: `max_devices` active and seen in the last
+    `cap_days` (default: the app's MAX_DEVICES_PER_USER and DEVICE_CAP_DAYS)."""
     if not isinstance(device_id, str) or not UUID_RE.match(device_id):
         raise DeviceError("bad_message", "device_id must be a lower-case UUID.")
     version = app_version if isinstance(app_version, str) else None
     now = utcnow()
     row = session.execute(select(device).where(device.c.deviceid == device_id)).mappings().first()
     if row is None:
+        config = current_app.config if has_app_context() else {}
+        if config.get("RATE_LIMITS", True):  # OUTPOST_RATE_LIMITS=off lifts the caps too
+            cap = max_devices if max_devices is not None else config.get("MAX_DEVICES_PER_USER", MAX_DEVICES_PER_USER)
+            days = cap_days if cap_days is not None else config.get("DEVICE_CAP_DAYS", DEVICE_CAP_DAYS)
+            recent = session.execute(
+                select(func.count()).where(
+                    device.c.organizationid == org_id,
+                    device.c.systemuserid == user_id,
+                    device.c.status == "active",
+                    device.c.last_seen >= now - dt.timedelta(days=days),
+                )
+            ).scalar_one()
+            if recent >= cap:
+                raise DeviceError(
+                    "too_many_devices",
+                    f"This account already uses {cap} devices; an administrator can revoke old ones "
+                    "(Devices page), or wait until unused ones stop counting.",
+                )
         values = {
             "deviceid": device_id,
             "organizationid": org_id,

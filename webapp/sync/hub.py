@@ -38,6 +38,14 @@ RESTART_CODE = 1012  # Service Restart: the device comes back after a random wai
 LISTEN_WAIT_SECONDS = 5.0
 
 
+class TooManyConnections(Exception):
+    """The user already holds `cap` sockets in this process (PROTOCOL.md §5, close code 1013)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"at most {cap} sync connections per user")
+        self.cap = cap
+
+
 @dataclass(eq=False)
 class Subscription:
     """One open socket: whose it is, its wake-up event, and whether its session has ended."""
@@ -70,10 +78,15 @@ class Hub:
         """Whether changes reach other processes (PostgreSQL) or stay in this one (SQLite)."""
         return self._listen_url is not None
 
-    def subscribe(self, org_id: str, user_id: str = "", token_hash: str = "") -> Subscription:
-        """A new connection's subscription (starts this process's listener on first use)."""
+    def subscribe(self, org_id: str, user_id: str = "", token_hash: str = "", cap: int | None = None) -> Subscription:
+        """A new connection's subscription (starts this process's listener on first use).
+
+        With `cap`: raises TooManyConnections when the user already holds that many sockets
+        in this process (counted and added under one lock, so a burst cannot overshoot)."""
         sub = Subscription(org_id, user_id, token_hash)
         with self._lock:
+            if cap is not None and sum(1 for s in self._subs.get(org_id, ()) if s.user_id == user_id) >= cap:
+                raise TooManyConnections(cap)
             self._subs[org_id].add(sub)
             start = self._listen_url is not None and self._listener is None
             if start:

@@ -23,9 +23,11 @@ from webapp.api.errors import ApiError
 from webapp.crm.changes import utcnow
 from webapp.security.accounts import load_session
 from webapp.sync.channel import Channel, Closing, error
-from webapp.sync.hub import RESTART_CODE
+from webapp.sync.hub import RESTART_CODE, TooManyConnections
 
 MAX_FRAME = 1 << 20
+TRY_AGAIN_LATER = 1013  # too many sockets for this user: the device backs off (docs/protocol.md)
+TOO_MANY_MESSAGE = "This account already has {cap} sync connections open; close some apps or tabs."
 HEARTBEAT_SECONDS = 25
 SESSION_ENDED = error("unauthenticated", "The session has ended; sign in again.")
 sock = Sock()
@@ -86,7 +88,14 @@ def sync_socket(ws: Any) -> None:
     token, info = g.sync_session
     channel = Channel(app, token, info.org_id, info.user_id)
     hub = services(app).hub
-    sub = hub.subscribe(info.org_id, info.user_id, info.token_hash)
+    try:  # counted and added under one lock: a burst of sockets cannot overshoot the cap
+        cap = app.config["MAX_SOCKETS_PER_USER"] if app.config["RATE_LIMITS"] else None
+        sub = hub.subscribe(info.org_id, info.user_id, info.token_hash, cap=cap)
+    except TooManyConnections as exc:
+        ws.send(json.dumps(error("too_many_connections", TOO_MANY_MESSAGE.format(cap=exc.cap))))
+        ws.close(reason=TRY_AGAIN_LATER)
+        channel.close_log(frames_sent=1, close_code=TRY_AGAIN_LATER)
+        return
     expires = info.expires.replace(tzinfo=None) if info.expires.tzinfo else info.expires
     lock = threading.Lock()  # one sender and one Channel user at a time
     closed = threading.Event()
