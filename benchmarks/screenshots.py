@@ -372,6 +372,29 @@ def tour(
     return seen
 
 
+def index(out: Path, seen: Findings, widths: list[int]) -> None:
+    """docs/screenshots/README.md: every screen, a link per width and theme."""
+    columns = [(w, scheme) for w in widths for scheme in SCHEMES]
+    checked = (
+        " axe-core found no serious or critical violation on any of them."
+        if seen.violations and not seen.serious()
+        else ""
+    )
+    lines = [
+        "# Every screen, light and dark",
+        "",
+        "Made by `python -m benchmarks.screenshots` (docs/testing.md): Debian's Chromium as a phone",
+        f"with touch, 800 px tall.{checked}",
+        "",
+        "| screen | " + " | ".join(f"{w} px {scheme}" for w, scheme in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for screen in seen.screens:
+        cells = [f"[{scheme}]({screen}-{w}-{scheme}.png)" for w, scheme in columns]
+        lines.append(f"| {screen} | " + " | ".join(cells) + " |")
+    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "screenshots")
@@ -401,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             browser.close()
             live.stop()
+    index(args.out, seen, args.width or [360, 412])
     print(f"{len(seen.screens)} screens, {len(seen.files)} files in {args.out}")
     bad = seen.serious()
     for screen, found in seen.violations.items():
