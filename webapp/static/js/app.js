@@ -380,7 +380,8 @@ function openMenu() {
     item("Offline Status", "#/status"),
     item("User Information", "#/user"),
   );
-  (document.getElementById("dialogs") || document.body).appendChild(menu);
+  // In the top bar (the banner landmark), so a screen reader finds it among the landmarks; fixed on screen.
+  (document.querySelector("header.topbar") || document.getElementById("dialogs") || document.body).appendChild(menu);
   button?.setAttribute("aria-expanded", "true");
   /** @type {HTMLElement|null} */ (menu.querySelector("button"))?.focus();
 }
