@@ -2,7 +2,9 @@
 /**
  * The app: who is signed in, the device store and sync loop for that (organisation, user),
  * the "Offline Updates Available" flow, the "More" menu and hash routing to the screens in
- * views/ (each exports `render(ctx, params)` and returns an element).
+ * views/ (each exports `render(ctx, params)` and returns an element, and may export `live`:
+ * "data" to be drawn again when the device's data or the connection changes, "sync" also at
+ * every step of the sync).
  *
  * Start-up works with no network: the last identity is remembered, and its store opens from
  * IndexedDB; the session is checked when the server answers again.
@@ -132,10 +134,16 @@ async function startDevice() {
   ctx.store.subscribe(() => scheduleRefresh());
   let prompting = false;
   const sync = ctx.sync;
+  let lastConnection = "";
   ctx.sync.subscribe((status) => {
     document.documentElement.dataset.connection = status.connection;
     if (ctx.sync === sync) showConnection(status); // the top bar's indicator follows at once
-    scheduleRefresh(); // Offline Status and the marks follow the sync's progress
+    // Offline Status and home's marks follow every step of the sync; lists, forms and search
+    // follow the data (the store's own events) and the connection only, so a list being scrolled
+    // or tapped is not rebuilt under the finger at each progress tick.
+    const connectionChanged = status.connection !== lastConnection;
+    lastConnection = status.connection;
+    if (connectionChanged || viewRoot().dataset.live === "sync") scheduleRefresh();
     const skipped = sessionStorage.getItem(SKIPPED) === status.serverVersion;
     if (status.updatesAvailable && status.serverVersion && !skipped && !prompting && !status.download) {
       prompting = true;
@@ -223,7 +231,8 @@ function scheduleRefresh() {
     const active = document.activeElement;
     // Do not pull a form out from under someone typing in it.
     if (active && viewRoot().contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName)) return;
-    if (viewRoot().dataset.live === "true") render();
+    const live = viewRoot().dataset.live;
+    if (live === "sync" || live === "data") render();
   }, 150);
 }
 
@@ -405,7 +414,7 @@ async function render() {
     const view = await import(`./views/${name}.js`);
     const el = await view.render(ctx, params);
     if (seq !== renderSeq) return; // a newer render has started; its screen wins
-    root.dataset.live = String(Boolean(view.live));
+    root.dataset.live = view.live || "false";
     replace(root, el);
     const heading = root.querySelector("h1, h2");
     if (heading && document.activeElement === document.body) /** @type {HTMLElement} */ (heading).setAttribute("tabindex", "-1");

@@ -2,7 +2,7 @@
 /** Home: the entities, each with its offline mark (available, error, not enabled) in words. */
 import { h } from "../dom.js";
 
-export const live = true;
+export const live = "sync";
 /**
  * The stylesheet's badge for each mark. The marks say whether an entity's records are on the
  * device — never whether the phone is online (the top bar's indicator says that): "Available

@@ -29,7 +29,7 @@
 import { h } from "../dom.js";
 import { listCommands } from "./commands.js";
 
-export const live = true;
+export const live = "data";
 
 const PAGE = 50;
 const FORMATTED = "@OData.Community.Display.V1.FormattedValue";

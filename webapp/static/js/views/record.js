@@ -51,7 +51,7 @@ import { recordCommands, stageBar } from "./commands.js";
 import { lookupField, lookupValue } from "./lookup.js";
 import { runFormScript } from "../formscripts.js";
 
-export const live = true;
+export const live = "data";
 
 const RELATED_LIMIT = 50;
 

@@ -9,7 +9,7 @@
 import { h } from "../dom.js";
 import { attributeOf, ensureStyles, formatValue, isLocal, labelOf, nameOf, odataString, optionString, recordHref } from "./list.js";
 
-export const live = true;
+export const live = "data";
 
 const LIMIT = 50;
 const ONLINE_PER_ENTITY = 5;

@@ -12,7 +12,7 @@ import { ENTITY_SYNC_TIMES } from "../sync.js";
 import { clearBanners, describe, keepMine } from "../syncerrors.js";
 import { markBadge, markOf } from "./home.js";
 
-export const live = true;
+export const live = "sync";
 
 /** A time as people read it on a phone ("3 Dec 2026, 14:05"). @param {string|null} iso */
 function when(iso) {
