@@ -207,6 +207,13 @@ def check_frames(frames: Any, next_seq: list[int]) -> int:
 
 
 @pytest.fixture
+def many_devices(app: Flask) -> None:
+    """Each example is a new device of the same user: the fuzz would meet the per-user device cap
+    (test_caps.py tests it) after 50 examples and stop exercising the frames."""
+    app.config["MAX_DEVICES_PER_USER"] = 1_000_000
+
+
+@pytest.fixture
 def sqlite_only(database_url: str) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("the channel fuzz runs on SQLite; the same channel code serves PostgreSQL")
@@ -221,7 +228,7 @@ def sqlite_only(database_url: str) -> None:
 )
 @given(data=st.data())
 def test_any_frame_gets_well_formed_answers_and_changes_only_what_was_acknowledged(
-    sqlite_only: None, app: Flask, org: Org, data: st.DataObject
+    sqlite_only: None, many_devices: None, app: Flask, org: Org, data: st.DataObject
 ) -> None:
     hostile = Device(app, org, org.bob)
     welcome = hostile.hello()
@@ -512,7 +519,7 @@ POISON_SETTINGS = settings(
 @settings(POISON_SETTINGS, max_examples=int(os.environ.get("OUTPOST_FUZZ_EXAMPLES", "150")))
 @given(data=st.data())
 def test_huge_integers_and_lone_surrogates_in_every_frame_type_get_error_frames_and_the_session_goes_on(
-    app: Flask, org: Org, data: st.DataObject
+    many_devices: None, app: Flask, org: Org, data: st.DataObject
 ) -> None:
     poison_fuzz(app, org, data)
 
@@ -522,7 +529,7 @@ def test_huge_integers_and_lone_surrogates_in_every_frame_type_get_error_frames_
 @settings(POISON_SETTINGS, max_examples=3000)
 @given(data=st.data())
 def test_huge_integers_and_lone_surrogates_in_every_frame_type_deep(
-    sqlite_only: None, app: Flask, org: Org, data: st.DataObject
+    sqlite_only: None, many_devices: None, app: Flask, org: Org, data: st.DataObject
 ) -> None:
     """The deep run (`-m slow`): unseeded, 3,000 examples."""
     poison_fuzz(app, org, data)
