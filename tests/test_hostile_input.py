@@ -533,3 +533,18 @@ def test_huge_integers_and_lone_surrogates_in_every_frame_type_deep(
 ) -> None:
     """The deep run (`-m slow`): unseeded, 3,000 examples."""
     poison_fuzz(app, org, data)
+
+
+def test_an_op_whose_args_are_not_an_object_is_refused_and_the_session_goes_on(
+    many_devices: None, app: Flask, org: Org
+) -> None:
+    """Found by the frame fuzz: `args: true` on an op once crashed the replay (AttributeError)."""
+    device = Device(app, org, org.bob)
+    device.hello()
+    op = {"op_id": str(uuid.uuid4()), "seq": 1, "kind": "create", "entity": "account", "id": str(uuid.uuid4())}
+    op.update(base_version=None, changes=None, command="qualify_lead", args=True)
+    frames = device.send({"type": "push", "ops": [op]})
+    results = [r for f in frames if f["type"] == "ack" for r in f["results"]]
+    errors = [f for f in frames if f["type"] == "error"]
+    assert [r["status"] for r in results] == ["rejected"] or errors, frames
+    assert device.send({"type": "ping"}) == [{"type": "pong"}]

@@ -326,7 +326,9 @@ def _depends_on_rejected(replay: Replay, op: dict[str, Any]) -> bool:
     """Whether the op touches, links to (a bind) or names (a command argument) a rejected create."""
     if op["id"] in replay.rejected_creates and op["kind"] != "create":
         return True
-    values = list((op.get("changes") or {}).values()) + list((op.get("args") or {}).values())
+    # Only objects carry values; a malformed `changes` or `args` (a list, `true`) is refused by the
+    # op's own validation after this, so it names no rejected create here.
+    values = [v for part in (op.get("changes"), op.get("args")) if isinstance(part, dict) for v in part.values()]
     text = " ".join(v for v in values if isinstance(v, str))
     return any(rid in text for rid in replay.rejected_creates)
 
