@@ -45,6 +45,7 @@ import ctypes.util
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -318,6 +319,19 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 # --- the browser ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def frozen_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Serve a snapshot of webapp/static (`OUTPOST_STATIC_FOLDER`) for a module's tests: the
+    service worker checks every file's hash, so files edited meanwhile cannot break it. A module
+    takes it with `pytestmark = pytest.mark.usefixtures("frozen_static")`."""
+    dest = tmp_path_factory.mktemp("frozen") / "static"
+    shutil.copytree(REPO_ROOT / "webapp" / "static", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("OUTPOST_STATIC_FOLDER", str(dest))
+    yield dest
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

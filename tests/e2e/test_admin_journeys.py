@@ -9,15 +9,13 @@ on every page is checked over HTTP in tests/test_admin.py.)
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.conftest import REPO_ROOT, TIMEOUT_MS, LiveServer
+from tests.e2e.conftest import TIMEOUT_MS, LiveServer
 from tests.e2e.sync_helpers import (
     CTX,
     accept_updates,
@@ -44,15 +42,8 @@ ONLOAD = b"""export default async function (executionContext) {
 ONSAVE = b"export function onSave() { throw new Error('boom'); }\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def frozen_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Serve a snapshot of webapp/static (see test_sync_journeys: the worker checks every file's hash)."""
-    dest = tmp_path_factory.mktemp("frozen") / "static"
-    shutil.copytree(REPO_ROOT / "webapp" / "static", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("OUTPOST_STATIC_FOLDER", str(dest))
-    yield dest
-    patch.undo()
+# A snapshot of webapp/static is served (tests/e2e/conftest.py: frozen_static).
+pytestmark = pytest.mark.usefixtures("frozen_static")
 
 
 @pytest.fixture

@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Error, Page, Playwright, expect
 from sqlalchemy import select
 
-from tests.e2e.conftest import PHONE, REPO_ROOT, TIMEOUT_MS, LiveServer
+from tests.e2e.conftest import PHONE, TIMEOUT_MS, LiveServer
 from tests.e2e.sync_helpers import (
     CTX,
     call,
@@ -53,15 +51,8 @@ SEED = int(os.environ.get("OUTPOST_FAULT_SEED", "2611"))
 SETTLE_MS = 90_000  # the longest a device may take to converge once the network is steady again
 
 
-@pytest.fixture(scope="module", autouse=True)
-def frozen_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Serve a snapshot of webapp/static (`OUTPOST_STATIC_FOLDER`): files edited meanwhile cannot break the worker."""
-    dest = tmp_path_factory.mktemp("frozen") / "static"
-    shutil.copytree(REPO_ROOT / "webapp" / "static", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("OUTPOST_STATIC_FOLDER", str(dest))
-    yield dest
-    patch.undo()
+# A snapshot of webapp/static is served (tests/e2e/conftest.py: frozen_static).
+pytestmark = pytest.mark.usefixtures("frozen_static")
 
 
 @pytest.fixture

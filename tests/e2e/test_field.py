@@ -14,9 +14,6 @@ Screenshots for a person to look at go to test-artifacts/ (412 x 915, the phone'
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,15 +48,8 @@ RECORD_NAMES = """() => {
 }"""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def frozen_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Serve a snapshot of webapp/static (see test_sync_journeys.py): an edit mid-run never breaks the worker."""
-    dest = tmp_path_factory.mktemp("frozen") / "static"
-    shutil.copytree(REPO_ROOT / "webapp" / "static", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("OUTPOST_STATIC_FOLDER", str(dest))
-    yield dest
-    patch.undo()
+# A snapshot of webapp/static is served (tests/e2e/conftest.py: frozen_static).
+pytestmark = pytest.mark.usefixtures("frozen_static")
 
 
 def shot(page: Page, name: str) -> None:

@@ -10,17 +10,15 @@ lost (the server answers `seq_gap`), and an op the server refuses in the middle 
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 from sqlalchemy import select
 
-from tests.e2e.conftest import PHONE, REPO_ROOT, TIMEOUT_MS, LiveServer
+from tests.e2e.conftest import PHONE, TIMEOUT_MS, LiveServer
 from tests.e2e.sync_helpers import CTX, call, database, sign_in, status, wait_for, wait_synced
 from tests.e2e.test_faults import device_id, device_view, network_down, network_up
 from tests.faultproxy import UP, FaultProxy
@@ -33,15 +31,8 @@ BATCH = 100  # PUSH_BATCH
 DRAIN_MS = 240_000  # a loaded 2-core machine replaying 1,000 ops, reconnects included
 
 
-@pytest.fixture(scope="module", autouse=True)
-def frozen_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Serve a snapshot of webapp/static, as tests/e2e/test_faults.py does."""
-    dest = tmp_path_factory.mktemp("frozen") / "static"
-    shutil.copytree(REPO_ROOT / "webapp" / "static", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("OUTPOST_STATIC_FOLDER", str(dest))
-    yield dest
-    patch.undo()
+# A snapshot of webapp/static is served (tests/e2e/conftest.py: frozen_static).
+pytestmark = pytest.mark.usefixtures("frozen_static")
 
 
 @pytest.fixture

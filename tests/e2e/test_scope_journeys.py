@@ -11,15 +11,13 @@ server refuses it, and the sync error names the record.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.conftest import REPO_ROOT, TIMEOUT_MS, LiveServer
+from tests.e2e.conftest import TIMEOUT_MS, LiveServer
 from tests.e2e.sync_helpers import (
     CTX,
     call,
@@ -39,16 +37,8 @@ from tests.e2e.test_encryption import sign_in_with_pin, turn_pin_on
 from tests.e2e.waits import wait_until
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 
-
-@pytest.fixture(scope="module", autouse=True)
-def frozen_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Serve a snapshot of webapp/static (see test_sync_journeys: the worker checks every file's hash)."""
-    dest = tmp_path_factory.mktemp("frozen") / "static"
-    shutil.copytree(REPO_ROOT / "webapp" / "static", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    patch = pytest.MonkeyPatch()
-    patch.setenv("OUTPOST_STATIC_FOLDER", str(dest))
-    yield dest
-    patch.undo()
+# A snapshot of webapp/static is served (tests/e2e/conftest.py: frozen_static).
+pytestmark = pytest.mark.usefixtures("frozen_static")
 
 
 @pytest.fixture
