@@ -88,6 +88,10 @@ export class Sync {
     this.attempt = 0;
     /** @type {(() => void)|null} */
     this.wakeUp = null;
+    /** Sockets whose session has ended (#drop), so that a late close event changes nothing. @type {WeakSet<WebSocket>} */
+    this.dropped = new WeakSet();
+    /** Fails the socket being opened, when it is given up on before it opens. @type {((e: Error) => void)|null} */
+    this.opening = null;
     this.wanted = { push: false, download: false };
     this.lastFrameAt = 0;
     this.closeCode = 0;
@@ -101,7 +105,9 @@ export class Sync {
       if (!this.relaying) this.channel?.postMessage({ type: "changed", entities });
     });
     this.onOnline = () => this.kick();
-    this.onOffline = () => this.ws?.close();
+    // The browser says the network is gone: say Offline now and let go of the socket, rather than
+    // wait for a closing handshake that a dead network may hold up for a minute.
+    this.onOffline = () => this.ws && this.#drop(this.ws);
     this.onVisible = () => {
       if (document.visibilityState === "visible") this.kick();
       else if (this.status.pending > 0) this.#registerBackgroundSync(); // the tab may be closing
@@ -375,31 +381,50 @@ export class Sync {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.wsUrl);
       this.ws = ws;
+      this.opening = reject;
       ws.onopen = () => {
+        this.opening = null;
         this.lastFrameAt = Date.now();
         resolve(undefined);
       };
       ws.onerror = () => reject(new SyncError("offline", "The sync channel could not be opened."));
       ws.onclose = (event) => {
         if (this.ws === ws) this.closeCode = event.code;
-        this.waiter?.reject(new SyncError("offline", "The connection closed."));
-        this.waiter = null;
-        this.#closeInbox(new SyncError("offline", "The connection closed."));
-        this.#set({ connection: navigator.onLine ? "connecting" : "offline" });
-        this.#wake();
+        this.#drop(ws);
       };
       ws.onmessage = (event) => this.#onFrame(event.data);
     });
   }
 
+  /**
+   * This socket's session is over (closed, or given up on): fail what waits on it, say so, and wake
+   * the loop. Once per socket; a socket given up on is closed too, and its late close event finds
+   * nothing left to do.
+   * @param {WebSocket} ws
+   */
+  #drop(ws) {
+    if (this.dropped.has(ws)) return;
+    this.dropped.add(ws);
+    if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close();
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.opening?.(new SyncError("offline", "The sync channel could not be opened."));
+    this.opening = null;
+    this.waiter?.reject(new SyncError("offline", "The connection closed."));
+    this.waiter = null;
+    this.#closeInbox(new SyncError("offline", "The connection closed."));
+    this.#set({ connection: navigator.onLine ? "connecting" : "offline" });
+    this.#wake();
+  }
+
   #heartbeat() {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
     if (!this.held()) {
-      this.ws.close(); // another tab took the sync over: end this session
+      this.#drop(this.ws); // another tab took the sync over: end this session
       return;
     }
     if (Date.now() - this.lastFrameAt > SILENCE_MS) {
-      this.ws.close(); // the other side went quiet: reconnect
+      this.#drop(this.ws); // the other side went quiet: reconnect
       return;
     }
     if (Date.now() - this.lastFrameAt > HEARTBEAT_MS) this.ws.send(JSON.stringify({ type: "ping" }));
