@@ -1,8 +1,8 @@
 """The administrator's console: server-rendered pages under /admin (DESIGN.md §3).
 
 One module per concept: `auth` (sign-in), `profile` (the mobile offline profile), `explain`
-(dry run and "why is this record (not) on this device?"), `people` (users, teams, business
-units, positions, roles, field security profiles), `entities` (custom entities), `devices`,
+(dry run and "why is this record (not) on this device?"), `people/` (users, teams, business
+units and positions, roles, field security profiles), `entities` (custom entities), `devices`,
 `errors` (the sync error log), `audit`, `scripts` (client scripts, and the same-origin URL
 the phone loads them from). Only users with the System Administrator role get past the guard.
 """
