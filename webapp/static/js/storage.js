@@ -170,6 +170,7 @@ function region() {
  */
 function show(kind, spec) {
   document.getElementById(`storage-${kind}`)?.remove();
+  waiting.delete(`storage-${kind}`);
   const titleId = `storage-${kind}-title`;
   const outcome = h("p", { class: "storage-notice__outcome", role: "status" });
   const close = () => {
@@ -202,9 +203,42 @@ function show(kind, spec) {
     outcome,
     h("div", { class: "storage-notice__actions" }, keep, h("button", { type: "button", class: "button button--secondary", onclick: close }, spec.dismiss || "Dismiss")),
   );
-  region().appendChild(notice);
+  place(notice, spec.tone === "danger");
   return notice;
 }
+
+/**
+ * A notice never moves what is under the user's finger. On the screens about the device (home,
+ * Offline Status, User Information) it shows at once; one that is not urgent, arriving while a
+ * working screen is showing (the first download ends while a list is being read), waits for the
+ * next screen. Data already lost (danger) is said at once anywhere.
+ * @param {HTMLElement} notice @param {boolean} urgent
+ */
+function place(notice, urgent) {
+  const view = document.getElementById("view");
+  const screen = location.hash.replace(/^#\/?/, "").split(/[/?]/)[0];
+  if (urgent || !view || !view.hasChildNodes() || QUIET_SCREENS.includes(screen)) {
+    region().appendChild(notice);
+    return;
+  }
+  if (waiting.size === 0) {
+    addEventListener(
+      "hashchange",
+      () => {
+        for (const el of waiting.values()) region().appendChild(el);
+        waiting.clear();
+      },
+      { once: true },
+    );
+  }
+  waiting.set(notice.id, notice);
+}
+
+/** Routes of the screens about the device itself, where a notice moves no work. */
+const QUIET_SCREENS = ["", "status", "user", "signin"];
+
+/** Notices waiting for the next screen, by id. @type {Map<string, HTMLElement>} */
+const waiting = new Map();
 
 /** The browser deleted the store: say what was lost. @param {Held} held */
 export async function tellEvicted(held) {
@@ -228,6 +262,7 @@ export async function checkPressure(pending) {
   const state = await pressure();
   if (!state || state.persisted || state.ratio < NEAR_QUOTA) {
     document.getElementById("storage-full")?.remove();
+    waiting.delete("storage-full");
     return;
   }
   const text = [
