@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp import services
-from webapp.api.errors import ApiError
 from webapp.crm.records import Actor
 from webapp.crm.registry import OrgModel
+from webapp.httperror import ApiError
 from webapp.jsonvalues import BadValue, check_value
 from webapp.ratelimit import limits
 from webapp.security.accounts import SessionInfo, load_session

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from webapp import services
 from webapp.api.context import caller, db_session, json_body
-from webapp.api.errors import ApiError
+from webapp.httperror import ApiError
 from webapp.security.accounts import (
     THROTTLE_WINDOW,
     clear_failures,

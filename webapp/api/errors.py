@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from webapp.crm import errors as crm
 from webapp.crm.odata import ODataError
+from webapp.httperror import ApiError
 
 STATUS = {
     crm.BadRequest: 400,
@@ -18,17 +19,6 @@ STATUS = {
     crm.ValidationFailed: 422,
     crm.NotAllowed: 405,
 }
-
-
-class ApiError(Exception):
-    """An error raised by the HTTP layer itself (authentication, CSRF, throttling)."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:

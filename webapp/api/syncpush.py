@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from webapp.api.context import caller, db_session, json_body
-from webapp.api.errors import ApiError
+from webapp.httperror import ApiError
 from webapp.sync import devices
 from webapp.sync.replay import PushError, Replay, over_rate, push_batch
 

@@ -19,8 +19,8 @@ from flask import Flask, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
 
 from webapp import services
-from webapp.api.errors import ApiError
 from webapp.crm.changes import utcnow
+from webapp.httperror import ApiError
 from webapp.security.accounts import load_session
 from webapp.sync.channel import Channel, Closing, error
 from webapp.sync.hub import RESTART_CODE, TooManyConnections
