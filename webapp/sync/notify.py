@@ -1,9 +1,12 @@
 """The change feed across processes: one PostgreSQL LISTEN connection per process.
 
 A background thread (a greenlet under gevent, where psycopg waits cooperatively) holds its
-own autocommit connection, LISTENs on `hub.CHANNEL` and hands every message to the hub. If
+own autocommit connection, LISTENs on `NOTIFY_CHANNEL` and hands every message to the hub. If
 the connection drops it reconnects with back-off and then wakes every local socket, so each
 re-reads its feed from its own cursor and nothing sent while it was away is missed.
+
+The hub starts the listener (webapp/sync/hub.py imports this module, never the other way):
+here the hub is only a `Receiver`, whatever has `receive` and `wake_all`.
 """
 
 from __future__ import annotations
@@ -12,16 +15,27 @@ import logging
 import os
 import threading
 import time
+from typing import Protocol
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from webapp.sync.hub import CHANNEL, Hub
+from webapp.crm.epoch import NOTIFY_CHANNEL
 
 log = logging.getLogger("outpost.sync")
 POLL_SECONDS = 1.0  # how often the thread looks at its stop flag while no message comes
 MAX_BACKOFF = 10.0
+
+
+class Receiver(Protocol):
+    """What the listener feeds: the hub of this process."""
+
+    def receive(self, payload: str) -> None:
+        """Handle one message published by any process."""
+
+    def wake_all(self) -> None:
+        """Wake every local socket (messages may have been missed)."""
 
 
 def conninfo(database_url: str) -> str:
@@ -32,7 +46,7 @@ def conninfo(database_url: str) -> str:
 class Listener:
     """LISTEN on the channel and feed `hub.receive` until stopped."""
 
-    def __init__(self, database_url: str, hub: Hub) -> None:
+    def __init__(self, database_url: str, hub: Receiver) -> None:
         self.conninfo = conninfo(database_url)
         self.hub = hub
         self.listening = threading.Event()  # set while a LISTEN connection is up
@@ -54,7 +68,7 @@ class Listener:
             try:
                 name = f"outpost-listen {os.getpid()}"  # findable in pg_stat_activity
                 with psycopg.connect(self.conninfo, autocommit=True, application_name=name) as conn:
-                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
                     self.listening.set()
                     if not first:
                         self.hub.wake_all()  # messages may have been lost while we were away
