@@ -304,3 +304,41 @@ def test_the_demos_custom_entity_site_visit_works_offline_like_any_other(live_se
     assert [(v["_new_accountid_value"], v["new_visitdate"], v["new_sitephone"], v["new_purpose"]) for v in found] == [
         (account_id, "2026-12-03", "+1 555 0199", 3)
     ]
+
+
+def test_what_the_user_types_while_a_form_is_being_redrawn_is_not_replaced_by_the_redraw(
+    live_server: Any, phone_page: Page
+) -> None:
+    opp = created(live_server.client("east1"), "opportunities", {"name": "Typed meanwhile", "estimatedvalue": 5000})
+    page = phone_page
+    sign_in_and_update(page)
+    page.goto(f"/#/record/opportunity/{opp['opportunityid']}")
+    revenue = page.get_by_label("Est. Revenue")
+    expect(revenue).to_have_value("5000")
+    # Data changes (a sync wrote opportunities) and the form's redraw starts; it is held while it
+    # reads the record, and the user types meanwhile.
+    page.evaluate(
+        """() => {
+            const ctx = window.Outpost.ctx;
+            const retrieve = ctx.data.retrieve.bind(ctx.data);
+            window.__gate = new Promise((open) => (window.__open = open));
+            ctx.data.retrieve = async (...args) => {
+                window.__reading = true;
+                await window.__gate;
+                return retrieve(...args);
+            };
+            ctx.store.notify(["opportunity"]);
+        }"""
+    )
+    wait_until(page, "() => window.__reading === true")
+    revenue.fill("6250.5")
+    page.evaluate("async () => { window.__open(); await window.Outpost.ctx.drawn(); }")
+    expect(revenue).to_have_value("6250.5")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Opportunity saved.")).to_be_visible()
+    assert (
+        page.evaluate(
+            f"async () => (await window.Outpost.ctx.store.get('opportunity', '{opp['opportunityid']}')).estimatedvalue"
+        )
+        == 6250.5
+    )

@@ -42,7 +42,7 @@ const ROUTES = {
 /**
  * @typedef {{org: {id: string, name: string, friendly_name?: string, pin_required?: boolean}, user: {id: string, username: string, fullname?: string, business_unit_id?: string}}} Identity
  * @typedef {{identity: Identity|null, store: Store|null, sync: Sync|null, data: Data|null, online: boolean,
- *   navigate: (hash: string) => void, render: () => Promise<void>, signIn: (org: string, username: string, password: string) => Promise<void>,
+ *   navigate: (hash: string) => void, render: () => Promise<void>, drawn: () => Promise<void>, signIn: (org: string, username: string, password: string) => Promise<void>,
  *   signOut: (clear: boolean) => Promise<void>, reconfigure: () => Promise<void>, clearDevice: () => Promise<void>,
  *   updateOffline: () => Promise<void>, needsPin: () => boolean, unlock: (pin: string) => Promise<void>,
  *   setPin: (pin: string) => Promise<void>, resetPin: (password: string, pin: string) => Promise<void>}} Ctx
@@ -60,6 +60,10 @@ const ctx = {
     else location.hash = hash;
   },
   render: () => render(),
+  /** Settles when no screen is being drawn (what tests and benchmarks wait on, never a sleep). */
+  drawn: async () => {
+    while (drawing.size) await Promise.allSettled([...drawing]);
+  },
   signIn,
   signOut,
   reconfigure,
@@ -232,7 +236,7 @@ function scheduleRefresh() {
     // Do not pull a form out from under someone typing in it.
     if (active && viewRoot().contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName)) return;
     const live = viewRoot().dataset.live;
-    if (live === "sync" || live === "data") render();
+    if (live === "sync" || live === "data") render({ refresh: true });
   }, 150);
 }
 
@@ -396,8 +400,23 @@ function openMenu() {
 }
 
 let renderSeq = 0;
-/** Render the screen the hash names. Renders overlap (a slow list, then a quick hash change): only the newest may show. */
-async function render() {
+/**
+ * Render the screen the hash names. Renders overlap (a slow list, then a quick hash change): only
+ * the newest may show. A refresh (the same screen, after data changed) is dropped if the user began
+ * editing the screen while it was being drawn: typed input is never replaced by a redraw.
+ * @param {{refresh?: boolean}} [how]
+ */
+function render({ refresh = false } = {}) {
+  const done = draw(refresh);
+  drawing.add(done);
+  return done.finally(() => drawing.delete(done));
+}
+
+/** Renders in flight. @type {Set<Promise<void>>} */
+const drawing = new Set();
+
+/** @param {boolean} refresh */
+async function draw(refresh) {
   const seq = ++renderSeq;
   const root = viewRoot();
   const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
@@ -414,6 +433,7 @@ async function render() {
     const view = await import(`./views/${name}.js`);
     const el = await view.render(ctx, params);
     if (seq !== renderSeq) return; // a newer render has started; its screen wins
+    if (refresh && root.dataset.live === "false") return; // held by an edit made meanwhile
     root.dataset.live = view.live || "false";
     replace(root, el);
     const heading = root.querySelector("h1, h2");
