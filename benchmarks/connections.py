@@ -28,7 +28,7 @@ def default_connections(records: int) -> int:
 
 def run(records: int, report: Report, connections: int | None = None) -> None:
     """Open `connections` idle authenticated sockets to one process and measure it."""
-    from tests.live import HttpSession
+    from benchmarks.live import HttpSession
 
     n = connections or default_connections(records)
     limit = raise_open_file_limit()
@@ -42,7 +42,7 @@ def run(records: int, report: Report, connections: int | None = None) -> None:
 
 
 async def _measure(base: str, cookie: str, n: int, worker: int, report: Report) -> None:
-    from tests.served import rss_kb as measure_rss
+    from benchmarks.served import rss_kb as measure_rss
 
     # Warm the worker (imports, pools, first sessions) so "before" is a steady state.
     warm = [await Device.connect(base, cookie) for _ in range(5)]

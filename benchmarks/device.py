@@ -206,8 +206,8 @@ def _measure(
 ) -> None:
     """The measurements proper, with a running browser (the app PIN on when `encrypted`)."""
 
+    from benchmarks.live import MANY, HttpSession, LiveServer
     from benchmarks.serving import Crowd
-    from tests.live import MANY, HttpSession, LiveServer
     from webapp import create_app, services
     from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo, load_bulk
 

@@ -25,7 +25,7 @@ def default_rounds(records: int) -> int:
 
 def run(records: int, report: Report, devices: int = DEVICES, rounds: int | None = None) -> None:
     """Measure change → received on `devices - 1` devices, `rounds` times."""
-    from tests.live import HttpSession
+    from benchmarks.live import HttpSession
 
     rounds = rounds or default_rounds(records)
     with served("sqlite") as server:

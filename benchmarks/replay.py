@@ -52,7 +52,7 @@ def creates(n: int, label: str) -> list[tuple[str, str, dict[str, str]]]:
 
 def run(records: int, report: Report, ops: int | None = None) -> None:
     """Replay N operations each way on SQLite and PostgreSQL (when one answers)."""
-    from tests.live import HttpSession
+    from benchmarks.live import HttpSession
 
     n = ops or default_ops(records)
     batched: dict[str, float] = {}

@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from tests.live import LiveServer
+    from benchmarks.live import LiveServer
 
     with tempfile.TemporaryDirectory(prefix="outpost-shots-") as folder, sync_playwright() as pw:
         live = LiveServer(Path(folder)).start()

@@ -91,8 +91,8 @@ def pg_schema_url() -> Iterator[str | None]:
 @contextlib.contextmanager
 def served(kind: str = "sqlite", records: int = 0) -> Iterator[Any]:
     """`outpost serve` (one gevent worker) on a new demo database; None if `kind` is unavailable."""
-    from tests.live import MANY
-    from tests.served import ServedServer, prepare_demo_database
+    from benchmarks.live import MANY
+    from benchmarks.served import ServedServer, prepare_demo_database
 
     raise_open_file_limit()  # the server inherits it
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:

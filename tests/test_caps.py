@@ -20,8 +20,8 @@ import simple_websocket
 from flask import Flask
 from sqlalchemy import update
 
+from benchmarks.live import HttpSession, LiveServer, SyncClient
 from tests.conftest import Api, Org
-from tests.live import HttpSession, LiveServer, SyncClient
 from tests.test_sync_replay import Device
 from webapp import services
 from webapp.crm.changes import utcnow

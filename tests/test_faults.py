@@ -28,8 +28,8 @@ import pytest
 import simple_websocket
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from benchmarks.live import HttpSession, LiveServer, SyncClient
 from tests.faultproxy import FaultProxy
-from tests.live import HttpSession, LiveServer, SyncClient
 
 SEED = int(os.environ.get("OUTPOST_FAULT_SEED", "9"))
 # Every way a cut shows on the device's side: mid-handshake (a half HTTP answer), mid-frame, or later.

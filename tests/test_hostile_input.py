@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from benchmarks.live import HttpSession, LiveServer, SyncClient
 from tests.conftest import Org
-from tests.live import HttpSession, LiveServer, SyncClient
 from tests.test_sync_replay import Device
 from webapp import services
 from webapp.crm.tables import changelog

@@ -11,9 +11,9 @@ import pytest
 import simple_websocket
 from sqlalchemy import create_engine, text
 
+from benchmarks.live import HttpSession, SyncClient
+from benchmarks.served import ServedServer, prepare_demo_database
 from tests.conftest import PgSchema, _empty_pg
-from tests.live import HttpSession, SyncClient
-from tests.served import ServedServer, prepare_demo_database
 
 pytestmark = pytest.mark.postgres
 

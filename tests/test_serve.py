@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from tests.live import MANY, HttpSession, SyncClient
-from tests.served import ServedServer, prepare_demo_database
+from benchmarks.live import MANY, HttpSession, SyncClient
+from benchmarks.served import ServedServer, prepare_demo_database
 from webapp.cli import main
 
 SOCKETS = 60  # far more than a threaded worker with a few threads could hold

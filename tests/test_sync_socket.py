@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import simple_websocket
 
-from tests.live import HttpSession, LiveServer, SyncClient
+from benchmarks.live import HttpSession, LiveServer, SyncClient
 
 
 @pytest.fixture(scope="module")

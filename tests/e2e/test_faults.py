@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Error, Page, Playwright, expect
 from sqlalchemy import select
 
+from benchmarks.live import HttpSession, SyncClient
 from tests.e2e.conftest import PHONE, TIMEOUT_MS, LiveServer
 from tests.e2e.sync_helpers import (
     CTX,
@@ -43,7 +44,6 @@ from tests.e2e.sync_helpers import (
 )
 from tests.e2e.waits import wait_until
 from tests.faultproxy import FaultProxy
-from tests.live import HttpSession, SyncClient
 from webapp.crm.tables import changelog
 from webapp.sync.tables import opledger
 

@@ -1,7 +1,7 @@
 """The app shell in a real Chromium: service worker, offline start, installability, updates, layout.
 
 Tests that stop or restart the server get their own (`live_server`); the others share one
-server per module (`shared_server`, tests/live.py), each in a fresh browser context.
+server per module (`shared_server`, benchmarks/live.py), each in a fresh browser context.
 "Offline" is the server process really stopped (and, separately, Playwright's offline mode).
 A new version is published the way a deployment would: the server restarts on the same port
 serving a static folder with one changed file (`OUTPOST_STATIC_FOLDER`, a copy under the test's
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
+from benchmarks.live import LiveServer as SharedServer
 from tests.e2e.waits import wait_until
-from tests.live import LiveServer as SharedServer
 
 if TYPE_CHECKING:  # the fixtures' classes (tests/e2e is not a package: conftest is not imported here)
     from tests.e2e.conftest import LiveServer

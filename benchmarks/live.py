@@ -1,4 +1,7 @@
-"""A real Outpost server process for tests, and a protocol-level sync client.
+"""A real Outpost server process for benchmarks and tests, and a protocol-level sync client.
+
+It lives here, not in tests/, because the benchmarks need it and must stand without tests/;
+the tests import it from here.
 
 "Offline" in a test means the server process is really stopped; "back online" means it is
 really started again on the same port and database. The client speaks PROTOCOL.md §5 over a

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.live import LiveServer
+from benchmarks.live import LiveServer
 
 
 def prepare_demo_database(database_url: str, records: int = 0) -> None:
