@@ -338,13 +338,10 @@ def bench_cmd(
     records: int, json_path: Path | None, only: tuple[str, ...], connections: int | None, seconds: float | None
 ) -> None:
     """Run the benchmark suite and print its figures (and write them as JSON)."""
-    checkout = str(Path(__file__).resolve().parent.parent)  # benchmarks/ and tests/ live beside webapp/
-    if checkout not in sys.path:
-        sys.path.insert(0, checkout)
-    try:
+    try:  # an installed package of its own (pyproject.toml), never the checkout put on sys.path
         from benchmarks import SUITES, run_suite
-    except ImportError:
-        click.echo("error: the benchmarks/ folder is not importable; run from the source checkout.", err=True)
+    except ImportError as exc:
+        click.echo(f"error: the benchmark suite is not installed ({exc}); pip install -e '.[test]'.", err=True)
         sys.exit(2)
     unknown = sorted(set(only) - set(SUITES))
     if unknown:
