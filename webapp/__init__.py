@@ -35,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp.admin import register_admin
     from webapp.api import register_api
     from webapp.headers import register_headers
+    from webapp.metrics import register_metrics
     from webapp.security.accounts import password_hasher
     from webapp.shell import register_shell
     from webapp.sync.socket import register_sync
@@ -58,4 +59,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_sync(app)
     register_shell(app)
     register_headers(app)
+    register_metrics(app)
     return app

@@ -19,7 +19,7 @@ import click
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from webapp import Services, create_app, services
+from webapp import Services, create_app, metrics, services
 from webapp.crm.errors import CrmError
 from webapp.crm.registry import OrgModel
 
@@ -516,6 +516,7 @@ def serve_cmd(host: str, port: int, workers: int, worker_connections: int, grace
     click.echo(f"Outpost serving {app.config['DATABASE_URL'].split('@')[-1]} on http://{host}:{port}/", err=True)
     sys.stdout.flush()
     sys.stderr.flush()
+    metrics.prepare_multiprocess_dir()  # the workers' shared metrics folder, before any worker starts
     argv = gunicorn_argv(host, port, workers, worker_connections, graceful_timeout)
     os.execv(argv[0], argv)  # a fresh process: gevent patches each worker before the app is imported
 

@@ -72,6 +72,8 @@ def configure(app: Flask, test_config: dict[str, Any] | None) -> None:
         RATE_SIGNINS_PER_ADDRESS_BURST=100.0,
         RATE_SIGNINS_PER_USER_PER_SECOND=0.5,
         RATE_SIGNINS_PER_USER_BURST=30.0,
+        # Who may read /metrics besides the loopback (webapp/metrics.py): `Authorization: Bearer <token>`.
+        METRICS_TOKEN=os.environ.get("OUTPOST_METRICS_TOKEN") or None,
     )
     if test_config:
         app.config.update(test_config)

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from webapp import metrics
 from webapp.api.context import caller, db_session, json_body
 from webapp.httperror import ApiError
 from webapp.sync import devices
@@ -48,7 +49,8 @@ def push_ops() -> Any:
         raise ApiError(403, "revoked", "This device was revoked by an administrator.")
     replay = Replay(dbs, c.model, c.principal, c.actor, row["deviceid"])
     try:
-        results, stopped = push_batch(current_app, replay, body.get("ops"))
+        with metrics.replay_timer("http"):
+            results, stopped = push_batch(current_app, replay, body.get("ops"))
     except PushError as exc:
         dbs.rollback()
         return jsonify({"results": [], "error": exc.frame}), 400

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Flask
 
-from webapp import services
+from webapp import metrics, services
 from webapp.crm import epoch
 from webapp.crm.changes import current_change, utcnow
 from webapp.crm.customizations import customizations
@@ -81,8 +81,10 @@ class Channel:
         try:
             msg = parse_frame(text)
         except BadFrame as exc:
+            metrics.frame_received(None)
             return [error("bad_message", exc.message)]
         kind = msg["type"]
+        metrics.frame_received(kind)
         if kind == "ping":
             return [{"type": "pong"}]
         if kind == "pong":
@@ -178,7 +180,8 @@ class Channel:
         """Replay a batch; the ack is built only after the results are committed."""
         model, principal, actor = self._context(s)
         replay = Replay(s, model, principal, actor, self.device_id or "")
-        results, stopped = push_batch(self.app, replay, msg.get("ops"))
+        with metrics.replay_timer("socket"):
+            results, stopped = push_batch(self.app, replay, msg.get("ops"))
         for r in results:
             self.stats["ops"] += 1
             self.stats["conflicts"] += r["status"] == "conflict"

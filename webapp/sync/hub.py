@@ -22,6 +22,7 @@ built, so these threading primitives are gevent's: a wait parks a greenlet, not 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -56,6 +57,7 @@ class Subscription:
     event: threading.Event = field(default_factory=threading.Event)
     ended: bool = False
     restarting: bool = False  # the process is stopping: close with RESTART_CODE
+    woken: float | None = None  # time.monotonic() of the first change notified since the last wake
 
 
 class Hub:
@@ -124,6 +126,7 @@ class Hub:
     def notify(self, org_id: str) -> None:
         """Something in this organisation changed: wake its connections in this process."""
         for sub in self._matching(org_id):
+            sub.woken = sub.woken or time.monotonic()  # the live push latency starts here (webapp/metrics.py)
             sub.event.set()
 
     def scope_changed(self, org_id: str, user_ids: list[str] | None = None) -> None:

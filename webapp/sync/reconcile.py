@@ -51,6 +51,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from webapp import metrics
 from webapp.crm import epoch
 from webapp.crm.errors import BadRequest
 from webapp.crm.metadata import Entity
@@ -367,4 +368,5 @@ def _records(
 def finish(session: Session, model: OrgModel, device_id: str, check: Check) -> dict[str, Any]:
     """The device is done with a check: store what is now verified; the `reconciled` frame."""
     save_stamp(session, model.org_id, device_id, check.stamp)
+    metrics.reconciled(session, check.removed)
     return {"type": "reconciled", "check": check.check_id, "removed": check.removed, "added": check.added}

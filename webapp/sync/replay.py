@@ -19,6 +19,7 @@ from flask import Flask
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from webapp import metrics
 from webapp.crm import records
 from webapp.crm.changes import utcnow
 from webapp.crm.commands import COMMAND_ENTITY, COMMAND_NEW_ENTITIES, subject_id
@@ -299,6 +300,7 @@ def record_results(replay: Replay, applied: list[tuple[dict[str, Any], dict[str,
         )
     if errors:
         s.execute(insert(syncerror), errors)
+    metrics.ops_replayed(s, [result["status"] for _, result in applied])
 
 
 def _result(op: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:

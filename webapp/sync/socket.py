@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
 
-from webapp import services
+from webapp import metrics, services
 from webapp.crm.changes import utcnow
 from webapp.httperror import ApiError
 from webapp.security.accounts import load_session
@@ -105,6 +105,7 @@ def sync_socket(ws: Any) -> None:
         for frame in frames:
             ws.send(json.dumps(frame, separators=(",", ":")))
             stats["sent"] += 1
+            metrics.frame_sent(frame)
 
     def close(code: int, frames: list[dict[str, Any]]) -> None:
         send(frames)
@@ -131,8 +132,10 @@ def sync_socket(ws: Any) -> None:
                         send([{"type": "ping"}])
                     else:
                         sub.event.clear()
+                        woken, sub.woken = sub.woken, None  # when the first commit behind this wake was heard
                         with app.app_context():
-                            send(channel.wake())
+                            send(pushed := channel.wake())
+                        metrics.live_pushed(woken, pushed)
                 except Closing as exc:
                     close(exc.code, exc.frames)
                 except ConnectionClosed:
@@ -140,6 +143,7 @@ def sync_socket(ws: Any) -> None:
 
     worker = threading.Thread(target=pusher, name="sync-push", daemon=True)
     worker.start()
+    metrics.session_opened()
     try:
         while not closed.is_set():
             text = ws.receive()
@@ -160,3 +164,4 @@ def sync_socket(ws: Any) -> None:
         sub.event.set()
         hub.unsubscribe(sub)
         channel.close_log(frames_sent=stats["sent"], close_code=stats["close_code"])
+        metrics.session_closed(stats["close_code"])
