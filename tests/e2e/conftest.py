@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 
@@ -78,6 +78,9 @@ CHROMIUM_ARGS = [
 ]
 PHONE = "Pixel 7"
 TIMEOUT_MS = 15_000  # every Playwright wait and navigation in these tests
+# `expect` too (its own default is 5 s): a loaded 2-core CI machine was seen to take longer to
+# show a dialog or open a record, and a wait that ends when the condition holds costs nothing more.
+expect.set_options(timeout=TIMEOUT_MS)
 STARTUP_TIMEOUT = 60.0  # seconds for the server process to answer /healthz
 STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM before it is killed
 POLL_INTERVAL = 0.05  # seconds between /healthz probes (spent waiting on the process itself)
@@ -300,20 +303,30 @@ class LiveServer:
             raise RuntimeError(f"the server exited with status {code} before answering /healthz:\n{self.log_tail()}")
 
 
-@pytest.fixture
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The demo server as a subprocess on a fresh database; stopped after the test."""
-    workdir = tmp_path_factory.mktemp("live_server")
+def start_live_server(workdir: Path, database: Path | None = None) -> LiveServer:
+    """A started `LiveServer` in `workdir`, on a copy of the database files in `database` if given.
+
+    Retries on a fresh port if another process took the probed one before the bind."""
+    if database is not None:
+        for part in database.glob("outpost.db*"):
+            shutil.copy2(part, workdir / part.name)
     server = LiveServer(workdir, free_port())
     for attempt in range(3):
         try:
             server.start()
-            break
+            return server
         except RuntimeError:
-            # Another process may have taken the free port between the probe and the bind.
             if attempt == 2 or "Address already in use" not in server.log_tail():
                 raise
             server = LiveServer(workdir, free_port())
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def live_server(tmp_path_factory: pytest.TempPathFactory, demo_database: Path) -> Iterator[LiveServer]:
+    """The demo server as a subprocess on its own fresh copy of the demo database; stopped after
+    the test."""
+    server = start_live_server(tmp_path_factory.mktemp("live_server"), demo_database)
     yield server
     server.stop()
 

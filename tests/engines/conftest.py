@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, LiveServer, free_port, under_ci
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, LiveServer, start_live_server, under_ci
 from tests.engines.drivers import CSP_LISTENER, TIMEOUT_MS, Driver, PlaywrightDriver, WebDriverDriver
 
 ENGINES = ("chromium", "firefox", "webkit")
@@ -105,18 +105,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The demo server as a subprocess on a fresh database; stopped after the test."""
-    workdir = tmp_path_factory.mktemp("live_server")
-    server = LiveServer(workdir, free_port())
-    for attempt in range(3):
-        try:
-            server.start()
-            break
-        except RuntimeError:
-            if attempt == 2 or "Address already in use" not in server.log_tail():
-                raise
-            server = LiveServer(workdir, free_port())
+def live_server(tmp_path_factory: pytest.TempPathFactory, demo_database: Path) -> Iterator[LiveServer]:
+    """The demo server as a subprocess on its own fresh copy of the demo database; stopped after
+    the test."""
+    server = start_live_server(tmp_path_factory.mktemp("live_server"), demo_database)
     yield server
     server.stop()
 
