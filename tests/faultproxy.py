@@ -358,9 +358,18 @@ class FaultProxy:
             for s in (device, server):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
-                self.connections += 1
-                link = _Link(self, self.connections, device, server)
-                self._links.add(link)
+                # Blocked while the server connection was being made: block() has already cut
+                # the links it knew, so this one must not slip through.
+                blocked = self._blocked
+                if not blocked:
+                    self.connections += 1
+                    link = _Link(self, self.connections, device, server)
+                    self._links.add(link)
+            if blocked:
+                for s in (device, server):
+                    with contextlib.suppress(OSError):
+                        s.close()
+                continue
             link.start()
 
     def _forget(self, link: _Link) -> None:
