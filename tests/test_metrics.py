@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from benchmarks.live import MANY, HttpSession, SyncClient
 from benchmarks.served import ServedServer, prepare_demo_database
-from tests.conftest import Org, PgSchema, _empty_pg
+from tests.conftest import Api, Org, PgSchema, _empty_pg
 from tests.scope_client import ScopePhone
 from tests.test_sync_replay import Device
 from webapp import metrics, services
@@ -289,6 +289,21 @@ def test_ops_rolled_back_are_not_counted(app: Flask, org: Org) -> None:
     assert frames[0]["results"][0]["status"] == "applied"
     after = parse(client.get("/metrics").text)
     assert rises(before, after, "outpost_sync_ops_total", "status") == {"applied": 1, "rejected": 1}
+
+
+def test_an_http_push_is_timed_as_such_and_a_resent_one_counts_no_operation_again(app: Flask, alice: Api) -> None:
+    rid = str(uuid.uuid4())
+    op = {"op_id": rid, "seq": 1, "kind": "create", "entity": "account", "id": rid, "changes": {"name": "HTTP Co"}}
+    body = {"device_id": str(uuid.uuid4()), "app_version": "t", "ops": [op]}
+    client = app.test_client()
+    before = parse(client.get("/metrics").text)
+    for _ in range(2):  # the second answer comes from the ledger
+        resp = alice.post("/api/sync/push", json=body)
+        assert resp.status_code == 200 and resp.json["results"][0]["status"] == "applied", resp.json
+    after = parse(client.get("/metrics").text)
+    assert rise(before, after, "outpost_sync_replay_seconds_count", way="http") == 2
+    assert rise(before, after, "outpost_sync_replay_seconds_count", way="socket") == 0
+    assert rises(before, after, "outpost_sync_ops_total", "status") == {"applied": 1}
 
 
 @pytest.mark.parametrize(
