@@ -298,6 +298,58 @@ def add_entity_cmd(org: str, file: Path) -> None:
         click.echo(f"Added entity {entity.logical_name} (/api/data/{entity.entity_set})")
 
 
+@main.command("remove-attribute")
+@click.option("--org", required=True)
+@click.argument("entity")
+@click.argument("attribute")
+def remove_attribute_cmd(org: str, entity: str, attribute: str) -> None:
+    """Remove an attribute of a custom entity (devices' queued values for it are refused by name)."""
+    from webapp.crm.remodel import remove_attribute
+
+    with org_session(org) as (svc, dbs, model):
+        changed = remove_attribute(dbs, svc.registry, need(model), entity, attribute)
+        click.echo(f"Removed {attribute} from {changed.logical_name}")
+
+
+@main.command("remove-entity")
+@click.option("--org", required=True)
+@click.argument("entity")
+def remove_entity_cmd(org: str, entity: str) -> None:
+    """Remove a custom entity with its records (devices' queued changes to it are refused by name)."""
+    from webapp.crm.remodel import remove_entity
+
+    with org_session(org) as (svc, dbs, model):
+        remove_entity(dbs, svc.registry, need(model), entity)
+        click.echo(f"Removed entity {entity}")
+
+
+@main.command("set-transitions")
+@click.option("--org", required=True)
+@click.argument("entity")
+@click.argument("moves", nargs=-1, required=True)
+def set_transitions_cmd(org: str, entity: str, moves: tuple[str, ...]) -> None:
+    """The statuses a plain update may move ENTITY's records to, as FROM:TO,TO (FROM: for none), e.g. 0:1 1:."""
+    from webapp.crm.remodel import set_transitions
+
+    parsed: dict[int, list[int]] = {}
+    for move in moves:
+        start, sep, targets = move.partition(":")
+        values = [t.strip() for t in targets.split(",") if t.strip()]
+        if not sep or not start.strip().isdigit() or not all(v.isdigit() for v in values):
+            click.echo(
+                f"error: write each move as FROM:TO,TO with status values (FROM: for none), not '{move}'.", err=True
+            )
+            sys.exit(2)
+        parsed[int(start)] = [int(v) for v in values]
+    with org_session(org) as (svc, dbs, model):
+        changed = set_transitions(dbs, svc.registry, need(model), entity, parsed)
+        state = changed.attribute("statecode")
+        assert state is not None
+        click.echo(
+            "; ".join(f"{o.label} -> {', '.join(str(n) for n in o.next_states) or 'none'}" for o in state.options)
+        )
+
+
 @main.command("load-demo")
 @click.option("--org", default="contoso", show_default=True)
 @click.option("--records", type=click.IntRange(1, 10_000_000), required=True)

@@ -22,6 +22,7 @@ from webapp.crm.errors import ValidationFailed
 from webapp.crm.metadata import Entity, MetadataError, entity_from_dict, entity_to_definition
 from webapp.crm.orgs import save_settings
 from webapp.crm.registry import OrgModel, Registry
+from webapp.crm.remodel import unretire
 from webapp.crm.tables import customentity
 
 _doc_cache: dict[tuple[str, int, str], dict[str, Any]] = {}
@@ -80,6 +81,7 @@ def add_entity(session: Session, registry: Registry, model: OrgModel, definition
         },
     )
     settings = copy.deepcopy(model.settings)
+    unretire(settings, entity.logical_name)
     settings.setdefault("offline", {}).setdefault("entities", {})[entity.logical_name] = {
         "enabled": bool(entity.offline_commands),
         "filter": "all",

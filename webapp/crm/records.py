@@ -140,10 +140,11 @@ def check_state_move(entity: Entity, current_state: int | None, given: Mapping[s
     commands = {"lead": "Qualify or Disqualify", "opportunity": "Close as Won or Lost"}
     how = f" Use {commands[entity.logical_name]}." if entity.logical_name in commands and start == 0 else ""
     what = entity.display_name.lower()
+    what = f"{'An' if what[:1] in 'aeiou' else 'A'} {what}"
     if current_state is None:
-        message = f"A {what} cannot be created as {to_label}; it starts as {option[start].label}.{how}"
+        message = f"{what} cannot be created as {to_label}; it starts as {option[start].label}.{how}"
     else:
-        message = f"A {what} cannot be moved from {option[start].label} to {to_label} this way.{how}"
+        message = f"{what} cannot be moved from {option[start].label} to {to_label} this way.{how}"
     raise ValidationFailed(message, field="statecode", details={"statecode": [message]})
 
 

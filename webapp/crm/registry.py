@@ -126,6 +126,9 @@ class Registry:
             entity = entity_from_dict(r["definition"], known)
             entities[entity.logical_name] = entity
             tables[entity.logical_name] = self.custom_table(entity, r["table_name"])
+        from webapp.crm.remodel import apply_transitions  # it saves settings through orgs, which imports this
+
+        apply_transitions(entities, org["settings"] or {})
         return OrgModel(
             org_id=org["organizationid"],
             name=org["name"],

@@ -32,7 +32,7 @@ from webapp.crm.tables import changelog
 from webapp.security import operations as ops
 from webapp.security.operations import read_condition
 from webapp.security.scope import Principal
-from webapp.sync import devices
+from webapp.sync import devices, stale
 from webapp.sync.batch import Batch, Slow
 from webapp.sync.conflicts import change_key_attribute, server_changed_fields, split_changes
 from webapp.sync.devices import next_seq
@@ -336,19 +336,27 @@ def _depends_on_rejected(replay: Replay, op: dict[str, Any]) -> bool:
 
 
 def apply_one(replay: Replay, op: dict[str, Any]) -> dict[str, Any]:
-    """Apply one operation inside a savepoint; any refusal rolls back just this operation."""
-    s, m = replay.session, replay.model
+    """Apply one operation, without the parts the metadata no longer allows (`webapp.sync.stale`)."""
+    m = replay.model
     entity = m.entities.get(op["entity"])
     if entity is None:
+        gone = stale.removed_entity(m, op)
+        if gone is not None:
+            return _rejected(replay, op, None, "entity_removed", gone)
         return _rejected(replay, op, None, "unknown_entity", f"There is no entity '{op['entity']}'.")
     allowed = op["command"] if op["kind"] == "command" else op["kind"]
-    if allowed not in entity.offline_commands or not is_offline(m, entity):
-        what = op.get("command") if op["kind"] == "command" else op["kind"]
-        return _rejected(
-            replay, op, entity, "not_allowed_offline", f"{what} is not available offline for {entity.logical_name}."
-        )
+    offline = is_offline(m, entity)
+    if allowed not in entity.offline_commands or not offline:
+        return _rejected(replay, op, entity, "not_allowed_offline", stale.not_offline(entity, op, offline))
     if _depends_on_rejected(replay, op):
         return _rejected(replay, op, entity, "depends_on_rejected", "This operation depends on a rejected operation.")
+    trimmed, refused = stale.refuse_stale_parts(m, replay.batch, entity, op)
+    return stale.settle(_apply_op(replay, trimmed, entity), trimmed, refused)
+
+
+def _apply_op(replay: Replay, op: dict[str, Any], entity: Entity) -> dict[str, Any]:
+    """Apply one operation the metadata allows: buffered, or else alone in a savepoint."""
+    s = replay.session
     try:
         done = _apply_buffered(replay, op, entity)
     except Slow:

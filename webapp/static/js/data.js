@@ -271,12 +271,13 @@ export function checkStateMove(meta, current, changes) {
   if (target === null || target === start) return;
   const option = (/** @type {number} */ v) => stateAttr.options.find((/** @type {any} */ o) => o.value === v);
   if ((option(start)?.next || []).includes(target)) return;
-  const what = String(meta.display_name).toLowerCase();
+  const name = String(meta.display_name).toLowerCase();
+  const what = `${/^[aeiou]/.test(name) ? "An" : "A"} ${name}`; // as webapp/crm/records.py says it
   const how = COMMAND_FOR_STATE[meta.logical_name] && start === 0 ? ` Use ${COMMAND_FOR_STATE[meta.logical_name]}.` : "";
   const to = option(target)?.label ?? String(target);
   const message = current === null
-    ? `A ${what} cannot be created as ${to}; it starts as ${option(start)?.label}.${how}`
-    : `A ${what} cannot be moved from ${option(start)?.label} to ${to} this way.${how}`;
+    ? `${what} cannot be created as ${to}; it starts as ${option(start)?.label}.${how}`
+    : `${what} cannot be moved from ${option(start)?.label} to ${to} this way.${how}`;
   throw new DataError("validation_failed", message, "statecode");
 }
 
