@@ -377,3 +377,56 @@ def test_the_indicator_fits_a_360_px_phone_in_the_dark_theme_beside_the_title_an
     facts = page.locator("dt", has_text="Pending operations").locator("xpath=following-sibling::dd[1]")
     expect(facts).to_have_text("12")  # Offline Status agrees (it re-renders a moment later)
     shot(page, "topbar-360-dark-offline")
+
+
+# Acks for operations queued under older metadata (docs/protocol.md §5): the server's own words.
+STALE_ERRORS = """async ([accountId, goneId]) => {
+    const ctx = window.Outpost.ctx;
+    const account = await ctx.store.get('account', accountId);
+    const idb = await import('/static/js/idb.js');
+    const queue = await import('/static/js/queue.js');
+    const removed = 'Main Phone was removed by your administrator, so your value for it was not saved.';
+    const gone = 'Visit Reports were removed by your administrator, so this new visit report could not be saved.';
+    const cases = [
+        [{ op_id: 'stale-1', seq: 91001, kind: 'update', entity: 'account', id: accountId, base_version: 1,
+           changes: { name: `${account.name} (renamed)`, telephone1: '555-0100' } },
+         { status: 'conflict', records: [{ entity: 'account', record: account }],
+           reason: { code: 'attribute_removed', message: removed, field: 'telephone1', fields: ['telephone1'],
+                     details: { telephone1: [removed] } } }, account.name],
+        [{ op_id: 'stale-2', seq: 91002, kind: 'create', entity: 'new_visitreport', id: goneId, base_version: null,
+           changes: { new_subject: 'Site visit' } },
+         { status: 'rejected', records: [], removed: [], reason: { code: 'entity_removed', message: gone } }, null],
+    ];
+    await idb.transact(ctx.store.db, [idb.ERRORS], 'readwrite', async (tx) => {
+        const at = new Date().toISOString();
+        for (const [o, result, name] of cases) await queue.recordError(tx, ctx.store.codec, o, result, at, name);
+    });
+    ctx.store.notify(['account']);
+}"""
+
+
+def test_a_change_refused_under_older_metadata_reads_as_the_server_says_it(
+    live_server: LiveServer, phone_context: BrowserContext, phone_page: Page
+) -> None:
+    """A removed field's value: the server's message, the other changes saved, no "Keep mine" for
+    a field that is gone; a removed entity: the server's message naming it."""
+    page = phone_page
+    page.set_viewport_size(PHONE_SIZE)
+    me = sign_in(page, "east1")["user"]
+    account = owned(live_server.client("admin"), "accounts", "name,accountid", me["id"])[0]
+    call(page, STALE_ERRORS, [account["accountid"], "0b7c6f1e-2a3d-4e5f-8a9b-0c1d2e3f4a5b"])
+    page.get_by_role("button", name="Online", exact=True).click()
+
+    errors = page.get_by_role("list", name="Sync errors").get_by_role("listitem")
+    expect(errors).to_have_count(2)
+    field = errors.filter(has_text="Main Phone was removed")
+    expect(field).to_contain_text(f"Automatically resolved Account “{account['name']}”")
+    expect(field).to_contain_text("Main Phone was removed by your administrator, so your value for it was not saved.")
+    expect(field).to_contain_text("Your other changes were saved: Account Name.")
+    expect(field).not_to_contain_text("the server's value was kept")
+    expect(field.get_by_role("button", name="Keep mine")).to_have_count(0)
+    entity = errors.filter(has_text="Visit Reports were removed")
+    expect(entity).to_contain_text(
+        "Visit Reports were removed by your administrator, so this new visit report could not be saved."
+    )
+    expect(entity).to_contain_text("It was removed from this device.")

@@ -76,6 +76,19 @@ function baseValue(attr, error) {
   return shown(attr, before.value, before.label);
 }
 
+/** Codes whose message is written for the user and names the field or entity (docs/protocol.md, "Operations queued under older metadata"). */
+const TOLD = new Set(["attribute_removed", "transition_not_allowed", "entity_removed", "not_allowed_offline"]);
+
+/**
+ * The fields of a conflict the server refused for a reason of its own (a removed attribute, a
+ * status move no longer allowed), each with its messages: not "the server's value was kept", and
+ * never offered back by "keep mine". @param {any} reason @returns {Record<string, string[]>}
+ */
+function refusedFields(reason) {
+  const details = reason?.details;
+  return details && typeof details === "object" ? details : {};
+}
+
 /** The attributes an op changed, by logical name. @param {any} meta @param {any} error */
 function changedAttributes(meta, error) {
   return Object.keys(error.sent.changes || {})
@@ -108,7 +121,10 @@ export function describe(ctx, error) {
       lines.push("It changed on the server meanwhile, so it was not deleted: the server's version was kept.");
     } else {
       const lost = Array.isArray(reason.fields) ? reason.fields : [];
+      const refused = refusedFields(reason);
+      for (const message of new Set(Object.values(refused).flat())) lines.push(String(message));
       for (const attrName of lost) {
+        if (attrName in refused) continue;
         const label = labelOf(meta, attrName);
         lines.push(`${label}: the server's value was kept.`);
         const attr = meta?.attributes.find((/** @type {any} */ a) => a.logical_name === attrName);
@@ -125,6 +141,7 @@ export function describe(ctx, error) {
     else if (code === "not_found") say("The record no longer exists on the server, or you may no longer see it.");
     else if (code === "duplicate_id") say("A record with the same id already exists.");
     else if (code === "depends_on_rejected") say("It depends on another change that was refused.");
+    else if (TOLD.has(code) && typeof reason.message === "string" && reason.message) say(reason.message);
     else if (code === "not_allowed_offline") say(`This is not available offline for ${meta?.display_collection_name || "these records"}.`);
     else if (code === "validation_failed" || code === "bad_request") {
       const details = reason.details && typeof reason.details === "object" ? Object.entries(reason.details) : [];
@@ -169,7 +186,8 @@ export async function keepMine(ctx, error) {
     await ctx.data.remove(sent.entity, sent.id);
   } else {
     const meta = ctx.store.entity(sent.entity);
-    const lost = new Set(Array.isArray(error.reason?.fields) ? error.reason.fields : []);
+    const refused = refusedFields(error.reason);
+    const lost = new Set((Array.isArray(error.reason?.fields) ? error.reason.fields : []).filter((/** @type {string} */ f) => !(f in refused)));
     /** @type {Record<string, any>} */
     const changes = {};
     for (const [key, value] of Object.entries(sent.changes || {})) {
