@@ -430,3 +430,5 @@ def test_a_change_refused_under_older_metadata_reads_as_the_server_says_it(
         "Visit Reports were removed by your administrator, so this new visit report could not be saved."
     )
     expect(entity).to_contain_text("It was removed from this device.")
+    expect(entity.get_by_role("button", name="Retry")).to_have_count(0)  # it would be refused again
+    expect(entity.get_by_role("button", name="Discard")).to_be_visible()

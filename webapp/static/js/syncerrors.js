@@ -170,7 +170,8 @@ export function describe(ctx, error) {
     fields,
     href: onDevice && meta ? `#/record/${encodeURIComponent(sent.entity)}/${encodeURIComponent(sent.id)}` : null,
     canKeepMine: kind === "conflict" && onDevice && (sent.kind === "delete" ? Boolean(meta?.offline_commands?.includes("delete")) : writable && fields.length > 0),
-    canRetry: kind === "rejected" && sent.kind !== "command" && (sent.kind === "create" || onDevice),
+    // The same change again would be refused again where the metadata no longer allows it.
+    canRetry: kind === "rejected" && !TOLD.has(reason.code) && sent.kind !== "command" && (sent.kind === "create" || onDevice),
     kind,
   };
 }
