@@ -137,6 +137,32 @@ def test_values_for_a_removed_attribute_are_refused_by_name_and_the_rest_applies
     ]
 
 
+def test_a_removed_attribute_in_a_stale_update_is_told_apart_from_the_fields_the_server_kept(
+    app: Flask, org: Org, device: Device
+) -> None:
+    """Server wins over a stale update's fields, and the metadata over its removed ones: one
+    `conflict` lists both, and only the removed ones carry a message of their own (`details`)."""
+    settings(app, org, conflict_detection=True)
+    admin(app, org, add_entity, EXAMPLE)
+    visit = new_id()
+    base = record(applied(device, device.op("create", "new_visitreport", visit, VISIT))[0])["versionnumber"]
+    other = Device(app, org, org.alice)
+    other.hello()
+    applied(other, other.op("update", "new_visitreport", visit, {"new_subject": "Theirs"}, base=base))
+    mine = {"new_subject": "Mine", "new_notes": "n", "new_rating": 4}
+    queued = [device.op("update", "new_visitreport", visit, mine, base=base)]
+    admin(app, org, remove_attribute, "new_visitreport", "new_notes")
+
+    [result] = replay_twice(device, queued)
+    assert outcome(result) == ("conflict", "conflict", ["new_subject", "new_notes"])
+    notes = "Notes was removed by your administrator, so your value for it was not saved."
+    assert result["reason"]["details"] == {"new_notes": [notes]}
+    assert result["reason"]["message"] == (
+        f"Automatically resolved: the server's values were kept for new_subject. {notes}"
+    )
+    assert (record(result)["new_subject"], record(result)["new_rating"]) == ("Theirs", 4)
+
+
 def test_an_entity_taken_out_of_the_offline_profile_refuses_its_ops_whole_and_the_rest_applies(
     app: Flask, org: Org, device: Device
 ) -> None:
