@@ -233,3 +233,54 @@ def test_sigkill_during_a_replay_of_200_operations_applies_each_exactly_once_in_
 @pytest.mark.slow
 def test_twenty_sigkills_during_a_replay_of_500_operations_apply_each_exactly_once_in_order(tmp_path: Path) -> None:
     replay_with_kills(tmp_path, ops_count=500, kills=20, seed=20)
+
+
+@pytest.mark.parametrize(
+    ("offer", "narrowed"),
+    [
+        (  # what Chromium and Firefox send
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate; client_max_window_bits; server_no_context_takeover; client_no_context_takeover",
+        ),
+        (  # already without takeover: unchanged
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ),
+        (  # an extension the server does not implement goes; the deflate offer after it stays
+            "x-webkit-deflate-frame, permessage-deflate",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ),
+        ("x-webkit-deflate-frame", ""),
+    ],
+)
+def test_a_deflate_offer_is_narrowed_to_no_context_takeover(offer: str, narrowed: str) -> None:
+    from webapp.sync.socket import deflate_without_context_takeover
+
+    assert deflate_without_context_takeover(offer) == narrowed
+
+
+def test_deflate_as_browsers_offer_it_is_agreed_without_context_takeover_and_frames_still_flow(
+    server: LiveServer,
+) -> None:
+    """No zlib context outlives a message: an idle socket keeps no compressor (docs/protocol.md)."""
+    from websockets.sync.client import connect
+
+    http = HttpSession(server.base, "east1")
+    url = server.base.replace("http://", "ws://") + "/api/sync"
+    with connect(
+        url,
+        origin=server.base,
+        additional_headers={"Cookie": http.cookie},
+        compression="deflate",  # offers "permessage-deflate; client_max_window_bits", as browsers do
+    ) as ws:
+        assert ws.response is not None
+        agreed = ws.response.headers["Sec-WebSocket-Extensions"]
+        params = [p.strip() for p in agreed.split(";")]
+        assert params[0] == "permessage-deflate"
+        assert {"server_no_context_takeover", "client_no_context_takeover"} <= set(params), agreed
+        ws.send(json.dumps({"type": "hello", "device_id": str(uuid.uuid4()), "app_version": "test"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        for _ in range(2):  # the second page is compressed afresh, with no context kept
+            ws.send(json.dumps({"type": "download", "entity": "account", "after": None, "limit": 20}))
+            page = json.loads(ws.recv(timeout=10))
+            assert page["type"] == "page" and len(page["records"]) == 20

@@ -47,6 +47,33 @@ def check_handshake() -> None:
     if info is None:
         raise ApiError(403, "unauthenticated", "Sign in before opening the sync channel.")
     g.sync_session = (token, info)
+    offer = request.environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+    if offer:
+        narrowed = deflate_without_context_takeover(offer)
+        if narrowed:
+            request.environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"] = narrowed
+        else:
+            del request.environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"]
+
+
+def deflate_without_context_takeover(offer: str) -> str:
+    """The device's permessage-deflate offer, narrowed to no context takeover either way.
+
+    simple-websocket accepts whatever deflate the device offers, and browsers offer it with
+    context takeover: a zlib compressor (~256 KB) and decompressor kept for the whole life of
+    every idle socket. Without takeover each message is compressed on its own and nothing is
+    kept between messages, while a download page (one large message) still shrinks as much.
+    The RFC 7692 parameters this adds may be answered by any server; other extensions, which
+    the server does not implement, are dropped.
+    """
+    for extension in offer.split(","):
+        params = [p.strip() for p in extension.split(";")]
+        if params[0].lower() != "permessage-deflate":
+            continue
+        names = {p.split("=", 1)[0].strip().lower() for p in params[1:]}
+        params += [p for p in ("server_no_context_takeover", "client_no_context_takeover") if p not in names]
+        return "; ".join(params)
+    return ""
 
 
 def register_sync(app: Flask) -> None:
