@@ -75,13 +75,15 @@ def derived(name: str, label: str, type_: str = "string", max_length: int | None
     return Attribute(name, type_, label, max_length=max_length if type_ in ("string", "memo") else None, read_only=True)
 
 
-def state(*states: tuple[int, str, tuple[int, ...]]) -> Attribute:
+def state(*states: tuple[int, str, tuple[int, ...]], via: dict[int, str] | None = None) -> Attribute:
     """statecode with its states, each with the states a plain update may move it to.
 
     A move not listed (a lead to Qualified, an opportunity to Won) happens only through its
-    command, which checks what the move needs (PROTOCOL.md §4).
+    command, which checks what the move needs (PROTOCOL.md §4); `via` names, per state, the
+    command a refused move out of it should point the user to.
     """
-    return Attribute("statecode", "optionset", "Status", options=tuple(Option(v, t, None, n) for v, t, n in states))
+    options = tuple(Option(v, t, None, n, (via or {}).get(v)) for v, t, n in states)
+    return Attribute("statecode", "optionset", "Status", options=options)
 
 
 def status(*statuses: tuple[int, str, int]) -> Attribute:
@@ -449,7 +451,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             lookup("qualifyingopportunityid", "Qualifying Opportunity", "opportunity"),
             lookup("transactioncurrencyid", "Currency", "transactioncurrency"),
             memo("description", "Description"),
-            state((0, "Open", ()), (1, "Qualified", ()), (2, "Disqualified", (0,))),
+            state((0, "Open", ()), (1, "Qualified", ()), (2, "Disqualified", (0,)), via={0: "Qualify or Disqualify"}),
             status(
                 (1, "New", 0),
                 (2, "Contacted", 0),
@@ -505,7 +507,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             lookup("competitorid", "Lost To", "competitor"),
             lookup("transactioncurrencyid", "Currency", "transactioncurrency"),
             memo("description", "Description"),
-            state((0, "Open", ()), (1, "Won", (0,)), (2, "Lost", (0,))),
+            state((0, "Open", ()), (1, "Won", (0,)), (2, "Lost", (0,)), via={0: "Close as Won or Lost"}),
             status((1, "In Progress", 0), (2, "On Hold", 0), (3, "Won", 1), (4, "Canceled", 2), (5, "Out-Sold", 2)),
         ),
         views=(

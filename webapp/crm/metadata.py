@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from webapp.crm.ruledata import attribute_rules, state_rules
+
 ATTRIBUTE_TYPES = (
     "string",
     "memo",
@@ -54,6 +56,7 @@ class Option:
     label: str
     state: int | None = None  # for statuscode: the statecode this status belongs to
     next_states: tuple[int, ...] = ()  # for statecode: the states a plain update may move to (commands aside)
+    via: str | None = None  # for statecode: the command that moves a record out of this state
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,15 @@ class Attribute:
                 return option.label
         return None
 
+    @property
+    def rules(self) -> list[dict[str, Any]]:
+        """What a value must be, with the message for each refusal (webapp/crm/ruledata.py)."""
+        cached = self.__dict__.get("_rules")
+        if cached is None:
+            cached = attribute_rules(self)
+            object.__setattr__(self, "_rules", cached)
+        return cached
+
     def to_dict(self) -> dict[str, Any]:
         """The attribute as published in the customizations."""
         out: dict[str, Any] = {
@@ -102,11 +114,13 @@ class Attribute:
                     "label": o.label,
                     **({"state": o.state} if o.state is not None else {}),
                     **({"next": list(o.next_states)} if self.logical_name == "statecode" else {}),
+                    **({"via": o.via} if o.via is not None else {}),
                 }
                 for o in self.options
             ],
             "targets": list(self.targets),
             "read_only": self.read_only,
+            "rules": self.rules,
         }
         if self.min_value is not None:
             out["min_value"] = self.min_value
@@ -175,6 +189,18 @@ class Entity:
             object.__setattr__(self, "_attribute_map", cached)
         return cached
 
+    @property
+    def state_machine(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+        """The published statecode options, statuscode options and state messages, which
+        webapp/crm/ruledata.py interprets (as the phone does the same published data)."""
+        cached = self.__dict__.get("_state_machine")
+        if cached is None:
+            state, status = self.attribute_map["statecode"], self.attribute_map["statuscode"]
+            messages = state_rules(self.display_name)["messages"]
+            cached = (state.to_dict()["options"], status.to_dict()["options"], messages)
+            object.__setattr__(self, "_state_machine", cached)
+        return cached
+
     def attribute(self, name: str) -> Attribute | None:
         """The attribute called `name`, or None."""
         return self.attribute_map.get(name)
@@ -210,6 +236,7 @@ class Entity:
             "offline_commands": list(self.offline_commands),
             "api_writable": self.api_writable and not self.union_of,
             "related": [{"entity": e, "attribute": a} for e, a in self.related],
+            **({"state_rules": state_rules(self.display_name)} if self.has_state else {}),
         }
 
 
@@ -270,8 +297,20 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         "options",
         "targets",
         "format",
+        "min_value",
+        "max_value",
     }
     _require(not unknown, f"{where}: unknown keys {sorted(unknown)}")
+    bounds = [data.get("min_value"), data.get("max_value")]
+    for bound in bounds:
+        _require(
+            bound is None or (type_ in ("integer", "decimal", "money") and _is_number(bound)),
+            f"{where}: min_value and max_value are numbers and apply to integer, decimal and money only",
+        )
+    _require(
+        None in bounds or bounds[0] <= bounds[1],
+        f"{where}: min_value must not be greater than max_value",
+    )
     format_ = data.get("format")
     _require(
         format_ is None or (type_ == "string" and format_ in STRING_FORMATS),
@@ -286,7 +325,14 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         options=tuple(options),
         targets=tuple(targets),
         format=format_,
+        min_value=bounds[0],
+        max_value=bounds[1],
     )
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (not a boolean)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < float("inf")
 
 
 def entity_from_dict(data: Any, known_entities: set[str]) -> Entity:
@@ -436,6 +482,8 @@ def entity_to_definition(entity: Entity) -> dict[str, Any]:
                     "options": [{"value": o.value, "label": o.label} for o in a.options] or None,
                     "targets": list(a.targets) or None,
                     "format": a.format,
+                    "min_value": a.min_value,
+                    "max_value": a.max_value,
                 }.items()
                 if v is not None
             }

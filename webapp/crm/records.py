@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from webapp.crm import ruledata
 from webapp.crm.changes import log_change, utcnow
 from webapp.crm.errors import DuplicateId, NotAllowed, NotFound, ValidationFailed
 from webapp.crm.metadata import Entity
@@ -117,61 +118,30 @@ def resolve_binds(session: Session, model: OrgModel, entity: Entity, binds: list
 
 
 def check_state_move(entity: Entity, current_state: int | None, given: Mapping[str, Any]) -> None:
-    """Refuse a state change a plain create or update may not make (the metadata's `next_states`).
+    """Refuse a state change a plain create or update may not make (the statecode options'
+    `next`, interpreted by webapp/crm/ruledata.py as the phone does).
 
     `current_state` is None for a create (which starts from the first state). Commands move
     records between states through their own checks and do not come here.
     """
     if not entity.has_state:
         return
-    state_attr, status_attr = entity.attribute("statecode"), entity.attribute("statuscode")
-    assert state_attr is not None and status_attr is not None
-    target = given.get("statecode")
-    if target is None and given.get("statuscode") is not None:
-        target = next((o.state for o in status_attr.options if o.value == given["statuscode"]), None)
-    start = state_attr.options[0].value if current_state is None else current_state
-    if target is None or target == start:
-        return
-    option = {o.value: o for o in state_attr.options}
-    allowed = option[start].next_states if start in option else ()
-    if target in allowed:
-        return
-    to_label = option[target].label if target in option else str(target)
-    commands = {"lead": "Qualify or Disqualify", "opportunity": "Close as Won or Lost"}
-    how = f" Use {commands[entity.logical_name]}." if entity.logical_name in commands and start == 0 else ""
-    what = entity.display_name.lower()
-    what = f"{'An' if what[:1] in 'aeiou' else 'A'} {what}"
-    if current_state is None:
-        message = f"{what} cannot be created as {to_label}; it starts as {option[start].label}.{how}"
-    else:
-        message = f"{what} cannot be moved from {option[start].label} to {to_label} this way.{how}"
-    raise ValidationFailed(message, field="statecode", details={"statecode": [message]})
+    try:
+        ruledata.check_move(*entity.state_machine, current_state, given)
+    except ruledata.StateRefused as exc:
+        raise ValidationFailed(exc.message, field=exc.field, details={exc.field: [exc.message]}) from None
 
 
 def _apply_state(entity: Entity, merged: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """Make statecode and statuscode agree (a status belongs to exactly one state)."""
     if not entity.has_state:
         return {}
-    status_attr = entity.attribute("statuscode")
-    assert status_attr is not None
-    state_of = {o.value: o.state for o in status_attr.options}
-    state, status = merged.get("statecode"), merged.get("statuscode")
-    out: dict[str, Any] = {}
-    if "statuscode" in given and "statecode" not in given and given["statuscode"] is not None:
-        state = state_of[given["statuscode"]]
-        out["statecode"] = state
-    if state is None:
-        state = 0
-        out["statecode"] = 0
-    if status is None or ("statecode" in given and "statuscode" not in given) or state_of.get(status) != state:
-        if "statuscode" in given and given["statuscode"] is not None and state_of.get(given["statuscode"]) != state:
-            raise ValidationFailed(
-                f"statuscode: {given['statuscode']} is not a status of state {state}.",
-                field="statuscode",
-                details={"statuscode": [f"{given['statuscode']} is not a status of state {state}."]},
-            )
-        out["statuscode"] = next(v for v, s in state_of.items() if s == state)
-    return out
+    try:
+        return ruledata.pair_state(*entity.state_machine, merged, given)
+    except ruledata.StateRefused as exc:
+        raise ValidationFailed(
+            f"{exc.field}: {exc.message}", field=exc.field, details={exc.field: [exc.message]}
+        ) from None
 
 
 # What each derived attribute is computed from (`_derive`): field security hides a derived

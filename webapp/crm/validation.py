@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields
 
+from webapp.crm import ruledata
 from webapp.crm.errors import ValidationFailed
 from webapp.crm.metadata import Attribute, Entity
 
@@ -35,9 +35,9 @@ class StrictNumber(fields.Decimal):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValidationError("Not a valid number.")
+            raise self.make_error("invalid")
         if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-            raise ValidationError("Not a valid number.")
+            raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -46,9 +46,7 @@ class StrictString(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str):
-            raise ValidationError("Not a valid string.")
-        if "\x00" in value:
-            raise ValidationError("Must not contain NUL characters.")
+            raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -57,7 +55,7 @@ class UtcDateTime(fields.DateTime):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str):
-            raise ValidationError("Not a valid datetime.")
+            raise self.make_error("invalid")
         parsed = super()._deserialize(value, attr, data, **kwargs)
         if parsed.tzinfo is not None:
             parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
@@ -69,43 +67,53 @@ class StrictDate(fields.Date):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            raise ValidationError("Not a valid date; use YYYY-MM-DD.")
+            raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-COLUMN_LIMITS = {"money": decimal.Decimal("1e15") - 1, "decimal": decimal.Decimal("1e18") - 1}
+class Rules:
+    """A marshmallow validator running an attribute's published rules (webapp/crm/ruledata.py):
+    the constraints and their messages come from the declaration, as on the phone."""
+
+    def __init__(self, rules: list[ruledata.Rule]) -> None:
+        self.rules = rules
+
+    def __call__(self, value: Any) -> Any:
+        message = ruledata.first_failure(self.rules, value)
+        if message is not None:
+            raise ValidationError(message)
+        return value
+
+
+FIELD_TYPES: dict[str, Any] = {
+    "string": StrictString,
+    "memo": StrictString,
+    "integer": lambda **kw: fields.Integer(strict=True, **kw),
+    "optionset": lambda **kw: fields.Integer(strict=True, **kw),
+    "decimal": StrictNumber,
+    "money": StrictNumber,
+    "boolean": lambda **kw: fields.Boolean(truthy={True}, falsy={False}, **kw),
+    "datetime": lambda **kw: UtcDateTime(format="iso", **kw),
+    "date": StrictDate,
+}
 
 
 def field_for(attr: Attribute) -> fields.Field[Any]:
-    """The marshmallow field that accepts exactly the JSON form of an attribute."""
-    kw: dict[str, Any] = {"required": attr.required, "allow_none": not attr.required}
-    t = attr.type
-    if t in ("string", "memo"):
-        return StrictString(validate=validate.Length(max=attr.max_length), **kw)
-    if t == "integer":
-        # Unbounded attributes still fit their column (a 32-bit INTEGER), never a database error.
-        lo_i = attr.min_value if attr.min_value is not None else -(2**31)
-        hi_i = attr.max_value if attr.max_value is not None else 2**31 - 1
-        return fields.Integer(strict=True, validate=validate.Range(min=lo_i, max=hi_i), **kw)
-    if t in ("decimal", "money"):
-        widest = COLUMN_LIMITS[t]  # what NUMERIC(19,4) / NUMERIC(28,10) holds
-        lo = decimal.Decimal(str(attr.min_value)) if attr.min_value is not None else -widest
-        hi = decimal.Decimal(str(attr.max_value)) if attr.max_value is not None else widest
-        return StrictNumber(validate=validate.Range(min=lo, max=hi), **kw)
-    if t == "boolean":
-        return fields.Boolean(truthy={True}, falsy={False}, **kw)
-    if t == "datetime":
-        return UtcDateTime(format="iso", **kw)
-    if t == "date":
-        return StrictDate(**kw)
-    if t == "optionset":
-        values = sorted(attr.option_values())
-        return fields.Integer(
-            strict=True,
-            validate=validate.OneOf(values, error=f"Must be one of {', '.join(map(str, values))}."),
-            **kw,
-        )
-    raise ValueError(f"no field for type {t}")
+    """The marshmallow field that parses exactly the JSON form of an attribute; what the value
+    must be beyond its type, and every message, come from the attribute's rules."""
+    make = FIELD_TYPES.get(attr.type)
+    if make is None:
+        raise ValueError(f"no field for type {attr.type}")
+    rules = attr.rules
+    messages = {
+        "required": ruledata.rule_message(rules, "required", ruledata.REQUIRED),
+        "null": ruledata.rule_message(rules, "not_null", ruledata.NOT_NULL),
+        "invalid": ruledata.rule_message(rules, "type", ruledata.TYPE_MESSAGES[attr.type]),
+    }
+    field: fields.Field[Any] = make(
+        required=attr.required, allow_none=not attr.required, validate=Rules(rules), error_messages=messages
+    )
+    return field
 
 
 _schema_cache: dict[tuple[int, bool], type[Schema]] = {}
@@ -215,12 +223,16 @@ def parse_payload(
         bound = {b.attribute for b in binds if b.id is not None}
         for a in entity.lookups():
             if a.required and a.logical_name not in bound:
-                errors.setdefault(a.logical_name, []).append("Missing data for required field.")
+                errors.setdefault(a.logical_name, []).append(
+                    ruledata.rule_message(a.rules, "required", ruledata.REQUIRED)
+                )
     else:
         for b in binds:
             attr = entity.attribute(b.attribute)
             if attr is not None and attr.required and b.id is None:
-                errors.setdefault(b.attribute, []).append("Field may not be null.")
+                errors.setdefault(b.attribute, []).append(
+                    ruledata.rule_message(attr.rules, "not_null", ruledata.NOT_NULL)
+                )
     if errors:
         raise_validation(errors)
     return loaded, binds, record_id

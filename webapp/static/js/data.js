@@ -3,20 +3,22 @@
  * Where screens read and write. Once the device is offline-ready, every read comes from the
  * device store through the OData engine and every write goes to the store and the queue in one
  * transaction (then the sync loop pushes it). Before that ("Skip for now") the app is
- * online-only and talks to the Web API. Writes are validated on the device against the
- * metadata (required, length, type, options) with the server's messages.
+ * online-only and talks to the Web API. Writes are validated on the device by the metadata's
+ * rules (ruledata.js), which the server declares and interprets too: the same messages.
  */
 import { call } from "./api.js";
 import { runQuery } from "./odata.js";
+import { checkMove, checkValue, pairState, ruleOf, stateMachine } from "./ruledata.js";
 import { uuid } from "./store.js";
 
 /** A rejection shaped like the reference's offline API errors. */
 export class DataError extends Error {
-  /** @param {string} errorCode @param {string} message @param {string} [field] */
-  constructor(errorCode, message, field) {
+  /** @param {string} errorCode @param {string} message @param {string} [field] @param {Record<string, string[]>} [details] every bad field's messages, as the server's */
+  constructor(errorCode, message, field, details) {
     super(message);
     this.errorCode = errorCode;
     this.field = field;
+    this.details = details;
   }
 }
 
@@ -142,7 +144,7 @@ export class Data {
       return created[meta.primary_id];
     }
     this.#allowed(meta, "create");
-    checkStateMove(meta, null, changes);
+    checkState(meta, null, {}, changes);
     await this.store.write("create", entity, id, changes);
     this.sync.kick();
     return id;
@@ -157,7 +159,10 @@ export class Data {
       return;
     }
     this.#allowed(meta, "update");
-    if ("statecode" in changes || "statuscode" in changes) checkStateMove(meta, (await this.retrieve(entity, id)).statecode ?? null, changes);
+    if ("statecode" in changes || "statuscode" in changes) {
+      const current = await this.retrieve(entity, id);
+      checkState(meta, current.statecode ?? null, current, changes);
+    }
     await this.store.write("update", entity, id, changes);
     this.sync.kick();
   }
@@ -198,6 +203,8 @@ export class Data {
     const out = {};
     const attrs = new Map(meta.attributes.map((/** @type {any} */ a) => [a.logical_name, a]));
     const bound = new Set();
+    /** @type {Record<string, string[]>} */
+    const errors = {};
     for (const [key, value] of Object.entries(data)) {
       if (key === meta.primary_id) {
         if (!creating) throw new DataError("validation_failed", "The primary id cannot be changed.", key);
@@ -216,8 +223,8 @@ export class Data {
           if (!target || !attr.targets.includes(target.entity)) {
             throw new DataError("validation_failed", `${attr.logical_name} can point at ${attr.targets.join(", ")}.`, attr.logical_name);
           }
-        } else if (attr.required) {
-          throw new DataError("validation_failed", `${attr.logical_name}: Field may not be null.`, attr.logical_name);
+        } else if (ruleOf(attr, "not_null")) {
+          (errors[attr.logical_name] ||= []).push(/** @type {any} */ (ruleOf(attr, "not_null")).message);
         }
         out[key] = value;
         bound.add(attr.logical_name);
@@ -241,96 +248,36 @@ export class Data {
         throw new DataError("validation_failed", `Lookups are written as '${key}@odata.bind': '/<entityset>(<id>)'.`, key);
       }
       if (attr.read_only) throw new DataError("validation_failed", `${key} is computed by the server and cannot be written.`, key);
-      out[key] = checkValue(attr, value);
+      const checked = checkValue(attr, value);
+      if (checked.message !== undefined) (errors[key] ||= []).push(checked.message);
+      else out[key] = checked.value;
     }
     if (creating) {
       for (const attr of meta.attributes) {
-        if (!attr.required || attr.logical_name === meta.primary_id) continue;
+        const required = ruleOf(attr, "required");
+        if (!required || attr.logical_name === meta.primary_id || errors[attr.logical_name]) continue;
         const present = attr.type === "lookup" ? bound.has(attr.logical_name) : out[attr.logical_name] !== undefined && out[attr.logical_name] !== null;
-        if (!present) throw new DataError("validation_failed", `${attr.display_name || attr.logical_name}: Missing data for required field.`, attr.logical_name);
+        if (!present) (errors[attr.logical_name] ||= []).push(required.message);
       }
     }
+    const bad = Object.keys(errors).sort();
+    if (bad.length) throw new DataError("validation_failed", `${bad[0]}: ${errors[bad[0]][0]}`, bad[0], errors);
     return out;
   }
 }
 
-const COMMAND_FOR_STATE = /** @type {Record<string, string>} */ ({ lead: "Qualify or Disqualify", opportunity: "Close as Won or Lost" });
-
 /**
- * Refuse a state change a plain create or update may not make, as the server does: each
- * statecode option lists in `next` the states an update may move it to; the rest are a command's.
- * @param {any} meta @param {number|null} current null for a create @param {Record<string, any>} changes
+ * Refuse a state change a plain create or update may not make, and a status that does not
+ * belong to the state it is written with: the metadata's state rules (ruledata.js), as the
+ * server interprets them.
+ * @param {any} meta @param {number|null} current null for a create @param {Record<string, any>} record the record now ({} for a create)
+ * @param {Record<string, any>} changes
  */
-export function checkStateMove(meta, current, changes) {
-  const stateAttr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statecode");
-  const statusAttr = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statuscode");
-  if (!stateAttr || !statusAttr) return;
-  let target = changes.statecode ?? null;
-  if (target === null && changes.statuscode != null) target = statusAttr.options.find((/** @type {any} */ o) => o.value === changes.statuscode)?.state ?? null;
-  const start = current ?? stateAttr.options[0].value;
-  if (target === null || target === start) return;
-  const option = (/** @type {number} */ v) => stateAttr.options.find((/** @type {any} */ o) => o.value === v);
-  if ((option(start)?.next || []).includes(target)) return;
-  const name = String(meta.display_name).toLowerCase();
-  const what = `${/^[aeiou]/.test(name) ? "An" : "A"} ${name}`; // as webapp/crm/records.py says it
-  const how = COMMAND_FOR_STATE[meta.logical_name] && start === 0 ? ` Use ${COMMAND_FOR_STATE[meta.logical_name]}.` : "";
-  const to = option(target)?.label ?? String(target);
-  const message = current === null
-    ? `${what} cannot be created as ${to}; it starts as ${option(start)?.label}.${how}`
-    : `${what} cannot be moved from ${option(start)?.label} to ${to} this way.${how}`;
-  throw new DataError("validation_failed", message, "statecode");
-}
-
-/** One value against its attribute's type, with the server's messages. @param {any} attr @param {any} value */
-export function checkValue(attr, value) {
-  const name = attr.logical_name;
-  const fail = (/** @type {string} */ msg) => {
-    throw new DataError("validation_failed", `${name}: ${msg}`, name);
-  };
-  if (value === null || value === undefined) {
-    if (attr.required) fail("Field may not be null.");
-    return null;
-  }
-  switch (attr.type) {
-    case "string":
-    case "memo":
-      if (typeof value !== "string") fail("Not a valid string.");
-      if (attr.max_length && [...value].length > attr.max_length) fail(`Longer than maximum length ${attr.max_length}.`);
-      return value;
-    case "integer":
-      if (typeof value !== "number" || !Number.isInteger(value)) fail("Not a valid integer.");
-      break;
-    case "decimal":
-    case "money":
-      if (typeof value !== "number" || !Number.isFinite(value)) fail("Not a valid number.");
-      break;
-    case "boolean":
-      if (typeof value !== "boolean") fail("Not a valid boolean.");
-      return value;
-    case "date":
-      if (typeof value !== "string" || !/^\d{4}-\d{2}-\d{2}$/.test(value) || Number.isNaN(Date.parse(`${value}T00:00:00Z`)) || new Date(`${value}T00:00:00Z`).toISOString().slice(0, 10) !== value) {
-        fail("Not a valid date; use YYYY-MM-DD.");
-      }
-      return value;
-    case "datetime": {
-      const t = typeof value === "string" ? Date.parse(value) : NaN;
-      if (Number.isNaN(t)) fail("Not a valid datetime.");
-      return new Date(t).toISOString().replace(/\.\d{3}Z$/, "Z");
-    }
-    case "optionset": {
-      const values = attr.options.map((/** @type {any} */ o) => o.value);
-      if (typeof value !== "number" || !Number.isInteger(value)) fail("Not a valid integer.");
-      if (!values.includes(value)) fail(`Must be one of ${values.join(", ")}.`);
-      return value;
-    }
-    default:
-      return value;
-  }
-  if (attr.min_value !== undefined && attr.min_value !== null && value < attr.min_value) {
-    fail(`Must be greater than or equal to ${attr.min_value}${attr.max_value != null ? ` and less than or equal to ${attr.max_value}` : ""}.`);
-  }
-  if (attr.max_value !== undefined && attr.max_value !== null && value > attr.max_value) {
-    fail(`Must be ${attr.min_value != null ? `greater than or equal to ${attr.min_value} and ` : ""}less than or equal to ${attr.max_value}.`);
-  }
-  return value;
+export function checkState(meta, current, record, changes) {
+  const machine = stateMachine(meta);
+  if (!machine) return;
+  const refusal = checkMove(...machine, current, changes) ?? pairState(...machine, { ...record, ...changes }, changes).refusal;
+  if (!refusal) return;
+  const message = refusal.field === "statecode" ? refusal.message : `${refusal.field}: ${refusal.message}`;
+  throw new DataError("validation_failed", message, refusal.field, { [refusal.field]: [refusal.message] });
 }

@@ -2,13 +2,16 @@
 /**
  * The server's record rules, mirrored on the device: what a create, update or delete does to a
  * record as the user sees it before the server has answered. Derived fields (records.py
- * `_derive`), option-set labels, the statecode/statuscode pairing, a new record's defaults, and
- * how a Web API change (`x@odata.bind` included) lands in a wire-format record.
+ * `_derive`), option-set labels, a new record's defaults, and how a Web API change
+ * (`x@odata.bind` included) lands in a wire-format record. The statecode/statuscode pairing is
+ * the metadata's state rules, interpreted by ruledata.js (as by the server).
  *
- * Every rule the device and the server must agree on lives here, so that they can move into
- * data both sides interpret in one step. Pure functions of the metadata: no storage, usable
- * in a page or a worker.
+ * These rules are still written twice (here and in webapp/crm/records.py) until they too become
+ * data that ruledata.js and the server interpret. Pure functions of the metadata: no storage,
+ * usable in a page or a worker.
  */
+
+import { pairState, stateMachine } from "./ruledata.js";
 
 export const LOOKUP_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname";
 export const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
@@ -51,6 +54,7 @@ export function applyEffect(schema, view, effect, labels) {
     next = { ...view };
   }
   for (const [key, value] of Object.entries(effect.changes || {})) setWire(schema, meta, next, key, value, labels);
+  pairWire(meta, next, effect.changes || {});
   derive(meta, next);
   labelMoney(meta, next, labels[symbolKey(effect.entity, effect.id)] ?? null);
   next.modifiedon = nowIso();
@@ -120,13 +124,7 @@ export function newView(schema, meta, id) {
     v._owningbusinessunit_value = schema.user.business_unit_id ?? null;
     if (v._owningbusinessunit_value) v[`_owningbusinessunit_value${LOOKUP_NAME}`] = "businessunit";
   }
-  const state = meta.attributes.find((a) => a.logical_name === "statuscode");
-  if (state) {
-    v.statecode = 0;
-    v.statuscode = state.options.find((/** @type {any} */ o) => o.state === 0)?.value ?? null;
-    labelOption(meta, v, "statecode");
-    labelOption(meta, v, "statuscode");
-  }
+  pairWire(meta, v, {});
   if (meta.is_activity) v.activitytypecode = meta.logical_name;
   return v;
 }
@@ -156,19 +154,21 @@ export function setWire(schema, meta, view, key, value, labels) {
   view[key] = value;
   delete view[`${key}${FORMATTED}`]; // the server's label (money, yes/no) no longer matches
   labelOption(meta, view, key);
-  if (key === "statuscode" || key === "statecode") {
-    const status = meta.attributes.find((a) => a.logical_name === "statuscode");
-    if (status && key === "statuscode" && value !== null) {
-      const opt = status.options.find((/** @type {any} */ o) => o.value === value);
-      if (opt && opt.state !== undefined) view.statecode = opt.state;
-    }
-    if (status && key === "statecode") {
-      const current = status.options.find((/** @type {any} */ o) => o.value === view.statuscode);
-      if (!current || current.state !== value) view.statuscode = status.options.find((/** @type {any} */ o) => o.state === value)?.value ?? null;
-    }
-    labelOption(meta, view, "statecode");
-    labelOption(meta, view, "statuscode");
-  }
+}
+
+/**
+ * Make a view's statecode and statuscode agree after `changes` were written into it, as the
+ * server does (ruledata.js `pairState`: the metadata's state rules); labels follow.
+ * @param {EntityMeta} meta @param {Record<string, any>} view @param {Record<string, any>} changes
+ */
+export function pairWire(meta, view, changes) {
+  const machine = stateMachine(meta);
+  if (!machine) return;
+  const paired = pairState(...machine, view, changes);
+  if (!paired.changes) return; // refused: the device's validation stopped such a write before it was queued
+  Object.assign(view, paired.changes);
+  labelOption(meta, view, "statecode");
+  labelOption(meta, view, "statuscode");
 }
 
 /** An option set's label beside its value. @param {EntityMeta} meta @param {Record<string, any>} view @param {string} key */

@@ -1,0 +1,80 @@
+"""The server against the rule case table (tests/cases/rules/*.json): validation of declared
+attributes and state moves. The device runs the same table in Chromium
+(tests/e2e/test_rule_cases_js.py); both must give exactly the values and messages written there."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webapp.crm import records
+from webapp.crm.entities import SYSTEM_ENTITIES, SYSTEM_ENTITY_NAMES
+from webapp.crm.errors import ValidationFailed
+from webapp.crm.metadata import Entity, entity_from_dict
+from webapp.crm.validation import parse_payload
+
+CASES = Path(__file__).parent / "cases" / "rules"
+VALUES = json.loads((CASES / "values.json").read_text())
+STATES = json.loads((CASES / "states.json").read_text())
+SYSTEM = {e.logical_name: e for e in SYSTEM_ENTITIES}
+BY_SET = {e.entity_set: e for e in SYSTEM_ENTITIES}
+
+
+def entity_for_set(name: str) -> Entity:
+    """A system entity by its set name (what a bind names), as the API resolves it."""
+    return BY_SET[name]
+
+
+def as_json(value: Any) -> Any:
+    """A parsed value as the Web API writes it back (numbers, ISO dates, UTC datetimes)."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat() + "Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def outcome(error: ValidationFailed) -> dict[str, Any]:
+    """A refusal as the case table writes it; the leading field is the first bad one by name."""
+    assert error.details is not None and error.field == min(error.details), error.to_dict()
+    assert error.message.endswith(error.details[error.field][0])
+    return {"errors": error.details}
+
+
+@pytest.mark.parametrize("case", VALUES["cases"], ids=[c["name"] for c in VALUES["cases"]])
+def test_the_server_validates_a_declared_entity_exactly_as_the_case_table_says(case: dict[str, Any]) -> None:
+    entity = entity_from_dict(VALUES["entity"], set(SYSTEM_ENTITY_NAMES))
+    try:
+        values, _, _ = parse_payload(entity, case["payload"], entity_for_set, case["creating"])
+    except ValidationFailed as exc:
+        got = outcome(exc)
+    else:
+        got = {"values": {k: as_json(v) for k, v in values.items()}}
+    expected = {k: case[k] for k in ("values", "errors") if k in case}
+    assert got == expected
+
+
+@pytest.mark.parametrize("case", STATES["cases"], ids=[c["name"] for c in STATES["cases"]])
+def test_the_server_moves_states_exactly_as_the_case_table_says(case: dict[str, Any]) -> None:
+    entity = SYSTEM[case["entity"]]
+    current, given = case["current"], case["given"]
+    actor = records.Actor("org", None, None)
+    try:
+        records.check_state_move(entity, None if current is None else current["statecode"], given)
+        if current is None:
+            merged = records.new_values(actor, entity, given)[0]
+        else:
+            merged = {**current, **records.changed_values(entity, current, given)[0]}
+    except ValidationFailed as exc:
+        got = outcome(exc)
+    else:
+        got = {"result": {k: merged[k] for k in ("statecode", "statuscode")}}
+    expected = {k: case[k] for k in ("result", "errors") if k in case}
+    assert got == expected

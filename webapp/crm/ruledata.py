@@ -1,0 +1,196 @@
+"""Rules as data: what a value must be and which state moves a write may make, with the
+message for each refusal, declared once and interpreted the same way on both sides.
+
+The declaration is the metadata (webapp/crm/metadata.py): an attribute's type, `required`,
+`max_length`, bounds and options; the statecode options' `next` and `via`, the statuscode
+options' `state`. `attribute_rules` turns one attribute into the list of rules published with
+it in GET /api/metadata (each with its message), `state_rules` an entity's state messages.
+This module interprets those published rules for the server; webapp/static/js/ruledata.js
+interprets the same data on the phone, so both refuse the same value with the same words
+(tests/cases/rules/*.json holds the cases both must pass). Nothing here names an entity.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from webapp.crm.metadata import Attribute
+
+Rule = dict[str, Any]
+
+REQUIRED = "Missing data for required field."
+NOT_NULL = "Field may not be null."
+NO_NUL = "Must not contain NUL characters."
+TYPE_MESSAGES = {
+    "string": "Not a valid string.",
+    "memo": "Not a valid string.",
+    "integer": "Not a valid integer.",
+    "decimal": "Not a valid number.",
+    "money": "Not a valid number.",
+    "boolean": "Not a valid boolean.",
+    "datetime": "Not a valid datetime.",
+    "date": "Not a valid date; use YYYY-MM-DD.",
+    "optionset": "Not a valid integer.",
+}
+# What a column holds when the declaration sets no bounds: a 32-bit INTEGER, NUMERIC(19,4) for
+# money, NUMERIC(28,10) for decimals. Never a database error instead of a message.
+COLUMN_BOUNDS: dict[str, tuple[int, int]] = {
+    "integer": (-(2**31), 2**31 - 1),
+    "money": (-(10**15) + 1, 10**15 - 1),
+    "decimal": (-(10**18) + 1, 10**18 - 1),
+}
+STATE_MESSAGES = {
+    "create": "{entity} cannot be created as {to}; it starts as {from}.{via}",
+    "move": "{entity} cannot be moved from {from} to {to} this way.{via}",
+    "via": " Use {via}.",
+    "status_of": "{status} is not a status of state {state}.",
+}
+
+
+def _number(x: float | int) -> int | float:
+    """A bound as published: a whole number as an integer (1e15 reads as 1000000000000000)."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def attribute_rules(attr: Attribute) -> list[Rule]:
+    """The rules a value of `attr` must pass, in the order they are checked (the first that
+    fails is the message), each with the message it gives."""
+    rules: list[Rule] = []
+    if attr.required:
+        rules.append({"check": "required", "message": REQUIRED})
+        rules.append({"check": "not_null", "message": NOT_NULL})
+    if attr.type in TYPE_MESSAGES:
+        rules.append({"check": "type", "message": TYPE_MESSAGES[attr.type]})
+    if attr.type in ("string", "memo"):
+        rules.append({"check": "no_nul", "message": NO_NUL})
+        if attr.max_length is not None:
+            n = attr.max_length
+            rules.append({"check": "max_length", "limit": n, "message": f"Longer than maximum length {n}."})
+    if attr.type in COLUMN_BOUNDS:
+        lo_col, hi_col = COLUMN_BOUNDS[attr.type]
+        lo = _number(attr.min_value) if attr.min_value is not None else lo_col
+        hi = _number(attr.max_value) if attr.max_value is not None else hi_col
+        message = f"Must be greater than or equal to {lo} and less than or equal to {hi}."
+        rules.append({"check": "range", "min": lo, "max": hi, "message": message})
+    if attr.type == "optionset":
+        values = sorted(o.value for o in attr.options)
+        message = f"Must be one of {', '.join(map(str, values))}."
+        rules.append({"check": "one_of", "values": values, "message": message})
+    return rules
+
+
+def rule_message(rules: Sequence[Rule], check: str, default: str) -> str:
+    """The message of the rule `check`, or `default` when the attribute has no such rule."""
+    return next((r["message"] for r in rules if r["check"] == check), default)
+
+
+def failure(rule: Rule, value: Any) -> str | None:
+    """The message when a typed, non-null `value` breaks `rule` (a constraint), else None.
+    `required`, `not_null` and `type` are about presence and parsing: the caller's."""
+    check = rule["check"]
+    if check == "no_nul":
+        return rule["message"] if "\x00" in value else None
+    if check == "max_length":
+        return rule["message"] if len(value) > rule["limit"] else None
+    if check == "range":
+        v = decimal.Decimal(value) if not isinstance(value, int) else value
+        lo, hi = decimal.Decimal(str(rule["min"])), decimal.Decimal(str(rule["max"]))
+        return rule["message"] if v < lo or v > hi else None
+    if check == "one_of":
+        return rule["message"] if value not in rule["values"] else None
+    if check in ("required", "not_null", "type"):
+        return None
+    raise ValueError(f"unknown rule check {check!r}")
+
+
+def first_failure(rules: Sequence[Rule], value: Any) -> str | None:
+    """The message of the first constraint `value` breaks, or None."""
+    for rule in rules:
+        message = failure(rule, value)
+        if message is not None:
+            return message
+    return None
+
+
+# --- statecode and statuscode ---------------------------------------------------------------
+
+
+def state_rules(display_name: str) -> dict[str, Any]:
+    """An entity's state messages as published (its name filled in; the states and statuses
+    themselves are the statecode and statuscode options)."""
+    what = display_name.lower()
+    what = f"{'An' if what[:1] in 'aeiou' else 'A'} {what}"
+    return {"messages": {k: v.replace("{entity}", what) for k, v in STATE_MESSAGES.items()}}
+
+
+def fill(template: str, args: Mapping[str, Any]) -> str:
+    """`template` with each `{name}` replaced by args[name] (the phone fills the same way)."""
+    out = template
+    for key, value in args.items():
+        out = out.replace("{" + key + "}", str(value))
+    return out
+
+
+class StateRefused(ValueError):
+    """A state change the rules refuse; `field` is the attribute to blame."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def check_move(
+    states: Sequence[Mapping[str, Any]],
+    statuses: Sequence[Mapping[str, Any]],
+    messages: Mapping[str, str],
+    current: int | None,
+    given: Mapping[str, Any],
+) -> None:
+    """Refuse a state change a plain create (`current` None) or update may not make: each
+    state lists in `next` the states a write may move it to; the rest are a command's (`via`)."""
+    target = given.get("statecode")
+    if target is None and given.get("statuscode") is not None:
+        target = next((s.get("state") for s in statuses if s["value"] == given["statuscode"]), None)
+    start = states[0]["value"] if current is None else current
+    if target is None or target == start:
+        return
+    option = {s["value"]: s for s in states}
+    if target in option.get(start, {}).get("next", ()):
+        return
+    via = option.get(start, {}).get("via")
+    args = {
+        "from": option[start]["label"] if start in option else start,
+        "to": option[target]["label"] if target in option else target,
+        "via": fill(messages["via"], {"via": via}) if via else "",
+    }
+    raise StateRefused(fill(messages["create" if current is None else "move"], args), "statecode")
+
+
+def pair_state(
+    states: Sequence[Mapping[str, Any]],
+    statuses: Sequence[Mapping[str, Any]],
+    messages: Mapping[str, str],
+    merged: Mapping[str, Any],
+    given: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The statecode and statuscode to write so that they agree (a status belongs to one
+    state): `merged` is the record with the write applied, `given` the write itself."""
+    state_of = {s["value"]: s.get("state") for s in statuses}
+    state, status = merged.get("statecode"), merged.get("statuscode")
+    out: dict[str, Any] = {}
+    given_status = given.get("statuscode")
+    if given_status is not None and "statecode" not in given:
+        state = state_of.get(given_status)
+        out["statecode"] = state
+    if state is None:
+        state = states[0]["value"]
+        out["statecode"] = state
+    if status is None or ("statecode" in given and "statuscode" not in given) or state_of.get(status) != state:
+        if given_status is not None and state_of.get(given_status) != state:
+            raise StateRefused(fill(messages["status_of"], {"status": given_status, "state": state}), "statuscode")
+        out["statuscode"] = next((v for v, s in state_of.items() if s == state), None)
+    return out

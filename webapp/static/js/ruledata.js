@@ -1,0 +1,162 @@
+// @ts-check
+/**
+ * Rules as data, interpreted on the device: what a value must be and which state moves a plain
+ * write may make, with the message for each refusal. The rules arrive in the metadata (each
+ * attribute's `rules`, the statecode options' `next` and `via`, the statuscode options'
+ * `state`, the entity's `state_rules`), declared once on the server (webapp/crm/ruledata.py,
+ * which interprets the same data there), so the phone and the server refuse the same value with
+ * the same words. tests/cases/rules/*.json holds the cases both must pass. Pure functions of
+ * the metadata; nothing here names an entity.
+ */
+
+/** @typedef {{check: string, message: string, limit?: number, min?: number, max?: number, values?: number[]}} Rule */
+
+/** The rule `check` of an attribute, or undefined. @param {any} attr @param {string} check @returns {Rule|undefined} */
+export function ruleOf(attr, check) {
+  return (attr.rules || []).find((/** @type {Rule} */ r) => r.check === check);
+}
+
+/** Whether a string is a real calendar date written YYYY-MM-DD. @param {string} value */
+function isDate(value) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) return false;
+  const t = Date.parse(`${value}T00:00:00Z`);
+  return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === value;
+}
+
+/**
+ * A value parsed as its attribute's type (the server's marshmallow fields accept the same JSON
+ * forms), or undefined when it is not of that type.
+ * @param {string} type @param {any} value
+ */
+function parse(type, value) {
+  switch (type) {
+    case "string":
+    case "memo":
+      return typeof value === "string" ? value : undefined;
+    case "integer":
+    case "optionset":
+      return typeof value === "number" && Number.isInteger(value) ? value : undefined;
+    case "decimal":
+    case "money":
+      return typeof value === "number" && Number.isFinite(value) ? value : undefined;
+    case "boolean":
+      return typeof value === "boolean" ? value : undefined;
+    case "date":
+      return typeof value === "string" && isDate(value) ? value : undefined;
+    case "datetime": {
+      const t = typeof value === "string" ? Date.parse(value) : NaN;
+      return Number.isNaN(t) ? undefined : new Date(t).toISOString().replace(/\.\d{3}Z$/, "Z");
+    }
+    default:
+      return value;
+  }
+}
+
+/** The message when a typed, non-null value breaks a constraint rule, else null. @param {Rule} rule @param {any} value */
+export function failure(rule, value) {
+  switch (rule.check) {
+    case "no_nul":
+      return value.includes("\u0000") ? rule.message : null;
+    case "max_length":
+      return [...value].length > Number(rule.limit) ? rule.message : null;
+    case "range":
+      return value < Number(rule.min) || value > Number(rule.max) ? rule.message : null;
+    case "one_of":
+      return (rule.values || []).includes(value) ? null : rule.message;
+    case "required":
+    case "not_null":
+    case "type":
+      return null;
+    default:
+      throw new Error(`unknown rule check '${rule.check}'`);
+  }
+}
+
+/**
+ * One value against its attribute's rules: `{value}` (parsed as the server stores it) or
+ * `{message}` (the first rule it breaks).
+ * @param {any} attr @param {any} value @returns {{value: any, message?: undefined} | {message: string, value?: undefined}}
+ */
+export function checkValue(attr, value) {
+  if (value === null || value === undefined) {
+    const notNull = ruleOf(attr, "not_null");
+    return notNull ? { message: notNull.message } : { value: null };
+  }
+  const parsed = parse(attr.type, value);
+  const type = ruleOf(attr, "type");
+  if (parsed === undefined && type) return { message: type.message };
+  for (const rule of attr.rules || []) {
+    const message = failure(rule, parsed);
+    if (message !== null) return { message };
+  }
+  return { value: parsed };
+}
+
+/** `template` with each `{name}` replaced by args[name] (the server fills the same way). @param {string} template @param {Record<string, any>} args */
+export function fill(template, args) {
+  let out = template;
+  for (const [key, value] of Object.entries(args)) out = out.replaceAll(`{${key}}`, String(value));
+  return out;
+}
+
+/**
+ * The state options, status options and state messages of an entity, or null when it has no
+ * state. @param {any} meta @returns {[any[], any[], Record<string, string>] | null}
+ */
+export function stateMachine(meta) {
+  const state = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statecode");
+  const status = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statuscode");
+  if (!state || !status || !meta.state_rules) return null;
+  return [state.options, status.options, meta.state_rules.messages];
+}
+
+/** A refused state change: the attribute to blame and the message. @typedef {{field: string, message: string}} Refusal */
+
+/**
+ * Whether a plain create (`current` null) or update may make a state change: each state lists
+ * in `next` the states a write may move it to; the rest are a command's (`via`). Null when it
+ * may. @param {any[]} states @param {any[]} statuses @param {Record<string, string>} messages
+ * @param {number|null} current @param {Record<string, any>} given @returns {Refusal|null}
+ */
+export function checkMove(states, statuses, messages, current, given) {
+  let target = given.statecode ?? null;
+  if (target === null && given.statuscode != null) target = statuses.find((s) => s.value === given.statuscode)?.state ?? null;
+  const start = current ?? states[0].value;
+  if (target === null || target === start) return null;
+  const option = (/** @type {number} */ v) => states.find((s) => s.value === v);
+  if ((option(start)?.next || []).includes(target)) return null;
+  const via = option(start)?.via;
+  const args = { from: option(start)?.label ?? start, to: option(target)?.label ?? target, via: via ? fill(messages.via, { via }) : "" };
+  return { field: "statecode", message: fill(messages[current === null ? "create" : "move"], args) };
+}
+
+/**
+ * The statecode and statuscode to write so that they agree (a status belongs to one state):
+ * `merged` is the record with the write applied, `given` the write itself.
+ * @param {any[]} states @param {any[]} statuses @param {Record<string, string>} messages
+ * @param {Record<string, any>} merged @param {Record<string, any>} given
+ * @returns {{changes: Record<string, any>, refusal?: undefined} | {refusal: Refusal, changes?: undefined}}
+ */
+export function pairState(states, statuses, messages, merged, given) {
+  const stateOf = (/** @type {any} */ v) => statuses.find((s) => s.value === v)?.state ?? null;
+  let state = merged.statecode ?? null;
+  const status = merged.statuscode ?? null;
+  /** @type {Record<string, any>} */
+  const changes = {};
+  const givenStatus = given.statuscode ?? null;
+  if (givenStatus !== null && !("statecode" in given)) {
+    state = stateOf(givenStatus);
+    changes.statecode = state;
+  }
+  if (state === null) {
+    state = states[0].value;
+    changes.statecode = state;
+  }
+  if (status === null || ("statecode" in given && !("statuscode" in given)) || stateOf(status) !== state) {
+    if (givenStatus !== null && stateOf(givenStatus) !== state) {
+      return { refusal: { field: "statuscode", message: fill(messages.status_of, { status: givenStatus, state }) } };
+    }
+    changes.statuscode = statuses.find((s) => s.state === state)?.value ?? null;
+  }
+  return { changes };
+}
