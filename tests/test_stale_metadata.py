@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from tests.conftest import Org
+from tests.conftest import Api, Org
 from tests.test_sync_replay import Device, count_changes, new_id, settings
 from webapp import services
 from webapp.crm.customizations import add_entity, customizations
@@ -347,3 +347,31 @@ def test_the_metadata_changes_from_the_command_line(
     assert all(e["logical_name"] != "new_visitreport" for e in doc["entities"])
     assert "new_visitreport" not in doc["offline_profile"]["entities"]
     assert run("remove-entity", "new_visitreport") == (2, "error: There is no entity 'new_visitreport'.\n")
+
+
+def test_the_metadata_changes_from_the_console(app: Flask, org: Org, alice: Api) -> None:
+    from tests.test_admin import audit_actions, form
+
+    admin(app, org, add_entity, EXAMPLE)
+    shown = alice.get("/admin/entities/new_visitreport")
+    assert shown.status_code == 200
+    assert b'aria-label="Remove Notes"' in shown.data and b'aria-label="Remove Subject"' not in shown.data
+
+    refused = form(alice, "/admin/entities/new_visitreport/attributes/new_rating/remove", {})
+    assert refused.status_code == 422
+    assert b"The view &#39;Well-Rated Visits&#39; filters or sorts on Rating" in refused.data
+    assert form(alice, "/admin/entities/new_visitreport/attributes/new_notes/remove", {}).status_code == 302
+    visit = next(e for e in alice.get("/api/metadata").json["entities"] if e["logical_name"] == "new_visitreport")
+    assert "new_notes" not in [a["logical_name"] for a in visit["attributes"]]
+
+    moves = alice.get("/admin/entities/account").data
+    assert b'name="move.0.1" checked' in moves and b'name="move.1.0" checked' in moves
+    assert form(alice, "/admin/entities/account/transitions", {"move.1.0": "on"}).status_code == 302
+    assert state_option(alice.get("/api/metadata").json, "account", 0)["next"] == []
+    assert state_option(alice.get("/api/metadata").json, "account", 1)["next"] == [0]
+
+    assert form(alice, "/admin/entities/account/remove", {}).status_code == 422  # a system entity stays
+    assert form(alice, "/admin/entities/new_visitreport/remove", {}).status_code == 302
+    assert all(e["logical_name"] != "new_visitreport" for e in alice.get("/api/metadata").json["entities"])
+    assert alice.get("/admin/entities/new_visitreport").status_code == 404
+    assert audit_actions(app, org.org_id) == ["entity.attribute.remove", "entity.transitions", "entity.remove"]

@@ -1,4 +1,5 @@
-"""Custom entities from the browser: attributes, views, form and offline commands.
+"""Custom entities from the browser: attributes, views, form and offline commands; removing a
+custom entity or one of its attributes, and the moves between statuses (`webapp.crm.remodel`).
 
 The form becomes the same JSON definition `outpost add-entity` reads, and goes through the
 same checks (`entity_from_dict`), so a bad definition is refused whole with a message naming
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, abort, current_app, request
 
 from webapp import services
 from webapp.admin.context import commit, current, db, done, form_value, page
 from webapp.crm.customizations import add_entity
 from webapp.crm.errors import ValidationFailed
-from webapp.crm.metadata import ATTRIBUTE_TYPES
+from webapp.crm.metadata import ATTRIBUTE_TYPES, SYSTEM_ATTRIBUTES, Entity
+from webapp.crm.remodel import remove_attribute, remove_entity, set_transitions
 from webapp.sync.profile import is_offline
 
 bp = Blueprint("entities", __name__, url_prefix="/entities")
@@ -145,3 +147,77 @@ def new() -> Any:
         types=TYPES,
         commands=COMMANDS,
     )
+
+
+QUEUED = "devices get the change at their next update; changes already queued for it are refused with a message."
+
+
+def _entity(name: str) -> Entity:
+    found = current().model.entities.get(name)
+    if found is None:
+        abort(404, "There is no such entity.")
+    return found
+
+
+def _show(entity: Entity, errors: dict[str, str], status: int = 200) -> Any:
+    state = entity.attribute("statecode")
+    fixed = {entity.primary_id, entity.primary_name, *SYSTEM_ATTRIBUTES}
+    return page(
+        "entity.html",
+        status,
+        entity=entity,
+        errors=errors,
+        states=state.options if state is not None else (),
+        removable={a.logical_name for a in entity.attributes if entity.is_custom and a.logical_name not in fixed},
+    )
+
+
+@bp.get("/<name>")
+def show(name: str) -> Any:
+    """One entity: its attributes and status moves, with what an administrator may change."""
+    return _show(_entity(name), {})
+
+
+@bp.post("/<name>/remove")
+def remove(name: str) -> Any:
+    """Remove a custom entity with its records."""
+    entity = _entity(name)
+    try:
+        remove_entity(db(), services(current_app).registry, current().model, name)
+    except ValidationFailed as exc:
+        return _show(entity, {"entity": exc.message}, 422)
+    commit("entity.remove", f"Entity {name}")
+    return done("admin.entities.index", f"Entity {entity.display_name} removed; {QUEUED}")
+
+
+@bp.post("/<name>/attributes/<attribute>/remove")
+def remove_field(name: str, attribute: str) -> Any:
+    """Remove an attribute of a custom entity."""
+    entity = _entity(name)
+    try:
+        remove_attribute(db(), services(current_app).registry, current().model, name, attribute)
+    except ValidationFailed as exc:
+        return _show(entity, {"attribute": exc.message}, 422)
+    commit("entity.attribute.remove", f"Entity {name}", {"attribute": attribute})
+    attr = entity.attribute(attribute)
+    label = attr.display_name if attr is not None else attribute
+    return done("admin.entities.show", f"{label} removed; {QUEUED}", name=name)
+
+
+@bp.post("/<name>/transitions")
+def transitions(name: str) -> Any:
+    """Save the statuses a plain update may move this entity's records to (the whole grid)."""
+    entity = _entity(name)
+    state = entity.attribute("statecode")
+    if state is None:
+        abort(404, "This entity has no status.")
+    moves = {
+        start.value: [t.value for t in state.options if request.form.get(f"move.{start.value}.{t.value}") == "on"]
+        for start in state.options
+    }
+    try:
+        set_transitions(db(), services(current_app).registry, current().model, name, moves)
+    except ValidationFailed as exc:
+        return _show(entity, {"transitions": exc.message}, 422)
+    commit("entity.transitions", f"Entity {name}", {"moves": {str(k): v for k, v in moves.items()}})
+    return done("admin.entities.show", f"Status moves of {entity.display_collection_name} saved; {QUEUED}", name=name)
