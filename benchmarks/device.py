@@ -208,8 +208,9 @@ def _measure(
 
     from benchmarks.live import MANY, HttpSession, LiveServer
     from benchmarks.serving import Crowd
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo, load_bulk
+    from webapp.services import services
 
     replay_ops = replay_ops or max(50, min(5000, records // 10))
     with tempfile.TemporaryDirectory() as tmp:

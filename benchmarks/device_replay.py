@@ -28,8 +28,9 @@ TARGET = 3000.0  # ops/s (issue 14 item 5)
 def replay(ops: int, records: int, browser: Any, device: dict[str, Any]) -> float:
     """One run on a fresh server and database: ops/s end to end."""
     from benchmarks.live import LiveServer
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo, load_bulk
+    from webapp.services import services
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -115,8 +115,9 @@ def server_side(database_url: str, n: int) -> dict[str, float]:
     network, no client). Median ops/s of ROUNDS rounds, and SQL statements per operation."""
     from sqlalchemy import event, select
 
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.security.accounts import start_session
+    from webapp.services import services
     from webapp.sync.channel import Channel
 
     app = create_app({"DATABASE_URL": database_url, "SCHEMA_SETUP": "none", "RATE_LIMITS": False})

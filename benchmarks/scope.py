@@ -30,8 +30,8 @@ class Device:
     """A device through `Channel` that holds ids only (enough to answer checks)."""
 
     def __init__(self, app: Any, org_id: str, user_id: str) -> None:
-        from webapp import services
         from webapp.security.accounts import start_session
+        from webapp.services import services
         from webapp.sync.channel import Channel
 
         with services(app).db.session(write=True) as s:
@@ -47,7 +47,7 @@ class Device:
         return self.channel.receive(json.dumps(msg))
 
     def download(self, app: Any, org_id: str) -> None:
-        from webapp import services
+        from webapp.services import services
         from webapp.sync.profile import downloadable
 
         assert self.send({"type": "hello", "device_id": str(uuid.uuid4())})[0]["type"] == "welcome"
@@ -114,12 +114,13 @@ def run(records: int, report: Report, runs: int = RUNS) -> None:
     """Load `records` accounts into the demo organisation and time pulls, checks and reconciliations."""
     from sqlalchemy import select
 
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.crm.changes import utcnow
     from webapp.crm.orgs import org_id_by_name
     from webapp.crm.tables import SYSTEM_TABLES
     from webapp.demo import DEMO_ORG, build_demo, load_bulk
     from webapp.security.roles import ORG, grant, role_id
+    from webapp.services import services
     from webapp.sync import reconcile
     from webapp.sync.tables import devicescope
 

@@ -25,8 +25,9 @@ QUERIES = {
 
 def run(records: int, report: Report, runs: int = RUNS) -> None:
     """Load `records` accounts into the demo organisation (SQLite) and time the listings."""
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo, load_bulk
+    from webapp.services import services
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app({"DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}", "FAST_PASSWORD_HASH": True})

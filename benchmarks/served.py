@@ -20,8 +20,9 @@ from benchmarks.live import LiveServer
 
 def prepare_demo_database(database_url: str, records: int = 0) -> None:
     """Create the schema and load the demo organisation (plus `records` bulk accounts)."""
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.demo import DEMO_ORG, build_demo, load_bulk
+    from webapp.services import services
 
     app = create_app({"DATABASE_URL": database_url, "SCHEMA_SETUP": "create_all", "FAST_PASSWORD_HASH": True})
     svc = services(app)

@@ -94,8 +94,9 @@ def phase(app: Any, seconds: float, flooders: int, seed: int) -> tuple[list[floa
 
 def run(records: int, report: Report, seconds: float | None = None) -> None:
     """Three phases of `seconds` each (default 60): no sign-ins, a flood with limits, a flood without."""
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.demo import build_demo
+    from webapp.services import services
 
     length = seconds if seconds is not None else SECONDS
     with tempfile.TemporaryDirectory() as tmp:

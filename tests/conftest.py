@@ -21,11 +21,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests import epoch_guard
-from webapp import create_app, services
+from webapp import create_app
 from webapp.crm.orgs import create_business_unit, root_business_unit
 from webapp.db import metadata
 from webapp.security.roles import ADMIN_ROLE
 from webapp.security.setup import new_organization, new_user
+from webapp.services import services
 
 epoch_guard.install()  # every transaction that changes access moves the security epoch
 PG_URL = os.environ.get("OUTPOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

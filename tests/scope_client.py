@@ -20,8 +20,8 @@ from typing import Any
 
 from flask import Flask
 
-from webapp import services
 from webapp.security.scope import load_principal
+from webapp.services import services
 from webapp.sync import checksum
 from webapp.sync.channel import Channel
 from webapp.sync.download import download_page

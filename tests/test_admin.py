@@ -12,10 +12,10 @@ from flask import Flask
 from sqlalchemy import insert, select
 
 from tests.conftest import PASSWORD, Api, Org, sign_in
-from webapp import services
 from webapp.crm.changes import utcnow
 from webapp.security.audit import adminaudit
 from webapp.security.tables import roleprivilege
+from webapp.services import services
 from webapp.sync.devices import register
 from webapp.sync.tables import device, syncerror
 

@@ -7,9 +7,9 @@ from flask import Flask
 
 from tests.conftest import Org
 from tests.security_fixtures import add_account, add_share
-from webapp import services
 from webapp.crm.records import Actor, Owner, insert_record
 from webapp.security.scope import load_principal
+from webapp.services import services
 from webapp.sync.download import download_page
 from webapp.sync.explain import dry_run, why
 from webapp.sync.profile import downloadable, set_offline

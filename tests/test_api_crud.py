@@ -297,8 +297,8 @@ def test_an_activity_id_is_unique_across_activity_types(alice: Api) -> None:
 def test_every_write_lands_in_the_change_log_with_its_fields(app: Flask, alice: Api) -> None:
     from sqlalchemy import select
 
-    from webapp import services
     from webapp.crm.tables import changelog
+    from webapp.services import services
 
     a = make(alice, "account")
     alice.patch(f"/api/data/accounts({a['accountid']})", json={"telephone1": "555"})

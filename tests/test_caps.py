@@ -23,9 +23,9 @@ from sqlalchemy import update
 from benchmarks.live import HttpSession, LiveServer, SyncClient
 from tests.conftest import Api, Org
 from tests.test_sync_replay import Device
-from webapp import services
 from webapp.crm.changes import utcnow
 from webapp.ratelimit import limits
+from webapp.services import services
 from webapp.sync.hub import Hub, TooManyConnections
 from webapp.sync.tables import device
 

@@ -21,10 +21,10 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import Org
-from webapp import services
 from webapp.crm import changes
 from webapp.crm.changes import current_change, log_change, utcnow
 from webapp.crm.tables import changelog
+from webapp.services import services
 
 A2 = "00000000-0000-0000-0000-0000000000a2"
 B = "00000000-0000-0000-0000-00000000000b"

@@ -69,7 +69,8 @@ def test_administration_commands_build_an_organisation_someone_can_sign_in_to(cl
     assert code == 0, out
     assert "2 member(s)" in out
 
-    from webapp import create_app, services
+    from webapp import create_app
+    from webapp.services import services
 
     app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"})
     client = app.test_client()

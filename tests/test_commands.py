@@ -10,9 +10,9 @@ from flask import Flask
 
 from tests.conftest import Api, Org, sign_in
 from tests.test_sync_replay import Device
-from webapp import services
 from webapp.security.roles import create_role, grant
 from webapp.security.setup import new_user
+from webapp.services import services
 
 
 def new_id() -> str:

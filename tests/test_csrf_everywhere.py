@@ -18,8 +18,8 @@ from flask import Flask
 from sqlalchemy import inspect, literal_column, select, table
 
 from tests.conftest import Api, Org
-from webapp import services
 from webapp.admin.context import CSRF_REFUSED
+from webapp.services import services
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 EXEMPT = {"api.auth.login", "admin.auth.signin"}  # signing in: no session yet (throttled instead)

@@ -16,12 +16,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from webapp import create_app, services
+from webapp import create_app
 from webapp.crm.errors import NotFound
 from webapp.crm.orgs import create_org, org_id_by_name
 from webapp.crm.tables import SYSTEM_TABLES, changelog, teammembership
 from webapp.db import connect_unpooled
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD, DEMO_ROLES, build_demo, demo_signins, load_bulk
+from webapp.services import services
 
 PG_URL = os.environ.get("OUTPOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SALESPEOPLE = ("east1", "east2", "west1", "west2")

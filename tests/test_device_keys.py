@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.conftest import PASSWORD, Api, Org, sign_in
-from webapp import services
+from webapp.services import services
 from webapp.sync.devices import register, revoke
 from webapp.sync.tables import devicekey
 

@@ -26,10 +26,10 @@ from sqlalchemy import select, update
 
 from tests.security_fixtures import RECORD_PRIVILEGES, principal, reachable
 from tests.test_security_property import COMMON, MINIMAL_TEAM_CASE, World, build, worlds
-from webapp import services
 from webapp.crm.changes import utcnow
 from webapp.security.scope import reach
 from webapp.security.tables import recordshare
+from webapp.services import services
 from webapp.sync.profile import device_scope, holding, set_offline
 
 FILTERS = ("all", "mine", "myteams", "mybu", "modified")

@@ -27,7 +27,6 @@ from flask import Flask
 
 from tests.conftest import Api, Org, sign_in
 from tests.test_sync_replay import Device
-from webapp import services
 from webapp.crm import records
 from webapp.crm.commands import COMMANDS
 from webapp.crm.metadata import Entity
@@ -36,6 +35,7 @@ from webapp.crm.serialize import FORMATTED, SYSTEM_LOOKUPS
 from webapp.security import fieldsecurity
 from webapp.security import operations as ops
 from webapp.security.scope import load_principal
+from webapp.services import services
 
 NUMERIC = ("money", "decimal", "integer")
 SENTINEL_NUMBER = 7_654_321  # fits every unbounded number field, found nowhere else

@@ -30,11 +30,12 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.conftest import Api, Org, sign_in
-from webapp import create_app, services
+from webapp import create_app
 from webapp.crm.query import encode_skiptoken
 from webapp.crm.tables import changelog, organization
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo
 from webapp.security import fieldsecurity
+from webapp.services import services
 
 LONE = "\ud800"
 

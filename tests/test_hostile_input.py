@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from benchmarks.live import HttpSession, LiveServer, SyncClient
 from tests.conftest import Org
 from tests.test_sync_replay import Device
-from webapp import services
 from webapp.crm.tables import changelog
+from webapp.services import services
 
 EXAMPLES = int(os.environ.get("OUTPOST_FUZZ_EXAMPLES", "400"))
 ERROR_CODES = {

@@ -14,8 +14,8 @@ from flask import Flask
 from sqlalchemy import create_engine
 
 from tests.conftest import Api, Org
-from webapp import services
 from webapp.crm.customizations import add_entity
+from webapp.services import services
 
 EXAMPLE = json.loads((Path(__file__).parent.parent / "examples" / "new_visitreport.json").read_text())
 

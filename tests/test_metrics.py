@@ -28,10 +28,11 @@ from benchmarks.served import ServedServer, prepare_demo_database
 from tests.conftest import Api, Org, PgSchema, _empty_pg
 from tests.scope_client import ScopePhone
 from tests.test_sync_replay import Device
-from webapp import metrics, services
+from webapp import metrics
 from webapp.crm.orgs import create_team, set_team_members
 from webapp.crm.records import Actor, Owner, insert_record
 from webapp.security import accounts
+from webapp.services import services
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -19,8 +19,9 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, given, seed, settings
 
-from webapp import create_app, services
+from webapp import create_app
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD, build_demo
+from webapp.services import services
 
 EXAMPLES = int(os.environ.get("OUTPOST_FUZZ_EXAMPLES", "25"))
 

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 
 from tests.conftest import Api, Org
 from tests.test_sync_replay import Device
-from webapp import services
 from webapp.ratelimit import Limiter, limits
+from webapp.services import services
 from webapp.sync.tables import opledger
 
 

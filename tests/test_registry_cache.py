@@ -13,9 +13,9 @@ import copy
 from flask import Flask
 
 from tests.conftest import Org
-from webapp import services
 from webapp.crm.customizations import add_entity
 from webapp.crm.orgs import save_settings
+from webapp.services import services
 
 VISIT = {
     "logical_name": "new_phantom",

@@ -16,8 +16,8 @@ from sqlalchemy import event, select
 
 from tests.conftest import Org
 from tests.test_sync_replay import Device, count_changes, new_id, settings
-from webapp import services
 from webapp.crm.tables import changelog
+from webapp.services import services
 from webapp.sync.tables import opledger, syncerror
 
 

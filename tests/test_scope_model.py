@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import PASSWORD, PgSchema, _empty_pg
 from tests.scope_client import ScopePhone
-from webapp import create_app, services
+from webapp import create_app
 from webapp.crm import changes
 from webapp.crm.orgs import (
     create_business_unit,
@@ -60,6 +60,7 @@ from webapp.security.operations import assign, read_condition, remove, share, un
 from webapp.security.roles import ADMIN_ROLE, DEPTHS, ORG, create_role, grant, role_id, set_team_roles, set_user_roles
 from webapp.security.scope import load_principal
 from webapp.security.setup import new_organization, new_user
+from webapp.services import services
 from webapp.sync.profile import set_offline
 
 with warnings.catch_warnings(), contextlib.suppress(ImportError):

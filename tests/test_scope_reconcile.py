@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import Org
 from tests.scope_client import ScopePhone
-from webapp import services
 from webapp.crm import changes
 from webapp.crm.orgs import add_team_member, create_position, create_team, save_settings, set_team_members, system_actor
 from webapp.crm.records import Actor, Owner, fetch, insert_record, update_record
@@ -33,6 +32,7 @@ from webapp.security.operations import assign, remove, share, unshare
 from webapp.security.roles import ORG, assign_team_role, create_role, grant, role_id, set_user_roles
 from webapp.security.scope import load_principal
 from webapp.security.setup import new_user
+from webapp.services import services
 from webapp.sync.profile import set_offline
 
 

@@ -9,10 +9,10 @@ import pytest
 from flask import Flask
 
 from tests.conftest import PASSWORD, Api, Org, sign_in
-from webapp import services
 from webapp.crm.orgs import create_team, save_settings
 from webapp.security import fieldsecurity
 from webapp.security.setup import new_user
+from webapp.services import services
 
 
 def add_user(app: Flask, org: Org, username: str, bu: str, roles: list[str], manager: str | None = None) -> str:

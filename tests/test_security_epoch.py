@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from tests import epoch_guard
 from tests.conftest import Api, Org, sign_in
-from webapp import services
 from webapp.cli import main
 from webapp.crm import epoch
 from webapp.crm.orgs import (
@@ -55,6 +54,7 @@ from webapp.security.roles import (
 from webapp.security.scope import load_principal
 from webapp.security.setup import new_user
 from webapp.security.tables import userrole
+from webapp.services import services
 from webapp.sync.hub import Hub
 from webapp.sync.notify import conninfo
 from webapp.sync.profile import set_offline

@@ -54,12 +54,12 @@ from tests.security_fixtures import (
     set_hierarchy,
     withdraw_role,
 )
-from webapp import services
 from webapp.crm.orgs import create_business_unit, create_position, create_team, root_business_unit
 from webapp.crm.records import Owner
 from webapp.crm.registry import OrgModel, Registry
 from webapp.security.roles import DEPTHS
 from webapp.security.setup import new_organization, new_user
+from webapp.services import services
 
 ORG_NAME = "matrix"
 ALL = frozenset({"ceo", "vp", "lead", "rep", "rep2", "out", "teamA", "teamS", "teamN"})

@@ -42,12 +42,12 @@ from tests.security_fixtures import (
     reachable,
     set_hierarchy,
 )
-from webapp import services
 from webapp.crm.orgs import create_business_unit, create_org, create_position, create_team, root_business_unit
 from webapp.crm.records import Owner
 from webapp.security.roles import PRIVILEGES
 from webapp.security.scope import may_create
 from webapp.security.setup import new_user
+from webapp.services import services
 
 # When a property fails, Hypothesis's pytest plugin imports libcst (if installed) to print a patch,
 # and libcst 1.0 warns on import (mypy_extensions.TypedDict): under warnings-as-errors that turns

@@ -33,12 +33,12 @@ from hypothesis import strategies as st
 
 from tests.conftest import PASSWORD
 from tests.security_fixtures import SHARE_RIGHTS, add_account, give_role, make_role, principal, reachable
-from webapp import services
 from webapp.crm.errors import CrmError
 from webapp.crm.orgs import create_business_unit, create_org, create_team, root_business_unit
 from webapp.crm.records import Actor, Owner
 from webapp.security import operations as ops
 from webapp.security.setup import new_user
+from webapp.services import services
 
 NONE, USER, BU, ORG = 0, 1, 2, 4
 ORG_NAMES = itertools.count(1)

@@ -17,7 +17,8 @@ import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from webapp import create_app, services
+from webapp import create_app
+from webapp.services import services
 from webapp.shell import CACHE_PREFIX, HASH_LENGTH, shell_assets
 
 STATIC = Path(__file__).resolve().parent.parent / "webapp" / "static"

@@ -17,9 +17,9 @@ from flask import Flask
 from sqlalchemy import event, func, select
 
 from tests.conftest import PASSWORD, Org
-from webapp import services
 from webapp.ratelimit import signin_limits
 from webapp.security.accounts import usersession
+from webapp.services import services
 
 
 class Clock:

@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from tests.conftest import Api, Org
 from tests.test_sync_replay import Device, count_changes, new_id, settings
-from webapp import services
 from webapp.crm.customizations import add_entity, customizations
 from webapp.crm.errors import ValidationFailed
 from webapp.crm.remodel import remove_attribute, remove_entity, set_transitions
+from webapp.services import services
 from webapp.sync.tables import syncerror
 
 EXAMPLE = json.loads((Path(__file__).parent.parent / "examples" / "new_visitreport.json").read_text())

@@ -63,7 +63,7 @@ from tests.sync_model import (
     User,
     bind,
 )
-from webapp import create_app, services
+from webapp import create_app
 from webapp.crm.changes import current_change
 from webapp.crm.orgs import create_business_unit, root_business_unit
 from webapp.crm.records import Actor
@@ -73,6 +73,7 @@ from webapp.security.accounts import start_session
 from webapp.security.roles import ADMIN_ROLE
 from webapp.security.scope import load_principal
 from webapp.security.setup import new_organization, new_user
+from webapp.services import services
 from webapp.sync.channel import Channel
 from webapp.sync.download import download_page
 from webapp.sync.profile import set_offline

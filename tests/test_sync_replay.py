@@ -15,9 +15,9 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from tests.conftest import Org
-from webapp import services
 from webapp.crm.tables import changelog
 from webapp.security.accounts import start_session
+from webapp.services import services
 from webapp.sync.channel import Channel, Closing
 from webapp.sync.profile import set_offline
 from webapp.sync.tables import syncerror

@@ -1,43 +1,35 @@
-"""Outpost: an offline-first mobile CRM. `create_app` builds the Flask application."""
+"""Outpost: an offline-first mobile CRM. `create_app` builds the Flask application.
+
+Importing any part of `webapp` runs this file first, so it imports nothing at module level:
+`import webapp.crm.metadata` must not load Flask, argon2 or the sync hub
+(tests/test_layers.py checks it). The app factory is the top of the server's floors and
+imports everything it wires, inside the function.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from argon2 import PasswordHasher
-from flask import Flask
-
-from webapp.config import configure
-from webapp.crm.registry import Registry
-from webapp.db import Database, connect
-from webapp.sync.hub import Hub
-
-
-@dataclass
-class Services:
-    """What the app holds for its whole life: database, entity registry, hasher, live-push hub."""
-
-    db: Database
-    registry: Registry
-    hasher: PasswordHasher
-    hub: Hub
-
-
-def services(app: Flask) -> Services:
-    """The app's services (see `create_app`)."""
-    return app.extensions["outpost"]  # type: ignore[no-any-return]
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """The application: configuration, database, schema, blueprints and error handlers."""
+    """The application: configuration, database, schema, services, blueprints and error handlers."""
+    from flask import Flask
+
     from webapp import schema
     from webapp.admin import register_admin
     from webapp.api import register_api
+    from webapp.config import configure
+    from webapp.crm.registry import Registry
+    from webapp.db import connect
     from webapp.headers import register_headers
     from webapp.metrics import register_metrics
     from webapp.security.accounts import password_hasher
+    from webapp.services import EXTENSION, Services
     from webapp.shell import register_shell
+    from webapp.sync.hub import Hub
     from webapp.sync.socket import register_sync
 
     app = Flask(__name__, instance_relative_config=True)
@@ -48,7 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         schema.upgrade(db)
     elif setup == "create_all":
         schema.create_all(db)
-    app.extensions["outpost"] = Services(
+    app.extensions[EXTENSION] = Services(
         db=db,
         registry=Registry(),
         hasher=password_hasher(fast=bool(app.config["FAST_PASSWORD_HASH"])),

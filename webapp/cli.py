@@ -19,9 +19,10 @@ import click
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from webapp import Services, create_app, metrics, services
+from webapp import create_app, metrics
 from webapp.crm.errors import CrmError
 from webapp.crm.registry import OrgModel
+from webapp.services import Services, services
 
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"  # `outpost demo --host` listens on every interface, on purpose

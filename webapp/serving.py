@@ -17,7 +17,8 @@ from typing import Any
 
 import gevent
 
-from webapp import metrics, services
+from webapp import metrics
+from webapp.services import services
 
 
 def post_worker_init(worker: Any) -> None:

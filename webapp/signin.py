@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from webapp import services
 from webapp.ratelimit import signin_limits
 from webapp.security.accounts import (
     THROTTLE_WINDOW,
@@ -37,6 +36,7 @@ from webapp.security.accounts import (
     record_failure,
     start_session,
 )
+from webapp.services import services
 
 
 class SignInRefused(Exception):

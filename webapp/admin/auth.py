@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, make_response, redirect, request, url_for
 
-from webapp import services
 from webapp.admin.context import current, db, page
 from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.sameorigin import from_another_site
 from webapp.security.accounts import end_session
+from webapp.services import services
 from webapp.signin import SignInRefused, sign_in
 
 bp = Blueprint("auth", __name__)

@@ -19,11 +19,11 @@ from flask import Response, abort, current_app, g, redirect, render_template, re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from webapp import services
 from webapp.crm.registry import OrgModel
 from webapp.security import audit
 from webapp.security.accounts import SessionInfo, load_session
 from webapp.security.scope import Principal, load_principal
+from webapp.services import services
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 OPEN_ENDPOINTS = {"admin.auth.signin"}

@@ -13,12 +13,12 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, request
 
-from webapp import services
 from webapp.admin.context import commit, current, db, done, form_value, page
 from webapp.crm.customizations import add_entity
 from webapp.crm.errors import ValidationFailed
 from webapp.crm.metadata import ATTRIBUTE_TYPES, SYSTEM_ATTRIBUTES, Entity
 from webapp.crm.remodel import remove_attribute, remove_entity, set_transitions
+from webapp.services import services
 from webapp.sync.profile import is_offline
 
 bp = Blueprint("entities", __name__, url_prefix="/entities")

@@ -10,12 +10,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import select
 
-from webapp import services
 from webapp.admin.context import commit, current, db, done, form_value, page
 from webapp.crm.clientscripts import EVENTS, list_scripts, load_script, remove_script, save_script, script_url
 from webapp.crm.errors import CrmError
 from webapp.crm.tables import organization
 from webapp.security.accounts import load_session
+from webapp.services import services
 
 bp = Blueprint("scripts", __name__, url_prefix="/scripts")
 EVENT_LABELS = {"onload": "On load", "onsave": "On save"}

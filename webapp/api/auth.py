@@ -7,13 +7,13 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from webapp import services
 from webapp.api.context import caller, db_session, json_body, session_info
 from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.crm.tables import organization
 from webapp.httperror import ApiError
 from webapp.sameorigin import from_another_site
 from webapp.security.accounts import end_session, user_summary
+from webapp.services import services
 from webapp.signin import SignInRefused, sign_in
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")

@@ -15,7 +15,6 @@ from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from webapp import services
 from webapp.crm.records import Actor
 from webapp.crm.registry import OrgModel
 from webapp.httperror import ApiError
@@ -23,6 +22,7 @@ from webapp.jsonvalues import BadValue, check_value
 from webapp.ratelimit import limits
 from webapp.security.accounts import SessionInfo, load_session
 from webapp.security.scope import Principal, load_principal
+from webapp.services import services
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_EXEMPT = {"api.auth.login"}

@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp import services
 from webapp.api.context import caller, db_session, json_body
 from webapp.httperror import ApiError
 from webapp.security.accounts import (
@@ -23,6 +22,7 @@ from webapp.security.accounts import (
     password_matches,
     record_failure,
 )
+from webapp.services import services
 from webapp.sync.devicekeys import DeviceKeyError, delete_key, recover_key, store_key
 
 bp = Blueprint("devicekeys", __name__, url_prefix="/device-keys")

@@ -11,10 +11,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from webapp import services
 from webapp.api.context import db_session, session_info
 from webapp.crm.entities import SYSTEM_ENTITIES
 from webapp.crm.metadata import Attribute, Entity
+from webapp.services import services
 
 bp = Blueprint("openapi", __name__)
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Flask
 
-from webapp import metrics, services
+from webapp import metrics
 from webapp.crm import epoch
 from webapp.crm.changes import current_change, utcnow
 from webapp.crm.customizations import customizations
@@ -28,6 +28,7 @@ from webapp.crm.records import Actor
 from webapp.ratelimit import limits
 from webapp.security.accounts import load_session, user_summary
 from webapp.security.scope import Principal, load_principal
+from webapp.services import services
 from webapp.sync import devices, reconcile
 from webapp.sync.download import download_page
 from webapp.sync.feed import changes_since

@@ -135,7 +135,7 @@ def push_batch(app: Flask, replay: Replay, ops_: Any) -> tuple[list[dict[str, An
     whole raises PushError with nothing applied (the caller rolls back). The caller registers
     the device first (the socket at hello, HTTP with each request).
     """
-    from webapp import services
+    from webapp.services import services
 
     s = replay.session
     results, stopped = push(replay, ops_)

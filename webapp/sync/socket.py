@@ -18,10 +18,11 @@ from typing import Any
 from flask import Flask, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
 
-from webapp import metrics, services
+from webapp import metrics
 from webapp.crm.changes import utcnow
 from webapp.httperror import ApiError
 from webapp.security.accounts import load_session
+from webapp.services import services
 from webapp.sync.channel import Channel, Closing, error
 from webapp.sync.hub import RESTART_CODE, TooManyConnections
 

@@ -10,7 +10,6 @@ from typing import Any
 from flask import current_app, request
 from sqlalchemy import select
 
-from webapp import services
 from webapp.admin.context import choices, commit, current, db, done, form_value, page
 from webapp.admin.people import bp
 from webapp.admin.people.forms import choice_field, fetch_or_404, held_roles, role_options, text_field
@@ -21,6 +20,7 @@ from webapp.security.accounts import in_disabled_business_unit, revoke_user_sess
 from webapp.security.roles import ADMIN_ROLE, set_user_roles
 from webapp.security.setup import new_user
 from webapp.security.tables import role, userrole
+from webapp.services import services
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._@-]{2,100}$")
 
