@@ -5,6 +5,8 @@
 // changed file changes this script, so the browser installs a new worker. A module worker
 // (registered with type "module", js/pwa.js): it imports the store's queue and meta layers for
 // Background Sync, and so opens the device's databases through js/idb.js like the page does.
+//   the shell    this version's cached copy first: a network that accepts and never answers
+//                must not hold the cold start (issue 14); a new version comes as a new worker
 //   navigations  network first; the cached shell when the network fails, errs or is slow
 //   assets       cache first (when the URL's ?v= is this version's hash, or has none)
 //   /api/*, WebSocket, everything else   network only, never cached
@@ -92,10 +94,15 @@ async function digest(response) {
   return hex.slice(0, HASH_LENGTH);
 }
 
-/** Network first; the cached shell when the device is offline, the network fails, errs (5xx) or is slow. */
+/**
+ * The shell page: this version's cached copy, without asking the network (the page it names
+ * is this version's, and a newer one waits as a new worker). Other pages, and the shell before
+ * it is cached: network first; the cached shell when the device is offline, the network fails,
+ * errs (5xx) or is slow.
+ */
 async function navigate(request) {
   const shell = () => caches.open(CACHE).then((cache) => cache.match(SHELL_URL));
-  if (self.navigator.onLine === false) {
+  if (self.navigator.onLine === false || new URL(request.url).pathname === SHELL_URL) {
     const cached = await shell();
     if (cached) return cached;
   }

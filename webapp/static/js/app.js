@@ -7,13 +7,13 @@
  * every step of the sync).
  *
  * Start-up works with no network: the last identity is remembered, and its store opens from
- * IndexedDB; the session is checked when the server answers again.
+ * IndexedDB without waiting for the network; the session is checked when the server answers.
  *
  * With the app PIN (DESIGN.md §6) the store opens locked: the PIN screen comes before any
  * other, and the sync loop starts only once the store is unlocked (or its PIN is first set).
  */
 import "./insecure.js"; // first: an id source on plain-HTTP pages, before anything mints one
-import { ApiError, call, setCsrf } from "./api.js";
+import { ApiError, SESSION_TIMEOUT_MS, call, setCsrf } from "./api.js";
 import { initConnection, showConnection } from "./connection.js";
 import { announce, clearBanners } from "./syncerrors.js";
 import { Data } from "./data.js";
@@ -445,6 +445,49 @@ async function draw(refresh) {
   }
 }
 
+/**
+ * The session check at start-up, under its time limit: the identity and CSRF token, "signed-out"
+ * (the server said 401), or "offline" (no answer, no answer in time, or a server error).
+ * @returns {Promise<{me: any}|"signed-out"|"offline">}
+ */
+async function checkSession() {
+  try {
+    return { me: await call("GET", "/api/auth/me", undefined, { timeoutMs: SESSION_TIMEOUT_MS }) };
+  } catch (err) {
+    return /** @type {ApiError} */ (err).status === 401 ? "signed-out" : "offline";
+  }
+}
+
+/** Apply the session check's answer. @param {{me: any}|"signed-out"|"offline"} session @param {Identity|null} last */
+async function useSession(session, last) {
+  if (session === "offline") {
+    if (last) await openDevice(last); // offline start: everything comes from the device
+    return;
+  }
+  if (session === "signed-out") {
+    // The session ended; the queue waits on the device until the same user signs in again.
+    ctx.sync?.stop();
+    ctx.store?.close();
+    Object.assign(ctx, { store: null, sync: null, data: null, identity: null });
+    return;
+  }
+  const { me } = session;
+  setCsrf(me.csrf_token);
+  /** @type {Identity} */
+  const identity = { org: me.org, user: me.user };
+  remember(identity);
+  await openDevice(identity);
+  await whenReadable(async () => {
+    await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
+  });
+}
+
+/**
+ * Start: with a remembered identity the device opens from IndexedDB at once, whatever the
+ * network does (a network that never answers must not hold the first screen: issue 14); the
+ * session check runs meanwhile and, when it answers, settles who is signed in. It usually
+ * answers before the store is open, and then the first screen already follows it.
+ */
 async function boot() {
   moreButton()?.addEventListener("click", openMenu);
   initConnection((hash) => ctx.navigate(hash), () => ctx.sync?.kick());
@@ -452,25 +495,25 @@ async function boot() {
   addEventListener("online", () => (ctx.online = true));
   addEventListener("offline", () => (ctx.online = false));
   const last = remembered();
-  try {
-    const me = await call("GET", "/api/auth/me");
-    setCsrf(me.csrf_token);
-    /** @type {Identity} */
-    const identity = { org: me.org, user: me.user };
-    remember(identity);
-    await openDevice(identity);
-    await whenReadable(async () => {
-      await ctx.store?.setMeta("csrf", me.csrf_token); // for the service worker's Background Sync
-    });
-  } catch (err) {
-    const e = /** @type {ApiError} */ (err);
-    if (e.status === 0 && last) {
-      await openDevice(last); // offline start: everything comes from the device
-    } else if (e.status === 401 && last) {
-      // The session ended; the queue waits on the device until the same user signs in again.
-      ctx.identity = null;
-    }
+  /** @type {{me: any}|"signed-out"|"offline"|null} */
+  let answered = null;
+  const session = checkSession().then((s) => (answered = s));
+  if (!last) {
+    await useSession(await session, null);
+    await render();
+    return;
   }
+  await openDevice(last);
+  if (answered === null) {
+    await render(); // from the device; the answer follows when it comes
+    const late = await session;
+    const shown = () => `${ctx.identity?.org.name}/${ctx.identity?.user.id}/${Boolean(ctx.store)}/${needsPin()}`;
+    const before = shown();
+    await useSession(late, last);
+    if (shown() !== before) await render(); // someone else, signed out, or a PIN now required
+    return;
+  }
+  await useSession(answered, last);
   await render();
 }
 

@@ -10,6 +10,7 @@
  * IndexedDB in chunks after the last seq sent, their acks matched to them by seq.
  * Status is an immutable snapshot; listeners hear only real changes.
  */
+import { CALL_TIMEOUT_MS, SESSION_TIMEOUT_MS } from "./api.js";
 import { answer } from "./scope.js";
 import { Store } from "./store.js";
 import { exclusive, tabChannel } from "./tabs.js";
@@ -24,6 +25,8 @@ const HEARTBEAT_MS = 25_000;
 const SILENCE_MS = 60_000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
+/** The socket's opening handshake and the hello's welcome: a network that never answers ends the attempt. */
+const CONNECT_TIMEOUT_MS = 10_000;
 /** The meta key of each entity's own sync time (see #synced). */
 export const ENTITY_SYNC_TIMES = "entity_sync_times";
 /** Close codes of a server that is restarting (docs/protocol.md): come back after a random wait. */
@@ -242,6 +245,7 @@ export class Sync {
   /** @param {number} ms */
   #pause(ms) {
     return new Promise((resolve) => {
+      if (this.stopped) return resolve(undefined); // stopped while a request was out: nothing will wake it
       const timer = setTimeout(() => {
         this.wakeUp = null;
         resolve(undefined);
@@ -288,7 +292,9 @@ export class Sync {
 
   async #session() {
     this.#set({ connection: "connecting" });
-    const me = await this.fetch("/api/auth/me", { credentials: "same-origin" }).catch(() => null);
+    // Under a time limit: a network that accepts and never answers is offline, not a wedged loop.
+    const signal = AbortSignal.timeout(SESSION_TIMEOUT_MS);
+    const me = await this.fetch("/api/auth/me", { credentials: "same-origin", signal }).catch(() => null);
     if (me && me.status === 401) throw new SyncError("signed_out", "The session has ended.");
     if (!me || !me.ok) throw new SyncError("offline", "The server cannot be reached.");
     this.closeCode = 0;
@@ -305,6 +311,7 @@ export class Sync {
         pending_ops: await this.store.pendingCount(),
       },
       ["welcome"],
+      CONNECT_TIMEOUT_MS,
     );
     // Updates are available while the offline data on the device is not of the server's version.
     const downloaded = await this.store.getMeta("downloaded_version", null);
@@ -358,10 +365,11 @@ export class Sync {
     const known = this.status.serverVersion;
     const resp = await this.fetch("/api/metadata", {
       credentials: "same-origin",
+      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
       headers: known ? { "If-None-Match": `"${known}"` } : {},
     }).catch(() => null);
     if (!resp || resp.status !== 200) return;
-    const doc = await resp.json().catch(() => null);
+    const doc = await resp.json().catch(() => null); // the body is under the same time limit
     if (!doc?.version || doc.version === known) return;
     const downloaded = await this.store.getMeta("downloaded_version", null);
     this.#set({ serverVersion: doc.version, updatesAvailable: doc.version !== downloaded });
@@ -382,12 +390,18 @@ export class Sync {
       const ws = new WebSocket(this.wsUrl);
       this.ws = ws;
       this.opening = reject;
+      // No answer to the opening handshake in time: give up on it (the browser's own limit is minutes).
+      const timer = setTimeout(() => this.#drop(ws), CONNECT_TIMEOUT_MS);
       ws.onopen = () => {
+        clearTimeout(timer);
         this.opening = null;
         this.lastFrameAt = Date.now();
         resolve(undefined);
       };
-      ws.onerror = () => reject(new SyncError("offline", "The sync channel could not be opened."));
+      ws.onerror = () => {
+        clearTimeout(timer);
+        reject(new SyncError("offline", "The sync channel could not be opened."));
+      };
       ws.onclose = (event) => {
         if (this.ws === ws) this.closeCode = event.code;
         this.#drop(ws);
@@ -501,18 +515,27 @@ export class Sync {
   }
 
   /**
-   * Send a frame and wait for the answer of one of `types` (or an error frame).
-   * @param {any} msg @param {string[]} types
+   * Send a frame and wait for the answer of one of `types` (or an error frame); with `timeoutMs`,
+   * no answer in time drops the socket (the session ends as for any drop).
+   * @param {any} msg @param {string[]} types @param {number} [timeoutMs]
    * @returns {Promise<any>}
    */
-  #request(msg, types) {
+  #request(msg, types, timeoutMs) {
     return new Promise((resolve, reject) => {
       if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
         reject(new SyncError("offline", "Not connected."));
         return;
       }
-      this.waiter = { types, resolve, reject };
-      this.ws.send(JSON.stringify(msg));
+      const ws = this.ws;
+      const done = (/** @type {(v: any) => void} */ fn) => (/** @type {any} */ v) => {
+        clearTimeout(timer);
+        fn(v);
+      };
+      const waiter = { types, resolve: done(resolve), reject: done(reject) };
+      // Given up on at once: the close event can come late on a silent network (the closing handshake).
+      const timer = timeoutMs ? setTimeout(() => this.#drop(ws), timeoutMs) : 0;
+      this.waiter = waiter;
+      ws.send(JSON.stringify(msg));
     });
   }
 
