@@ -5,13 +5,18 @@ Point a device at `proxy.url` (a browser context's `base_url`, an `HttpSession`)
 
     cut_all()            close every open connection at once (the radio drops), both ways
     block() / unblock()  refuse new connections too (accepted and closed at once: no network)
+    hang() / unhang()    a network that never answers: connections are accepted and never
+                         answered, and open ones go silent, both ways (no refusal, no reset);
+                         what was sent into the hang is lost for good (a blackhole), so only a
+                         device that gives up on those connections reaches the server again
+                         through new ones after `unhang()`
     drop_next(match)     swallow the next server→client WebSocket frame that `match` accepts
                          (e.g. the first `ack`) and cut every connection instead of delivering it
     drop_every(match)    the same for every frame `match` accepts, until `clear_drops()`
     flap(times, rng, …)  cut every connection `times` times at random moments drawn from a
                          seeded `random.Random` (a background thread; `wait_flapped()`)
 
-It understands just enough of WebSocket (RFC 6455) to see frames: in a connection whose first
+It understands just enough of WebSocket (RFC 6455, tests/wsframes.py) to see frames: in a connection whose first
 request is an upgrade it strips `Sec-WebSocket-Extensions`, so no permessage-deflate is agreed
 and every text frame is readable JSON; it then parses frames both ways (unmasking the device's)
 and records each JSON frame in `frames` as `Frame(direction, connection, message)` — which
@@ -26,67 +31,14 @@ import contextlib
 import json
 import random
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-UP = "device→server"
-DOWN = "server→device"
-HEAD_END = b"\r\n\r\n"
-MAX_HEAD = 64 * 1024
+from tests.wsframes import DOWN, HEAD_END, MAX_HEAD, UP, Frame, parse_frame, strip_extensions
 
-
-@dataclass(frozen=True)
-class Frame:
-    """One JSON frame seen by the proxy; `delivered` is False for a frame it swallowed."""
-
-    direction: str
-    connection: int
-    message: dict[str, Any]
-    delivered: bool = True
-
-
-def strip_extensions(head: bytes) -> bytes:
-    """An HTTP request head without its Sec-WebSocket-Extensions line (no compression agreed)."""
-    lines = head.split(b"\r\n")
-    return b"\r\n".join(line for line in lines if not line.lower().startswith(b"sec-websocket-extensions:"))
-
-
-def parse_frame(buf: bytes | bytearray) -> tuple[int, int, bytes] | None:
-    """(opcode, total length in bytes, unmasked payload) of the first whole frame in `buf`, or None."""
-    if len(buf) < 2:
-        return None
-    opcode = buf[0] & 0x0F
-    masked = buf[1] & 0x80
-    length = buf[1] & 0x7F
-    pos = 2
-    if length == 126:
-        if len(buf) < 4:
-            return None
-        length = struct.unpack_from("!H", buf, 2)[0]
-        pos = 4
-    elif length == 127:
-        if len(buf) < 10:
-            return None
-        length = struct.unpack_from("!Q", buf, 2)[0]
-        pos = 10
-    mask = b""
-    if masked:
-        if len(buf) < pos + 4:
-            return None
-        mask = bytes(buf[pos : pos + 4])
-        pos += 4
-    end = pos + length
-    if len(buf) < end:
-        return None
-    payload = bytes(buf[pos:end])
-    if masked and length:
-        key = (mask * (length // 4 + 1))[:length]
-        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
-    return opcode, end, payload
+__all__ = ["DOWN", "UP", "FaultProxy", "Frame", "wait_for"]
 
 
 class _Link:
@@ -99,6 +51,7 @@ class _Link:
         self.server = server
         self.websocket = False
         self.closed = False
+        self.silent = False  # caught in a hang: relays nothing ever again
         self.lock = threading.Lock()
 
     def start(self) -> None:
@@ -125,6 +78,8 @@ class _Link:
             return b""
 
     def _send(self, s: socket.socket, data: bytes) -> bool:
+        if self.silent:
+            return True  # into the blackhole: swallowed, and the connection stays up
         try:
             s.sendall(data)
             return True
@@ -231,6 +186,8 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._blocked = False
         self._closing = False
+        self._hanging = False
+        self._held: set[socket.socket] = set()  # accepted while hanging: read, never answered
         self._drops: list[tuple[Callable[[dict[str, Any]], bool], bool]] = []  # (match, only once)
         self._losses: list[Callable[[dict[str, Any]], bool]] = []  # device→server, once each, no cut
         self._flapper: threading.Thread | None = None
@@ -259,6 +216,19 @@ class FaultProxy:
         """The network is back: connections are relayed again."""
         with self._lock:
             self._blocked = False
+
+    def hang(self) -> None:
+        """The network goes silent: new connections are accepted and never answered, open ones
+        relay nothing more either way; none is closed."""
+        with self._lock:
+            self._hanging = True
+            for link in self._links:
+                link.silent = True
+
+    def unhang(self) -> None:
+        """New connections are relayed again (those caught in the hang stay silent)."""
+        with self._lock:
+            self._hanging = False
 
     def drop_next(self, match: Callable[[dict[str, Any]], bool]) -> None:
         """Swallow the next server→device frame `match` accepts, and cut every connection instead."""
@@ -327,6 +297,13 @@ class FaultProxy:
         with contextlib.suppress(OSError):
             self.listener.close()
         self.cut_all()
+        with self._lock:
+            held = list(self._held)
+        for device in held:
+            with contextlib.suppress(OSError):
+                device.shutdown(socket.SHUT_RDWR)  # wakes its reader
+            with contextlib.suppress(OSError):
+                device.close()
 
     def __enter__(self) -> FaultProxy:
         return self
@@ -348,29 +325,51 @@ class FaultProxy:
                 with contextlib.suppress(OSError):
                     device.close()
                 continue
-            try:
-                server = socket.create_connection(self.target, timeout=5)
-                server.settimeout(None)
-            except OSError:  # the server is down: so is this connection
-                with contextlib.suppress(OSError):
-                    device.close()
-                continue
-            for s in (device, server):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
-                # Blocked while the server connection was being made: block() has already cut
-                # the links it knew, so this one must not slip through.
-                blocked = self._blocked
-                if not blocked:
-                    self.connections += 1
-                    link = _Link(self, self.connections, device, server)
-                    self._links.add(link)
-            if blocked:
-                for s in (device, server):
-                    with contextlib.suppress(OSError):
-                        s.close()
+                hanging = self._hanging
+                if hanging:
+                    self._held.add(device)
+            if hanging:
+                threading.Thread(target=self._swallow, args=(device,), name="faultproxy-held", daemon=True).start()
                 continue
-            link.start()
+            self._relay(device)
+
+    def _swallow(self, device: socket.socket) -> None:
+        """A connection made into the hang: read and drop whatever the device sends until it gives up."""
+        with contextlib.suppress(OSError):
+            while device.recv(65536):
+                pass
+        with contextlib.suppress(OSError):
+            device.close()
+        with self._lock:
+            self._held.discard(device)
+
+    def _relay(self, device: socket.socket) -> None:
+        """Connect a device's connection to the server and start relaying it."""
+        try:
+            server = socket.create_connection(self.target, timeout=5)
+            server.settimeout(None)
+        except OSError:  # the server is down: so is this connection
+            with contextlib.suppress(OSError):
+                device.close()
+            return
+        for s in (device, server):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            # Blocked while the server connection was being made: block() has already cut
+            # the links it knew, so this one must not slip through.
+            blocked = self._blocked
+            if not blocked:
+                self.connections += 1
+                link = _Link(self, self.connections, device, server)
+                link.silent = self._hanging  # a hang that began while it was being made
+                self._links.add(link)
+        if blocked:
+            for s in (device, server):
+                with contextlib.suppress(OSError):
+                    s.close()
+            return
+        link.start()
 
     def _forget(self, link: _Link) -> None:
         with self._lock:
