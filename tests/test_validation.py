@@ -24,6 +24,9 @@ CASES: list[tuple[str, Any, int, str | None, str]] = [
     ("accounts", {"name": "a", "revenue": True}, 422, "revenue", "Not a valid number"),
     ("accounts", {"name": "a", "industrycode": 99}, 422, "industrycode", "Must be one of"),
     ("accounts", {"name": "a", "industrycode": "8"}, 422, "industrycode", "Not a valid integer"),
+    # Money is held to its NUMERIC(19,4) column: 15 digits before the point, never a database error.
+    ("accounts", {"name": "a", "revenue": 1e15}, 422, "revenue", "less than or equal to 999999999999999."),
+    ("accounts", {"name": "a", "revenue": -1e15}, 422, "revenue", "greater than or equal to -999999999999999 "),
     ("accounts", {"name": "a", "bogus": 1}, 422, "bogus", "is not an attribute of account"),
     ("accounts", {"name": "a", "ownerid": MISSING}, 422, "ownerid", "assign"),
     ("accounts", {"name": "a", "owningbusinessunit": MISSING}, 422, "owningbusinessunit", "set by the server"),
@@ -106,6 +109,13 @@ def test_a_bad_create_is_refused_with_a_message_naming_the_field_and_writes_noth
     if field is not None:
         assert field in error["details"], error
     assert alice.get("/api/data/accounts").json["value"] == before
+
+
+def test_the_widest_amounts_a_money_column_holds_are_accepted_and_kept(alice: Api) -> None:
+    for amount in (999999999999999, -999999999999999):
+        resp = alice.post("/api/data/accounts", json={"name": "Wide", "revenue": amount})
+        assert resp.status_code == 201, resp.json
+        assert alice.get(f"/api/data/accounts({resp.json['accountid']})").json["revenue"] == amount
 
 
 def test_a_bad_update_changes_nothing(alice: Api) -> None:

@@ -41,10 +41,9 @@ def json_schema(attr: Attribute, writing: bool) -> dict[str, Any]:
         schema = {"type": "integer", "enum": sorted(attr.option_values())}
     else:
         schema = dict(UUID)
-    if attr.min_value is not None and t in ("integer", "decimal", "money"):
-        schema["minimum"] = attr.min_value
-    if attr.max_value is not None and t in ("integer", "decimal", "money"):
-        schema["maximum"] = attr.max_value
+    for rule in attr.rules:  # the bounds a write is held to (webapp/crm/ruledata.py), column limits included
+        if rule["check"] == "range":
+            schema["minimum"], schema["maximum"] = rule["min"], rule["max"]
     if not (writing and attr.required):
         schema = {"anyOf": [schema, {"type": "null"}]}
     return schema

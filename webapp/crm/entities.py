@@ -41,8 +41,8 @@ def decimal(name: str, label: str, lo: float | None = None, hi: float | None = N
 
 
 def money(name: str, label: str, read_only: bool = False) -> Attribute:
-    """An amount of money."""
-    return Attribute(name, "money", label, min_value=-1e15, max_value=1e15, read_only=read_only)
+    """An amount of money, held to what its NUMERIC(19,4) column stores (webapp/crm/ruledata.py)."""
+    return Attribute(name, "money", label, read_only=read_only)
 
 
 def boolean(name: str, label: str) -> Attribute:

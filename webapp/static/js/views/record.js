@@ -50,6 +50,7 @@ import {
 import { recordCommands, stageBar } from "./commands.js";
 import { lookupField, lookupValue } from "./lookup.js";
 import { runFormScript } from "../formscripts.js";
+import { ruleOf } from "../ruledata.js";
 
 export const live = "data";
 
@@ -195,8 +196,8 @@ function scalarControl(ctx, meta, attr, record, editable) {
             type: "number",
             step,
             inputMode: attr.type === "integer" ? "numeric" : "decimal",
-            min: attr.min_value ?? null,
-            max: attr.max_value ?? null,
+            min: ruleOf(attr, "range")?.min ?? null, // the bounds the save is held to (ruledata.js)
+            max: ruleOf(attr, "range")?.max ?? null,
             value: value ?? "",
           })
         );
