@@ -29,10 +29,6 @@ export class Data {
   constructor(store, sync) {
     this.store = store;
     this.sync = sync;
-    /** @type {number|undefined} the store generation `memos` belong to */
-    this.memoGeneration = undefined;
-    /** @type {Map<string, Map<string, any>>} sorted views per entity (see #memo) */
-    this.memos = new Map();
   }
 
   /** Whether reads and writes go to the device (offline-ready) rather than the server. */
@@ -78,30 +74,12 @@ export class Data {
     const targets = await this.#expandTargets(meta, options);
     const result = runQuery(records, options, meta, {
       maxPageSize,
-      memo: this.#memo(entity, generation),
+      memo: this.store.views.memo(entity, generation), // kept sorted views, patched as records change (viewcache.js)
       entities: this.store.entities,
       userId: this.store.user.id,
       resolve: (/** @type {string} */ target, /** @type {string} */ id) => targets.get(`${target}|${id}`),
     });
     return { entities: result.value, nextSkip: result.nextSkip };
-  }
-
-  /**
-   * The sorted views of an entity while the store has not changed since `generation` (read
-   * before the records were): any write or synced change starts them afresh. Undefined when
-   * the store moved on during the read (that result is not kept).
-   * @param {string} entity @param {number} generation
-   */
-  #memo(entity, generation) {
-    if (generation !== this.store.generation) return undefined;
-    if (this.memoGeneration !== generation) {
-      this.memos = new Map();
-      this.memoGeneration = generation;
-    }
-    let memo = this.memos.get(entity);
-    if (!memo) this.memos.set(entity, (memo = new Map()));
-    if (memo.size > 20) memo.clear(); // a handful of views per entity; never unbounded
-    return memo;
   }
 
   /** Records that $expand may need, keyed "entity|id". @param {any} meta @param {string} options */

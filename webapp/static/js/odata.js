@@ -185,12 +185,20 @@ const EXPAND_ITEM_RE = new RegExp(`^[${WS}]*([A-Za-z_][A-Za-z0-9_]*)[${WS}]*(?:\
  * @property {EntityCatalog} [entities]  needed for `$expand`
  * @property {(entity: string, id: string) => (Record<string, any> | null | undefined)} [resolve]
  *   the record of `entity` with that id, or undefined (needed for `$expand`)
- * @property {Map<string, Record<string, any>[]>} [memo]  the caller's store of filtered, sorted
- *   results, by filter and ordering: a view's second page, or the same view opened again, skips
- *   the filter and the sort. The caller must clear it whenever `records` change.
+ * @property {Map<string, MemoEntry>} [memo]  the caller's store of filtered, sorted results, by
+ *   filter and ordering: a view's second page, or the same view opened again, skips the filter
+ *   and the sort. The caller must clear it whenever `records` change, or patch each entry with
+ *   its `matches` and `compare` (viewcache.js).
  * @property {string | null} [userId]  the signed-in user, for `Microsoft.Dynamics.CRM.EqualUserId`
  *   / `NotEqualUserId` (the "My …" views); without it those conditions are an error, as on a
  *   server with no user
+ */
+
+/**
+ * @typedef {object} MemoEntry  one query's filtered, sorted records, and what made them
+ * @property {Record<string, any>[]} sorted  the matching records in the query's order
+ * @property {((record: Record<string, any>) => boolean) | null} matches  its filter (null: all)
+ * @property {(a: Record<string, any>, b: Record<string, any>) => number} compare  its order (total)
  */
 
 /** A query option is malformed or does not fit the entity; the message says which and why. */
@@ -1122,7 +1130,11 @@ function keysOf(columns, record) {
  * @returns {(a: Record<string, any>, b: Record<string, any>) => number}
  */
 export function compareRecords(orderby, entity) {
-  const columns = sortColumns(orderby, entity);
+  return comparator(sortColumns(orderby, entity));
+}
+
+/** @param {SortColumn[]} columns @returns {(a: Record<string, any>, b: Record<string, any>) => number} */
+function comparator(columns) {
   return (a, b) => compareKeys(columns, keysOf(columns, a), keysOf(columns, b));
 }
 
@@ -1465,14 +1477,14 @@ export function runQuery(records, options, entity, run = {}) {
   }
 
   const memoKey = memo ? JSON.stringify([opts.filter, opts.orderby, userId]) : '';
-  let sorted = memo?.get(memoKey);
+  let sorted = memo?.get(memoKey)?.sorted;
   if (!sorted) {
     const matching = predicate ? records.filter(predicate) : records.slice();
     // Decorate-sort-undecorate: each record's keys are computed once, not per comparison.
     const decorated = matching.map((record) => ({ record, keys: keysOf(columns, record) }));
     decorated.sort((a, b) => compareKeys(columns, a.keys, b.keys));
     sorted = decorated.map(({ record }) => record);
-    memo?.set(memoKey, sorted);
+    memo?.set(memoKey, { sorted, matches: predicate, compare: comparator(columns) });
   }
 
   const skip = opts.skiptoken;

@@ -12,12 +12,14 @@
  *
  * Values pass through the store's codec (sealed under the app PIN, or not); crypto inside a
  * write transaction is awaited with `during` (idb.js), so each write still commits as one
- * transaction. Each method returns the entities it touched; the store tells its listeners.
+ * transaction. Each write returns the records it touched with their new views (`Changes`); the
+ * store patches what it keeps in memory (viewcache.js) and tells its listeners.
  */
 import { ERRORS, META, QUEUE, RECORDS, during, getAll, promised, transact } from "./idb.js";
 import * as queue from "./queue.js";
 import { FORMATTED, applyEffect, bindLabels, nowIso } from "./rules.js";
 import { tokens } from "./search.js";
+import { Changes } from "./viewcache.js";
 
 /**
  * @typedef {import("./codec.js").Codec} Codec
@@ -56,18 +58,12 @@ function beforeValues(meta, view, changes) {
 export class Records {
   /**
    * @param {{db: IDBDatabase, codec: Codec, generation: number, entities: Schema["entities"],
-   *   bySet: Schema["bySet"], user: Schema["user"], activityTypes: () => string[]}} host
-   *   the store: its database, codec, metadata and change generation (read live)
+   *   bySet: Schema["bySet"], user: Schema["user"], activityTypes: () => string[],
+   *   views: import("./viewcache.js").ViewCache}} host
+   *   the store: its database, codec, metadata, change generation (read live) and the views it keeps
    */
   constructor(host) {
     this.host = host;
-    /** Views by entity, kept until that entity changes (lists and queries read them often). @type {Map<string, any[]>} */
-    this.cache = new Map();
-  }
-
-  /** Forget what is kept of an entity (it changed). @param {string} entity */
-  changed(entity) {
-    this.cache.delete(entity);
   }
 
   // --- rows ------------------------------------------------------------------------------
@@ -99,24 +95,32 @@ export class Records {
 
   /** Every record of an entity as the user sees it (activitypointer: every activity). @param {string} entity */
   async all(entity) {
-    const cached = this.cache.get(entity);
-    if (cached) return cached.slice();
-    const names = entity === "activitypointer" ? this.host.activityTypes() : [entity];
+    if (entity !== "activitypointer") return (await this.#views(entity)).slice();
+    /** @type {any[]} */
+    let out = [];
+    // concat, not push(...views): spreading 200,000 views as arguments overflows the call stack
+    for (const name of this.host.activityTypes()) out = out.concat(await this.#views(name));
+    return out;
+  }
+
+  /** The views of one entity in id order, as kept (viewcache.js) or read once and kept. @param {string} entity @returns {Promise<any[]>} */
+  async #views(entity) {
+    const kept = this.host.views.list(entity);
+    if (kept) return kept.views;
     const generation = this.host.generation;
-    const rows = await transact(this.host.db, [RECORDS], "readonly", async (tx) => {
-      const index = tx.objectStore(RECORDS).index("entity");
-      /** @type {any[]} */
-      let all = [];
-      // concat, not push(...rows): spreading 200,000 rows as arguments overflows the call stack
-      for (const name of names) all = all.concat(await getAll(index, name));
-      return all;
-    });
+    const rows = await transact(this.host.db, [RECORDS], "readonly", (tx) => getAll(tx.objectStore(RECORDS).index("entity"), entity));
     const codec = this.host.codec;
     const opened = codec.sealed ? await Promise.all(rows.map((row) => codec.openRecord(row))) : rows;
-    const out = [];
-    for (const row of opened) if (row.view) out.push(row.view);
-    if (generation === this.host.generation) this.cache.set(entity, out);
-    return out.slice();
+    /** @type {string[]} */
+    const ids = [];
+    const views = [];
+    for (const row of opened) {
+      if (!row.view) continue;
+      ids.push(row.id);
+      views.push(row.view);
+    }
+    this.host.views.keepList(entity, generation, ids, views);
+    return views;
   }
 
   /** Record counts per entity (views only). */
@@ -217,7 +221,7 @@ export class Records {
    * @param {Record<string, any>} changes Web API form: attribute values and `x@odata.bind`
    * @param {{command?: string, args?: any, effects?: {kind: string, entity: string, id: string, changes: Record<string, any>}[]}} [extra]
    *   a command's local effects (each a create/update/delete on some record), all in this one op
-   * @returns {Promise<{op: Op, view: any, touched: string[]}>}
+   * @returns {Promise<{op: Op, view: any, touched: Changes}>}
    */
   async write(kind, entity, id, changes, extra = {}) {
     const codec = this.host.codec;
@@ -249,21 +253,18 @@ export class Records {
       op.touches = [...new Set(effects.map((e) => `${e.entity}|${e.id}`))];
       op.labels = await bindLabels(this.host, effects, (e, i) => this.row(tx, e, i));
       await queue.add(tx, codec, op);
-      const touched = new Set();
-      for (const effect of effects) {
-        await this.rebase(tx, effect.entity, effect.id);
-        touched.add(effect.entity);
-      }
+      const touched = new Changes();
+      for (const effect of effects) await this.rebase(tx, effect.entity, effect.id, touched);
       const after = await this.row(tx, entity, id);
-      return { op, view: after?.view ?? null, touched: [...touched] };
+      return { op, view: after?.view ?? null, touched };
     });
   }
 
   /**
    * Recompute a record's view from its server state and the pending ops that touch it.
-   * @param {IDBTransaction} tx @param {string} entity @param {string} id
+   * @param {IDBTransaction} tx @param {string} entity @param {string} id @param {Changes} changes gets the new view
    */
-  async rebase(tx, entity, id) {
+  async rebase(tx, entity, id, changes) {
     const row = (await this.row(tx, entity, id)) || { entity, id, server: null };
     const ops = await queue.touching(tx, this.host.codec, entity, id);
     let view = row.server ? { ...row.server } : null;
@@ -275,6 +276,7 @@ export class Records {
         pending += 1;
       }
     }
+    changes.set(entity, id, view);
     if (!view && !row.server && pending === 0) {
       await promised(tx.objectStore(RECORDS).delete([entity, id]));
       return;
@@ -290,10 +292,10 @@ export class Records {
    * @param {{entity: string, record: any}[]} items
    * @param {Set<string>} [replace] entities whose records replace those held even at the same
    *   version (a scope check's `refresh`: the fields the user may read changed)
-   * @returns {Promise<string[]>} the entities touched
+   * @returns {Promise<Changes>} the records touched
    */
   async applyServer(items, replace) {
-    if (!items.length) return [];
+    if (!items.length) return new Changes();
     const codec = this.host.codec;
     const entities = this.host.entities;
     // Sealed: seal the common case (no pending operation) for every item at once, before the
@@ -308,7 +310,7 @@ export class Records {
       : null;
     return transact(this.host.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
       const records = tx.objectStore(RECORDS);
-      const touched = new Set();
+      const changes = new Changes();
       const anyPending = !(await queue.isEmpty(tx)); // a first download has none
       for (const [i, { entity, record }] of items.entries()) {
         const meta = entities[entity];
@@ -320,42 +322,43 @@ export class Records {
         if (known !== null && known !== undefined && known >= record.versionnumber && !same) continue; // own change coming back
         if (!anyPending || !(await queue.touches(tx, entity, id))) {
           await promised(records.put(presealed ? presealed[i] : this.#plainRow(entity, id, record, record, 0)));
+          changes.set(entity, id, record);
         } else {
           const row = raw?.sealed ? await during(tx, codec.openRecord(raw)) : raw;
           await this.putRow(tx, { .../** @type {RecordRow} */ (row || { entity, id }), server: record });
-          await this.rebase(tx, entity, id);
+          await this.rebase(tx, entity, id, changes);
         }
-        touched.add(entity);
       }
-      return [...touched];
+      return changes;
     });
   }
 
   /** Records that left the device (deleted, or out of the user's filter or scope). @param {{entity: string, id: string}[]} removes */
   async applyRemoves(removes) {
-    if (!removes.length) return [];
+    const changes = new Changes();
+    if (!removes.length) return changes;
     await transact(this.host.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
       for (const { entity, id } of removes) {
         const row = await this.row(tx, entity, id);
         if (!row) continue;
         await this.putRow(tx, { ...row, server: null });
-        await this.rebase(tx, entity, id);
+        await this.rebase(tx, entity, id, changes);
       }
     });
-    return removes.map((r) => r.entity);
+    return changes;
   }
 
   /**
    * An ack: each result drops its op and brings the server's records, in one transaction, so
    * nothing leaves the queue before its result is stored.
    * @param {any[]} results
-   * @returns {Promise<string[]>} the entities touched
+   * @returns {Promise<Changes>} the records touched
    */
   async applyAck(results) {
     const codec = this.host.codec;
     const entities = this.host.entities;
     return transact(this.host.db, [RECORDS, QUEUE, ERRORS], "readwrite", async (tx) => {
-      const touched = new Set();
+      const changes = new Changes();
       for (const result of results) {
         const op = await queue.take(tx, codec, result);
         if (!op) continue; // already handled (a duplicate ack)
@@ -373,35 +376,30 @@ export class Records {
           const row = await this.row(tx, entity, id);
           const newer = !row?.server || row.server.versionnumber === null || row.server.versionnumber <= record.versionnumber;
           await this.putRow(tx, { .../** @type {RecordRow} */ (row || { entity, id }), server: newer ? record : row?.server });
-          touched.add(entity);
         }
         for (const { entity, id } of result.removed || []) {
           const row = await this.row(tx, entity, id);
           if (row) await this.putRow(tx, { ...row, server: null });
-          touched.add(entity);
         }
         // Rebase each record the op or its answer touched once (a create is in both): a replay
         // of thousands of ops spends its time here.
         /** @type {Map<string, [string, string]>} */
         const again = new Map();
-        for (const effect of op.effects || []) {
-          again.set(`${effect.entity}|${effect.id}`, [effect.entity, effect.id]);
-          touched.add(effect.entity);
-        }
+        for (const effect of op.effects || []) again.set(`${effect.entity}|${effect.id}`, [effect.entity, effect.id]);
         for (const { entity, record } of result.records || []) {
           const meta = entities[entity];
           if (meta) again.set(`${entity}|${record[meta.primary_id]}`, [entity, record[meta.primary_id]]);
         }
         for (const { entity, id } of result.removed || []) again.set(`${entity}|${id}`, [entity, id]);
-        for (const [entity, id] of again.values()) await this.rebase(tx, entity, id);
+        for (const [entity, id] of again.values()) await this.rebase(tx, entity, id, changes);
       }
-      return [...touched];
+      return changes;
     });
   }
 
   /** Replace every record of an entity (a fresh first download of it). @param {string} entity */
   async clearEntity(entity) {
-    this.cache.delete(entity);
+    this.host.views.drop(entity);
     const codec = this.host.codec;
     await transact(this.host.db, [RECORDS, QUEUE], "readwrite", async (tx) => {
       const records = tx.objectStore(RECORDS);
@@ -410,7 +408,7 @@ export class Records {
         if (raw.pending) {
           const row = raw.sealed ? await during(tx, codec.openRecord(raw)) : raw;
           await this.putRow(tx, { ...row, server: null });
-          await this.rebase(tx, entity, row.id);
+          await this.rebase(tx, entity, row.id, new Changes()); // the whole entity is dropped from memory
         } else {
           await promised(records.delete([entity, raw.id]));
         }

@@ -6,6 +6,8 @@
  *   idb.js      the IndexedDB schema and transactions (shared with the service worker)
  *   codec.js    values as stored: plain, or sealed under the app PIN (vault.js holds the keys)
  *   records.js  records: the server's state, the pending view, rebase, acks
+ *   viewcache.js  the views kept in memory (every record, and each query's sorted result),
+ *               patched record by record as they change
  *   queue.js    the operation queue (add, peek in order, ack, count) and sync errors
  *   search.js   the quick-find index
  *   meta.js     settings by key, and the wrapped data key
@@ -22,6 +24,7 @@ import { Records, uuid } from "./records.js";
 import { applyEffect, newView, nowIso, parseBind, setWire } from "./rules.js";
 import { SEARCH_LIMIT, SearchIndex, normalise, primaryName, tokens } from "./search.js";
 import { MAX_ATTEMPTS, Vault, WrongPin, unwrap, wrap } from "./vault.js";
+import { ViewCache } from "./viewcache.js";
 
 export { destroyStore } from "./meta.js";
 export { normalise, nowIso, primaryName, uuid };
@@ -52,6 +55,8 @@ export class Store {
     this.generation = 0; // moves on every change, so a read that raced a write is not cached
     /** How values are stored: plain, sealed (unlocked), or locked. @type {import("./codec.js").Codec} */
     this.codec = PLAIN;
+    /** The views kept in memory, patched on each change (viewcache.js). */
+    this.views = new ViewCache(this);
     this.records = new Records(this);
     this.searchIndex = new SearchIndex(this);
   }
@@ -197,15 +202,16 @@ export class Store {
     return () => this.listeners.delete(fn);
   }
 
-  /** These entities changed: forget what is kept of them, and tell every listener. @param {string[]} entities */
-  notify(entities) {
+  /**
+   * These entities changed: patch the views kept of them with the records that changed (or,
+   * without `changes`, as from another tab, forget them), and tell every listener.
+   * @param {string[]} entities @param {import("./viewcache.js").Changes} [changes] the records touched, with their new views
+   */
+  notify(entities, changes) {
     const unique = [...new Set(entities)];
     this.generation += 1;
-    for (const name of unique) {
-      this.records.changed(name);
-      this.searchIndex.changed(name);
-      if (this.entities[name]?.is_activity) this.records.changed("activitypointer");
-    }
+    this.views.apply(unique, changes);
+    for (const name of unique) this.searchIndex.changed(name);
     for (const fn of this.listeners) {
       try {
         fn({ entities: unique });
@@ -351,7 +357,7 @@ export class Store {
   async write(kind, entity, id, changes, extra = {}) {
     this.entity(entity);
     const result = await this.records.write(kind, entity, id, changes, extra);
-    this.notify(result.touched);
+    this.notify(result.touched.entities, result.touched);
     return { op: result.op, view: result.view };
   }
 
@@ -361,18 +367,21 @@ export class Store {
    */
   async applyServer(items, replace) {
     if (!items.length) return;
-    this.notify(await this.records.applyServer(items, replace));
+    const changes = await this.records.applyServer(items, replace);
+    this.notify(changes.entities, changes);
   }
 
   /** Records that left the device. @param {{entity: string, id: string}[]} removes */
   async applyRemoves(removes) {
     if (!removes.length) return;
-    this.notify(await this.records.applyRemoves(removes));
+    const changes = await this.records.applyRemoves(removes);
+    this.notify(changes.entities, changes);
   }
 
   /** An ack: each result drops its op and brings the server's records. @param {any[]} results */
   async applyAck(results) {
-    this.notify(await this.records.applyAck(results));
+    const changes = await this.records.applyAck(results);
+    this.notify(changes.entities, changes);
   }
 
   /** Replace every record of an entity (a fresh first download of it). @param {string} entity */
