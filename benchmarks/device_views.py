@@ -5,7 +5,8 @@ in a real Chromium through the store itself (`applyServer` in pages of 5,000, as
 does, without the server's download in front, so 200,000 load in minutes), then, in each round:
 one account changes (a synced change, or a local edit in every other round), then the view's
 first page is timed ("after one change"), the same first page again ("first page"), its next
-page ("next page") and a lookup's type-ahead with no text yet (first 10 by name). The first
+page ("next page") and a lookup's type-ahead with no text yet (first 10 by name); then one
+more account changes and a lookup's type-ahead with text (quick find, first 10) is timed. The first
 build of the view (filter and sort of every record) is reported once, for scale.
 
     .venv/bin/python -m benchmarks.device_views --records 50000 [--rounds 40] [--encrypted]
@@ -64,7 +65,7 @@ async ({rounds}) => {
   const {store, data, ids, record, rand} = window.__bv;
   const time = async (f) => { const t0 = performance.now(); await f(); return performance.now() - t0; };
   const {nextPageOptions} = await import('/static/js/odata.js');
-  const out = {after: [], first: [], next: [], lookup: []};
+  const out = {after: [], first: [], next: [], lookup: [], search: []};
   for (let i = 0; i < rounds; i++) {
     const id = ids[rand(ids.length)];
     if (i % 2) await store.write('update', 'account', id, {name: `edited ${rand(100000)}`});
@@ -74,6 +75,8 @@ async ({rounds}) => {
     out.first.push(await time(() => data.query('account', VIEW_OPTIONS, 50)));
     out.next.push(await time(() => data.query('account', nextPageOptions(VIEW_OPTIONS, page.nextSkip), 50)));
     out.lookup.push(await time(() => data.query('account', '$orderby=name asc&$top=10', 10)));
+    await store.write('update', 'account', ids[rand(ids.length)], {name: `typed ${rand(100000)}`});
+    out.search.push(await time(() => store.search(['account'], ['ri', 'st', 'oak', 'gam'][i % 4], 10)));
   }
   return out;
 }
@@ -90,8 +93,9 @@ def measure(records: int, rounds: int, encrypted: bool) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from benchmarks.live import HttpSession, LiveServer
-    from webapp import create_app, services
+    from webapp import create_app
     from webapp.demo import build_demo
+    from webapp.services import services
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -136,7 +140,8 @@ def main() -> None:
         ("after", "after one change"),
         ("first", "first page"),
         ("next", "next page"),
-        ("lookup", "lookup type-ahead"),
+        ("lookup", "lookup, no text yet"),
+        ("search", "lookup, text typed"),
     ):
         samples = result[key]
         print(f"  {label:<20} p50 {statistics.median(samples):7.2f} ms   p95 {p95(samples):7.2f} ms")
