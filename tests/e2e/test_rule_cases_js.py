@@ -31,7 +31,7 @@ async ({cases, doc, entity}) => {
   const rules = await import('/static/js/rules.js');
   const entities = Object.fromEntries(doc.entities.map((e) => [e.logical_name, e]));
   const bySet = Object.fromEntries(doc.entities.map((e) => [e.entity_set, e]));
-  const store = {entities, bySet, parseBind(bind) { return rules.parseBind(this, bind); }};
+  const store = {entities, bySet, customizations: doc, parseBind(bind) { return rules.parseBind(this, bind); }};
   const data = new Data(store, {status: {offlineReady: true}});
   return cases.map((c) => {
     try {

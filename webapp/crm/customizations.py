@@ -23,6 +23,7 @@ from webapp.crm.metadata import Entity, MetadataError, entity_from_dict, entity_
 from webapp.crm.orgs import save_settings
 from webapp.crm.registry import OrgModel, Registry
 from webapp.crm.remodel import unretire
+from webapp.crm.ruledata import write_rules
 from webapp.crm.tables import customentity
 
 _doc_cache: dict[tuple[str, int, str], dict[str, Any]] = {}
@@ -48,6 +49,7 @@ def customizations(model: OrgModel) -> dict[str, Any]:
         "processes": [SALES_PROCESS],
         "sync_interval_minutes": offline.get("sync_interval_minutes", 15),
         "client_scripts": published(model),
+        "write_rules": write_rules(),
     }
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
     doc = {"version": digest, **doc}

@@ -115,6 +115,38 @@ def first_failure(rules: Sequence[Rule], value: Any) -> str | None:
     return None
 
 
+# --- what only the server writes -----------------------------------------------------------
+
+SERVER_OWNED = {
+    "ownerid": "ownerid is set by the server; change the owner with the assign action.",
+    "owningbusinessunit": "owningbusinessunit follows the owner and is set by the server.",
+    "versionnumber": "versionnumber is set by the server.",
+    "createdon": "createdon is set by the server.",
+    "modifiedon": "modifiedon is set by the server.",
+    "createdby": "createdby is set by the server.",
+    "modifiedby": "modifiedby is set by the server.",
+}
+
+
+def write_rules() -> dict[str, Any]:
+    """The fields no client may write, with their messages (published once in the document:
+    they are the same for every entity)."""
+    return {
+        "server_owned": SERVER_OWNED,
+        "server_owned_prefixes": ["_ownerid", "_owningbusinessunit"],
+        "server_owned_other": "{key} is set by the server.",
+    }
+
+
+def server_owned(rules: Mapping[str, Any], key: str) -> str | None:
+    """The message refusing a write of `key` when only the server writes it, else None."""
+    if key in rules["server_owned"]:
+        return rules["server_owned"][key]  # type: ignore[no-any-return]
+    if any(key.startswith(p) for p in rules["server_owned_prefixes"]):
+        return fill(rules["server_owned_other"], {"key": key})
+    return None
+
+
 # --- statecode and statuscode ---------------------------------------------------------------
 
 

@@ -19,15 +19,7 @@ from webapp.crm.metadata import Attribute, Entity
 
 BIND_RE = re.compile(r"^/?(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?P<id>[0-9a-fA-F-]{36})\)$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-SERVER_OWNED = {
-    "ownerid": "ownerid is set by the server; change the owner with the assign action.",
-    "owningbusinessunit": "owningbusinessunit follows the owner and is set by the server.",
-    "versionnumber": "versionnumber is set by the server.",
-    "createdon": "createdon is set by the server.",
-    "modifiedon": "modifiedon is set by the server.",
-    "createdby": "createdby is set by the server.",
-    "modifiedby": "modifiedby is set by the server.",
-}
+WRITE_RULES = ruledata.write_rules()
 
 
 class StrictNumber(fields.Decimal):
@@ -192,8 +184,9 @@ def parse_payload(
             else:
                 record_id = value
             continue
-        if key in SERVER_OWNED or key.startswith("_ownerid") or key.startswith("_owningbusinessunit"):
-            errors.setdefault(key, []).append(SERVER_OWNED.get(key, f"{key} is set by the server."))
+        owned = ruledata.server_owned(WRITE_RULES, key)
+        if owned is not None:
+            errors.setdefault(key, []).append(owned)
             continue
         if key.startswith("@") or "@" in key:
             continue  # annotations (formatted values, etags) a client echoes back are ignored

@@ -8,7 +8,7 @@
  */
 import { call } from "./api.js";
 import { runQuery } from "./odata.js";
-import { checkMove, checkValue, pairState, ruleOf, stateMachine } from "./ruledata.js";
+import { checkMove, checkValue, pairState, ruleOf, serverOwned, stateMachine } from "./ruledata.js";
 import { uuid } from "./store.js";
 
 /** A rejection shaped like the reference's offline API errors. */
@@ -21,8 +21,6 @@ export class DataError extends Error {
     this.details = details;
   }
 }
-
-const SERVER_OWNED = ["ownerid", "owningbusinessunit", "versionnumber", "createdon", "modifiedon", "createdby", "modifiedby"];
 
 export class Data {
   /** @param {import("./store.js").Store} store @param {import("./sync.js").Sync} sync */
@@ -208,7 +206,11 @@ export class Data {
         bound.add(attr.logical_name);
         continue;
       }
-      if (SERVER_OWNED.includes(key)) throw new DataError("validation_failed", `${key} is set by the server.`, key);
+      const owned = serverOwned(this.store.customizations?.write_rules, key);
+      if (owned !== null) {
+        (errors[key] ||= []).push(owned);
+        continue;
+      }
       if (key.includes("@")) continue; // annotations a script echoes back (formatted values) are ignored, as on the server
       const attr = attrs.get(key);
       if (!attr) throw new DataError("unknown_attribute", `'${key}' is not an attribute of ${meta.logical_name}.`, key);

@@ -100,6 +100,17 @@ export function fill(template, args) {
 }
 
 /**
+ * The message refusing a write of `key` when only the server writes it (the document's
+ * `write_rules`), else null. @param {any} rules @param {string} key
+ */
+export function serverOwned(rules, key) {
+  if (!rules) return null;
+  if (Object.hasOwn(rules.server_owned, key)) return String(rules.server_owned[key]);
+  if (rules.server_owned_prefixes.some((/** @type {string} */ p) => key.startsWith(p))) return fill(rules.server_owned_other, { key });
+  return null;
+}
+
+/**
  * The state options, status options and state messages of an entity, or null when it has no
  * state. @param {any} meta @returns {[any[], any[], Record<string, string>] | null}
  */
