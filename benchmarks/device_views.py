@@ -38,16 +38,20 @@ async ({doc, records, pin}) => {
   if (pin) await store.setPin(crypto.getRandomValues(new Uint8Array(32)), pin);
   const data = new Data(store, {status: {offlineReady: true}, kick() {}});
   const words = ['alpha', 'Beta', 'gamma', 'delta', 'Émile', 'north', 'south', 'river', 'stone', 'oak', 'ÅNG', 'zebra'];
-  let seed = 14;
-  const rand = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
-  const hex = (n) => Array.from({length: n}, () => '0123456789abcdef'[rand(16)]).join('');
+  let seed = 14; // mulberry32: exact in 32-bit integer arithmetic
+  const rand = (n) => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) % n;
+  };
   const record = (id, version) => ({accountid: id, name: `${words[rand(12)]} ${words[rand(12)]} ${rand(100000)}`,
     address1_city: words[rand(12)], statecode: rand(10) === 0 ? 1 : 0, versionnumber: version});
   const ids = [];
   for (let done = 0; done < records; done += 5000) {
     const page = [];
     for (let i = done; i < Math.min(records, done + 5000); i++) {
-      const id = `${hex(8)}-${hex(4)}-4${hex(3)}-8${hex(3)}-${hex(12)}`;
+      const id = crypto.randomUUID();
       ids.push(id);
       page.push({entity: 'account', record: record(id, i + 1)});
     }
@@ -56,7 +60,7 @@ async ({doc, records, pin}) => {
   window.__bv = {store, data, ids, record, rand, version: records + 1};
   const t0 = performance.now();
   await data.query('account', VIEW_OPTIONS, 50);
-  return performance.now() - t0;
+  return [performance.now() - t0, (await store.all('account')).length, store.encrypted];
 }
 """
 
@@ -124,6 +128,8 @@ def measure(records: int, rounds: int, encrypted: bool) -> dict[str, Any]:
                     browser.close()
         finally:
             server.stop()
+    build, held, sealed = build
+    assert held == records and sealed == encrypted, (held, sealed)
     return {"build": build, **samples}
 
 
