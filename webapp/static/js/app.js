@@ -17,7 +17,7 @@ import { ApiError, SESSION_TIMEOUT_MS, call, setCsrf } from "./api.js";
 import { initConnection, showConnection } from "./connection.js";
 import { announce, clearBanners } from "./syncerrors.js";
 import { Data } from "./data.js";
-import { ask, h, replace, toast } from "./dom.js";
+import { NEW_SCREEN, ask, h, replace, toast } from "./dom.js";
 import { forget as forgetScripts, prefetch as prefetchScripts } from "./formscripts.js";
 import { dbName, listStores } from "./idb.js";
 import * as storage from "./storage.js";
@@ -436,6 +436,7 @@ async function draw(refresh) {
     if (refresh && root.dataset.live === "false") return; // held by an edit made meanwhile
     root.dataset.live = view.live || "false";
     replace(root, el);
+    if (!refresh) dispatchEvent(new Event(NEW_SCREEN)); // what waited for the next screen shows with it
     const heading = root.querySelector("h1, h2");
     if (heading && document.activeElement === document.body) /** @type {HTMLElement} */ (heading).setAttribute("tabindex", "-1");
   } catch (err) {

@@ -1,6 +1,9 @@
 // @ts-check
 /** Tiny DOM helpers: build elements without innerHTML, so no markup is ever injected. */
 
+/** The window event app.js fires once a new screen (not a redraw of the same one) is in place. */
+export const NEW_SCREEN = "outpost:screen";
+
 /**
  * Create an element. `attrs`: properties and attributes; `on*` functions become listeners;
  * `class`, `role`, `aria-*`, `data-*` and `for` are set as attributes.

@@ -20,7 +20,7 @@
  * wipe) forgets its ledger entry first, so that is never taken for an eviction.
  * Notices live in a labelled region above the screen ("Storage"), outside the screens' re-renders.
  */
-import { h } from "./dom.js";
+import { NEW_SCREEN, h } from "./dom.js";
 import { listStores } from "./idb.js";
 
 const LEDGER = "outpost:held";
@@ -211,7 +211,8 @@ function show(kind, spec) {
  * A notice never moves what is under the user's finger. On the screens about the device (home,
  * Offline Status, User Information) it shows at once; one that is not urgent, arriving while a
  * working screen is showing (the first download ends while a list is being read), waits for the
- * next screen. Data already lost (danger) is said at once anywhere.
+ * next screen and is drawn with it (app.js fires NEW_SCREEN once a new screen is in place). Data
+ * already lost (danger) is said at once anywhere.
  * @param {HTMLElement} notice @param {boolean} urgent
  */
 function place(notice, urgent) {
@@ -223,7 +224,7 @@ function place(notice, urgent) {
   }
   if (waiting.size === 0) {
     addEventListener(
-      "hashchange",
+      NEW_SCREEN,
       () => {
         for (const el of waiting.values()) region().appendChild(el);
         waiting.clear();
