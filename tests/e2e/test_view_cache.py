@@ -6,7 +6,8 @@ the real store (store.js, records.js, the real IndexedDB) in a real Chromium thr
 random sequence of server pages, local creates / updates / deletes, acks (applied and rejected)
 and removes, on accounts and on tasks (seen through activitypointer too), and after every step
 compares, for several system views, the first page, the next page and the whole result from
-`Data.query` (kept and patched) with `runQuery` over the records read afresh from IndexedDB.
+`Data.query` (kept and patched) with `runQuery` over the records read afresh from IndexedDB, and
+quick find (an index in memory when sealed, patched alike) with an index built afresh.
 It runs plain and with the store sealed under a PIN. It also checks that small changes were
 patched in (the kept sorted result survived) and large ones rebuilt, so it tests the patching.
 """
@@ -32,12 +33,13 @@ async ({doc, name, pin}) => {
   const {Data} = await import('/static/js/data.js');
   const {Records} = await import('/static/js/records.js');
   const {ViewCache} = await import('/static/js/viewcache.js');
+  const {SearchIndex} = await import('/static/js/search.js');
   const odata = await import('/static/js/odata.js');
   const store = await Store.open(name, {id: '00000000-0000-4000-8000-00000000abcd', username: 'views'});
   store.useCustomizations(doc);
   if (pin) await store.setPin(crypto.getRandomValues(new Uint8Array(32)), pin);
   const data = new Data(store, {status: {offlineReady: true}, kick() {}});
-  window.__vc = {store, data, Records, ViewCache, odata};
+  window.__vc = {store, data, Records, ViewCache, SearchIndex, odata};
   return store.encrypted;
 }
 """
@@ -46,7 +48,7 @@ async ({doc, name, pin}) => {
 # results of the changed entity survived the step (patched) or were dropped (rebuilt).
 STEP = """
 async ({step, views}) => {
-  const {store, data, Records, ViewCache, odata} = window.__vc;
+  const {store, data, Records, ViewCache, SearchIndex, odata} = window.__vc;
   const kept = (entity) => [...(store.views.sorted.get(entity)?.values() || [])].map((v) => v.sorted);
   const before = {account: kept('account'), task: kept('task'), activitypointer: kept('activitypointer')};
   if (step.kind === 'server') await store.applyServer(step.records.map((record) => ({entity: step.entity, record})));
@@ -81,6 +83,14 @@ async ({step, views}) => {
   // A fresh computation: the records read again from IndexedDB (nothing kept), sorted afresh.
   const fresh = new Records(Object.assign(Object.create(store), {views: new ViewCache(store)}));
   const problems = [];
+  // Quick find (in memory when sealed, patched like the views) against an index built afresh.
+  const search = new SearchIndex(Object.assign(Object.create(store), {all: (entity) => fresh.all(entity)}));
+  const typed = [['account', 'a'], ['account', 'ze'], ['account', 'Émile'], ['task', 'b'], ['task', 'ka']];
+  for (const [entity, text] of typed) {
+    const got = JSON.stringify(await store.search([entity], text, 50));
+    const want = JSON.stringify(await search.search([entity], text, 50));
+    if (got !== want) problems.push(`search ${entity} '${text}' differs`);
+  }
   for (const entity of ['account', 'task']) {
     const got = await store.all(entity);
     const want = await fresh.all(entity);

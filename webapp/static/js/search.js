@@ -6,7 +6,9 @@
  * A plain store keeps each record's tokens ("entity|token") in the records' multi-entry `tokens`
  * index and finds a prefix with one key range per entity. A sealed store keeps no readable
  * tokens: the same tokens are built in memory from the opened records at the first search after
- * unlocking (or after the entity changed), sorted, and a prefix is found by binary search.
+ * unlocking (or after many of an entity's records changed), sorted ("token\0id", the order of the
+ * plain store's index), and a prefix is found by binary search; a few changed records are patched
+ * in (their old tokens taken out, their new ones put in at their place).
  */
 import { RECORDS, getAll, transact } from "./idb.js";
 
@@ -48,6 +50,18 @@ export function tokens(meta, entity, view) {
   return [...out];
 }
 
+/** The first index of a sorted array of strings not below `key`. @param {string[]} keys @param {string} key */
+function lowerBound(keys, key) {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** Lower is better: exact name, name prefix, other column prefix, word prefix. @param {EntityMeta} meta @param {any} view @param {string} needle */
 function rankOf(meta, view, needle) {
   const name = normalise(primaryName(meta, view));
@@ -81,6 +95,34 @@ export class SearchIndex {
   /** An entity changed: its in-memory index (if any) is rebuilt once changes settle. @param {string} entity */
   changed(entity) {
     if (this.memory.delete(entity)) this.#reindexSoon(entity);
+  }
+
+  /**
+   * A few records of an entity changed (viewcache.js): take each one's old tokens out of its
+   * in-memory index and put its new ones in, each found by binary search; an index that does not
+   * hold a token where it should is rebuilt instead.
+   * @param {string} entity @param {[any, any][]} pairs each changed view as [before, after] (null: none)
+   */
+  patch(entity, pairs) {
+    const index = this.memory.get(entity);
+    if (!index) return;
+    const pid = this.host.entities[entity]?.primary_id;
+    for (const [before, after] of pairs) {
+      const id = (before ?? after)[pid];
+      for (const token of before ? this.#tokensOf(entity, before) : []) {
+        const key = `${token}\u0000${id}`;
+        const at = lowerBound(index.keys, key);
+        if (index.keys[at] !== key) return this.changed(entity);
+        index.keys.splice(at, 1);
+        index.views.splice(at, 1);
+      }
+      for (const token of after ? this.#tokensOf(entity, after) : []) {
+        const key = `${token}\u0000${id}`;
+        const at = lowerBound(index.keys, key);
+        index.keys.splice(at, 0, key);
+        index.views.splice(at, 0, after);
+      }
+    }
   }
 
   /** Forget an entity's in-memory index at once (its records are replaced). @param {string} entity */
@@ -175,22 +217,16 @@ export class SearchIndex {
     if (!index) {
       const generation = this.host.generation;
       const views = await this.host.all(entity);
-      /** "token\0position": the built-in sort orders by code unit, as IndexedDB compares keys. @type {string[]} */
+      const pid = this.host.entities[entity]?.primary_id;
+      const byId = new Map(views.map((view) => [String(view[pid]), view]));
+      /** "token\0id": the built-in sort orders by code unit, as IndexedDB compares keys. @type {string[]} */
       const entries = [];
-      views.forEach((view, i) => {
-        for (const token of this.#tokensOf(entity, view)) entries.push(`${token}\u0000${i}`);
-      });
+      for (const [id, view] of byId) for (const token of this.#tokensOf(entity, view)) entries.push(`${token}\u0000${id}`);
       entries.sort();
-      index = { keys: entries, views: entries.map((e) => views[Number(e.slice(e.lastIndexOf("\u0000") + 1))]) };
+      index = { keys: entries, views: entries.map((e) => byId.get(e.slice(e.lastIndexOf("\u0000") + 1))) };
       if (generation === this.host.generation) this.memory.set(entity, index);
     }
-    let lo = 0;
-    let hi = index.keys.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (index.keys[mid] < needle) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = lowerBound(index.keys, needle);
     const out = [];
     for (let i = lo; i < index.keys.length && out.length < max && index.keys[i].startsWith(needle); i++) out.push(index.views[i]);
     return out;

@@ -210,8 +210,12 @@ export class Store {
   notify(entities, changes) {
     const unique = [...new Set(entities)];
     this.generation += 1;
-    this.views.apply(unique, changes);
-    for (const name of unique) this.searchIndex.changed(name);
+    const patched = this.views.apply(unique, changes);
+    for (const name of unique) {
+      const pairs = patched.get(name);
+      if (pairs) this.searchIndex.patch(name, pairs);
+      else this.searchIndex.changed(name);
+    }
     for (const fn of this.listeners) {
       try {
         fn({ entities: unique });

@@ -143,18 +143,25 @@ export class ViewCache {
    * A store change: patch what is kept of each entity it names, or drop it (see the rule above).
    * @param {string[]} entities every entity the change touched
    * @param {Changes} [changes] the records it touched; without them every named entity is dropped
+   * @returns {Map<string, [any, any][]>} for each entity patched, its changed views as [before, after]
+   *   (null for none): what else is kept of them (the sealed quick-find index) is patched alike
    */
   apply(entities, changes) {
+    /** @type {Map<string, [any, any][]>} */
+    const patched = new Map();
     for (const entity of new Set(entities)) {
       const changed = changes?.byEntity.get(entity);
       const list = this.lists.get(entity);
-      if (!changed || !list || !patchable(changed.size, list.ids.length) || !this.#patch(entity, list, changed)) this.drop(entity);
+      const pairs = changed && list && patchable(changed.size, list.ids.length) ? this.#patch(entity, list, changed) : null;
+      if (pairs) patched.set(entity, pairs);
+      else this.drop(entity);
     }
+    return patched;
   }
 
   /**
-   * Patch one entity's list and sorted views; false when a sorted view did not hold a view where
-   * it should (then the caller drops them all).
+   * Patch one entity's list and sorted views: the changed views as [before, after], or null when a
+   * sorted view did not hold a view where it should (then the caller drops them all).
    * @param {string} entity @param {{ids: string[], views: any[]}} list @param {Map<string, any>} changed
    */
   #patch(entity, list, changed) {
@@ -178,9 +185,9 @@ export class ViewCache {
     const kinds = this.host.entities[entity]?.is_activity ? [entity, "activitypointer"] : [entity];
     for (const kind of kinds) {
       for (const view of this.sorted.get(kind)?.values() || []) {
-        for (const [before, after] of pairs) if (!patchSorted(view, before, after)) return false;
+        for (const [before, after] of pairs) if (!patchSorted(view, before, after)) return null;
       }
     }
-    return true;
+    return pairs;
   }
 }
