@@ -66,6 +66,11 @@ export class Records {
     this.host = host;
   }
 
+  /** What is kept in memory of the records (viewcache.js); `cache.clear()` forgets it all (a cold start). */
+  get cache() {
+    return this.host.views;
+  }
+
   // --- rows ------------------------------------------------------------------------------
 
   /** A records row inside a transaction, opened. @param {IDBTransaction} tx @param {string} entity @param {string} id @returns {Promise<RecordRow|undefined>} */

@@ -132,6 +132,12 @@ export class ViewCache {
     return memo;
   }
 
+  /** Forget everything kept (a cold start, as after opening the store). */
+  clear() {
+    this.lists.clear();
+    this.sorted.clear();
+  }
+
   /** Forget everything kept of an entity (and of activitypointer when it is an activity). @param {string} entity */
   drop(entity) {
     this.lists.delete(entity);
