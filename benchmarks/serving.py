@@ -200,11 +200,14 @@ class Device:
 
 class Crowd:
     """`count` protocol-level devices on a background asyncio loop (for a benchmark that runs
-    Playwright's sync API in this thread), noting when each lead id reaches each device."""
+    Playwright's sync API in this thread), noting when each record id reaches each device. `cookie`:
+    one session for every device, or one per device (each signed in as its own user)."""
 
-    def __init__(self, base: str, cookie: str, count: int) -> None:
+    def __init__(self, base: str, cookie: str | list[str], count: int) -> None:
         self.base = base
-        self.cookie = cookie
+        self.cookies = [cookie] * count if isinstance(cookie, str) else list(cookie)
+        if len(self.cookies) != count:
+            raise ValueError(f"{len(self.cookies)} sessions for {count} devices")
         self.count = count
         self._seen: dict[str, list[float]] = {}
         self._lock = threading.Lock()
@@ -226,7 +229,7 @@ class Crowd:
         self._thread.join(30)
 
     def arrivals(self, rid: str, timeout: float = 60) -> list[float]:
-        """perf_counter times at which every device received lead `rid` (waits for all of them)."""
+        """perf_counter times at which every device received record `rid` (waits for all of them)."""
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -241,7 +244,7 @@ class Crowd:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            devices = [await Device.connect(self.base, self.cookie) for _ in range(self.count)]
+            devices = [await Device.connect(self.base, cookie) for cookie in self.cookies]
             await asyncio.gather(*(d.catch_up() for d in devices))
         except BaseException as exc:
             self._failed = exc
@@ -266,6 +269,6 @@ class Crowd:
             now = time.perf_counter()
             with self._lock:
                 for upsert in frame["upserts"]:
-                    lead = upsert["record"].get("leadid")
-                    if lead:
-                        self._seen.setdefault(lead, []).append(now)
+                    rid = upsert["record"].get(f"{upsert['entity']}id")  # a lead's or an account's
+                    if rid:
+                        self._seen.setdefault(rid, []).append(now)
