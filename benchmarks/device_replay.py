@@ -1,6 +1,6 @@
 """The device benchmark's replay, on its own: M ops queued offline in a real Chromium, then replayed.
 
-The same steps as "replay end to end" in `benchmarks/device.py` (sign in as admin, first
+The same steps as "replay end to end" in `benchmarks/device/measure.py` (sign in as admin, first
 download, the server really stopped, M account creates queued through the app's data layer, the
 server started again, timed from the wake-up until every op is acked and the loop is online with
 an empty queue), without the download, search, view, cold-start and live-push figures around it,
