@@ -62,6 +62,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
 
+from tests.faultproxy import FaultProxy
 from webapp.demo import DEMO_ORG, DEMO_PASSWORD
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -356,20 +357,43 @@ def chromium(pw: Playwright) -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def phone_context(live_server: LiveServer, chromium: Browser, pw: Playwright) -> Iterator[BrowserContext]:
-    """A Pixel 7 with empty storage, pointed at the live server (`page.goto("/")`)."""
+@contextlib.contextmanager
+def phone_at(base_url: str, chromium: Browser, pw: Playwright) -> Iterator[BrowserContext]:
+    """A Pixel 7 with empty storage whose pages open `base_url` (`page.goto("/")`).
+
+    It also checks the Content-Security-Policy (webapp/headers.py): the app must never need
+    what the policy forbids (inline script or style, foreign connections)."""
     device = {k: v for k, v in pw.devices[PHONE].items() if k != "default_browser_type"}
-    context = chromium.new_context(**device, base_url=live_server.url)
+    context = chromium.new_context(**device, base_url=base_url)
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
-    # Every browser test also checks the Content-Security-Policy (webapp/headers.py): the app
-    # must never need what the policy forbids (inline script or style, foreign connections).
     violations: list[str] = []
     context.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
     yield context
     context.close()
     assert not violations, f"the page broke its Content-Security-Policy: {violations}"
+
+
+@pytest.fixture
+def phone_context(live_server: LiveServer, chromium: Browser, pw: Playwright) -> Iterator[BrowserContext]:
+    """A phone pointed at the live server."""
+    with phone_at(live_server.url, chromium, pw) as context:
+        yield context
+
+
+@pytest.fixture
+def proxy(live_server: LiveServer) -> Iterator[FaultProxy]:
+    """The network between a phone and the server, broken on purpose: a relay from its own port
+    to the live server's, which keeps its port when restarted (tests/faultproxy.py)."""
+    with FaultProxy(live_server.port) as relay:
+        yield relay
+
+
+@pytest.fixture
+def phone(proxy: FaultProxy, chromium: Browser, pw: Playwright) -> Iterator[BrowserContext]:
+    """A phone whose every connection goes through the fault proxy."""
+    with phone_at(proxy.url, chromium, pw) as context:
+        yield context
 
 
 @pytest.fixture

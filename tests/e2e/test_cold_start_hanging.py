@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.e2e.conftest import PHONE, TIMEOUT_MS, LiveServer
+from tests.e2e.conftest import LiveServer
 from tests.e2e.sync_helpers import CTX, sign_in
 from tests.e2e.waits import wait_until
 from tests.faultproxy import FaultProxy
@@ -33,27 +32,6 @@ HUNG_MS = 15_000  # the sync loop gives up on a session check that is never answ
 BACK_MS = 45_000  # the network is back: the loop's back-off (up to 30 s) plus a session
 
 pytestmark = pytest.mark.usefixtures("frozen_static")
-
-
-@pytest.fixture
-def proxy(live_server: LiveServer) -> Iterator[FaultProxy]:
-    """The network between the phone and the server."""
-    with FaultProxy(live_server.port) as relay:
-        yield relay
-
-
-@pytest.fixture
-def phone(live_server: LiveServer, proxy: FaultProxy, chromium: Browser, pw: Playwright) -> Iterator[BrowserContext]:
-    """A Pixel 7 with empty storage whose every connection goes through the proxy."""
-    device = {k: v for k, v in pw.devices[PHONE].items() if k != "default_browser_type"}
-    context = chromium.new_context(**device, base_url=proxy.url)
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    violations: list[str] = []
-    context.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
-    yield context
-    context.close()
-    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 def first_row_name(page: Page) -> str:

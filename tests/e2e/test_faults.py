@@ -19,16 +19,15 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Error, Page, Playwright, expect
+from playwright.sync_api import BrowserContext, Error, Page, expect
 from sqlalchemy import select
 
 from benchmarks.live import HttpSession, SyncClient
-from tests.e2e.conftest import PHONE, TIMEOUT_MS, LiveServer
+from tests.e2e.conftest import LiveServer
 from tests.e2e.sync_helpers import (
     CTX,
     call,
@@ -53,27 +52,6 @@ SETTLE_MS = 90_000  # the longest a device may take to converge once the network
 
 # A snapshot of webapp/static is served (tests/e2e/conftest.py: frozen_static).
 pytestmark = pytest.mark.usefixtures("frozen_static")
-
-
-@pytest.fixture
-def proxy(live_server: LiveServer) -> Iterator[FaultProxy]:
-    """The broken network: a relay from its own port to the live server's."""
-    with FaultProxy(live_server.port) as relay:
-        yield relay
-
-
-@pytest.fixture
-def phone(live_server: LiveServer, proxy: FaultProxy, chromium: Browser, pw: Playwright) -> Iterator[BrowserContext]:
-    """A Pixel 7 with empty storage whose every connection goes through the proxy."""
-    device = {k: v for k, v in pw.devices[PHONE].items() if k != "default_browser_type"}
-    context = chromium.new_context(**device, base_url=proxy.url)
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    violations: list[str] = []
-    context.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
-    yield context
-    context.close()
-    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
 
 
 # --- helpers ----------------------------------------------------------------------------------

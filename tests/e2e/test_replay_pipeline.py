@@ -11,14 +11,13 @@ lost (the server answers `seq_gap`), and an op the server refuses in the middle 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright
+from playwright.sync_api import BrowserContext, Page
 from sqlalchemy import select
 
-from tests.e2e.conftest import PHONE, TIMEOUT_MS, LiveServer
+from tests.e2e.conftest import LiveServer
 from tests.e2e.sync_helpers import CTX, call, database, sign_in, status, wait_for, wait_synced
 from tests.e2e.test_faults import device_id, device_view, network_down, network_up
 from tests.faultproxy import UP, FaultProxy
@@ -33,25 +32,6 @@ DRAIN_MS = 240_000  # a loaded 2-core machine replaying 1,000 ops, reconnects in
 
 # A snapshot of webapp/static is served (tests/e2e/conftest.py: frozen_static).
 pytestmark = pytest.mark.usefixtures("frozen_static")
-
-
-@pytest.fixture
-def proxy(live_server: LiveServer) -> Iterator[FaultProxy]:
-    """The broken network: a relay from its own port to the live server's (which keeps its port
-    when restarted)."""
-    with FaultProxy(live_server.port) as relay:
-        yield relay
-
-
-@pytest.fixture
-def phone(live_server: LiveServer, proxy: FaultProxy, chromium: Browser, pw: Playwright) -> Iterator[BrowserContext]:
-    """A Pixel 7 with empty storage whose every connection goes through the proxy."""
-    device = {k: v for k, v in pw.devices[PHONE].items() if k != "default_browser_type"}
-    context = chromium.new_context(**device, base_url=proxy.url)
-    context.set_default_timeout(TIMEOUT_MS)
-    context.set_default_navigation_timeout(TIMEOUT_MS)
-    yield context
-    context.close()
 
 
 def queue_creates(page: Page, names: list[str]) -> list[str]:
