@@ -51,8 +51,15 @@ ARRIVAL = """(id) => new Promise((resolve) => {
 TIMED = """async ([what, arg, runs]) => {
   const ctx = window.Outpost.ctx;
   const samples = [];
+  // After a change: one account arrives changed from the server (renamed, so it moves in the
+  // view's order), as a synced change does; then the view is read again.
+  const held = what === 'view-after-change' ? await ctx.store.all('account') : [];
   for (let i = 0; i < runs + 2; i++) {
-    if (what === 'view-after-change') ctx.store.notify(['account']);  // as a write or a synced change does
+    if (what === 'view-after-change') {
+      const r = held[(i * 7919) % held.length];
+      const record = {...r, name: `${r.name} ${i}`, versionnumber: (r.versionnumber || 0) + 1000 + i};
+      await ctx.store.applyServer([{entity: 'account', record}]);
+    }
     const t0 = performance.now();
     if (what === 'search') await ctx.store.search(['account'], arg[i % arg.length], 50);
     else await ctx.data.query('account', arg, 50);

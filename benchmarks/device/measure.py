@@ -139,7 +139,7 @@ def _views(page: Any, report: Report, encrypted: bool) -> None:
     screen = page.evaluate(ON_SCREEN, [lists, ".grid tbody tr", 15])
     timed(report, "system view on screen", screen, "Accounts list: hash change to its rows painted")
     samples = page.evaluate(TIMED, ["view-after-change", VIEW, 9])
-    timed(report, "system view after a change", samples, "the entity changed: re-sorted")
+    timed(report, "system view after a change", samples, "one account changed by a synced change")
 
 
 def _replay(server: Any, page: Any, report: Report, replay_ops: int) -> None:
