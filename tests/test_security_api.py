@@ -255,6 +255,35 @@ def test_append_to_is_checked_on_the_target(app: Flask, org: Org, alice: Api) ->
     assert rita.post("/api/data/contacts", json={"lastname": "No lookup"}).status_code == 201
 
 
+def test_a_grant_on_every_entity_at_user_depth_gives_nothing_on_organisation_owned_ones(
+    app: Flask, org: Org, alice: Api
+) -> None:
+    """Organisation-owned entities know only none and organization: `*` append at user depth
+    does not let a new competitor address be linked to its competitor (README "Security model")."""
+    from webapp.security.roles import ORG, USER, create_role, grant
+
+    def role(dbs: Any, model: Any) -> None:
+        rid = create_role(dbs, model, "Address clerk")
+        for entity, privilege, depth in [
+            ("competitor", "read", ORG),
+            ("competitor", "appendto", ORG),
+            ("competitoraddress", "read", ORG),
+            ("competitoraddress", "create", ORG),
+            ("*", "append", USER),
+        ]:
+            grant(dbs, model, rid, entity, privilege, depth)
+
+    with_model(app, org, role)
+    add_user(app, org, "cleo", org.root_bu, ["Address clerk"])
+    cleo = sign_in(app, "contoso", "cleo")
+    rival = alice.post("/api/data/competitors", json={"name": "Rival"}).json["competitorid"]
+    body = {"line1": "1 Main St", "competitorid@odata.bind": f"/competitors({rival})"}
+    resp = cleo.post("/api/data/competitoraddresses", json=body)
+    assert resp.status_code == 403, resp.json
+    assert "append privilege on competitor addresses" in resp.json["error"]["message"]
+    assert alice.post("/api/data/competitoraddresses", json=body).status_code == 201
+
+
 def test_secured_fields_are_never_returned_filtered_or_written_without_a_grant(
     app: Flask, org: Org, alice: Api, dave: Api
 ) -> None:

@@ -227,6 +227,28 @@ def test_a_rejected_operation_never_blocks_the_queue_and_its_dependants_are_reje
     ]
 
 
+def test_a_create_whose_record_id_differs_from_the_operations_id_is_rejected(app: Flask, device: Device) -> None:
+    """The operation's id names the record: a body naming another is refused, and neither exists."""
+    op_id, other = new_id(), new_id()
+    result = device.push(device.op("create", "account", op_id, {"name": "Two ids", "accountid": other}))[0]["results"]
+    assert result[0]["status"] == "rejected"
+    assert result[0]["reason"] == {
+        "code": "bad_request",
+        "message": "The record's id differs from the operation's id.",
+    }
+    assert count_changes(app, op_id) == 0 and count_changes(app, other) == 0
+
+
+def test_a_rejected_create_sent_again_fixed_under_a_new_seq_applies(app: Flask, device: Device) -> None:
+    """Only the ops that depend on a rejected create are refused, not a new create of the same id."""
+    acc = new_id()
+    first = device.push(device.op("create", "account", acc, {"name": "x" * 500}))[0]["results"][0]
+    assert first["reason"]["code"] == "validation_failed"
+    again = device.push(device.op("create", "account", acc, {"name": "Fixed"}))[0]["results"][0]
+    assert again["status"] == "applied", again.get("reason")
+    assert count_changes(app, acc) == 1
+
+
 def test_a_malformed_batch_is_refused_whole(app: Flask, device: Device) -> None:
     acc = new_id()
     good = device.op("create", "account", acc, {"name": "A"})
