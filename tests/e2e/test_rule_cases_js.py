@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 CASES = Path(__file__).parent.parent / "cases" / "rules"
 VALUES = json.loads((CASES / "values.json").read_text())
 STATES = json.loads((CASES / "states.json").read_text())
+DERIVED = json.loads((CASES / "derived.json").read_text())
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 RUN_VALUES = """
@@ -70,21 +71,36 @@ async ({cases, doc}) => {
 """
 
 
+RUN_DERIVED = """
+async ({cases, doc, entity}) => {
+  const {derive} = await import('/static/js/ruledata.js');
+  const entities = Object.fromEntries(doc.entities.map((e) => [e.logical_name, e]));
+  return cases.map((c) => {
+    const meta = entities[c.entity ?? entity];
+    const v = {...c.record};
+    derive(meta, v);
+    return Object.fromEntries(Object.keys(c.derived).map((k) => [k, v[k] ?? null]));
+  });
+}
+"""
+
+
 def published(live_server: LiveServer) -> dict[str, Any]:
-    """The customizations document the device downloads, with the table's custom entity added
+    """The customizations document the device downloads, with the tables' custom entities added
     to the running server by `outpost add-entity`."""
-    definition = live_server.workdir / "rulecase.json"
-    definition.write_text(json.dumps(VALUES["entity"]))
     env = {**os.environ, "DATABASE_URL": live_server.database_url}
-    added = subprocess.run(
-        [sys.executable, "-m", "webapp.cli", "add-entity", "--org", "contoso", str(definition)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert added.returncode == 0, added.stderr
+    for table in (VALUES, DERIVED):
+        definition = live_server.workdir / f"{table['entity']['logical_name']}.json"
+        definition.write_text(json.dumps(table["entity"]))
+        added = subprocess.run(
+            [sys.executable, "-m", "webapp.cli", "add-entity", "--org", "contoso", str(definition)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert added.returncode == 0, added.stderr
     resp = live_server.client("admin").get("/api/metadata")
     assert resp.status == 200, resp.json
     return resp.json  # type: ignore[no-any-return]
@@ -119,4 +135,9 @@ def test_the_device_validates_and_moves_states_exactly_as_the_case_tables_say(
         expected = {k: case[k] for k in ("result", "errors") if k in case}
         if refusal(answer) != expected:
             wrong.append((case["name"], answer, expected))
+    derived = DERIVED["entity"]["logical_name"]
+    got = phone_page.evaluate(RUN_DERIVED, {"cases": DERIVED["cases"], "doc": doc, "entity": derived})
+    for case, answer in zip(DERIVED["cases"], got, strict=True):
+        if answer != case["derived"]:
+            wrong.append((case["name"], answer, case["derived"]))
     assert not wrong, "\n".join(f"{name}: device {answer} != table {expected}" for name, answer, expected in wrong)

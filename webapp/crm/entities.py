@@ -70,9 +70,20 @@ def lookup(name: str, label: str, *targets: str, required: bool = False) -> Attr
     return Attribute(name, "lookup", label, required=required, targets=targets)
 
 
-def derived(name: str, label: str, type_: str = "string", max_length: int | None = 200) -> Attribute:
-    """A value the server computes (fullname, extendedamount, ticketnumber)."""
-    return Attribute(name, type_, label, max_length=max_length if type_ in ("string", "memo") else None, read_only=True)
+def derived(
+    name: str,
+    label: str,
+    type_: str = "string",
+    max_length: int | None = 200,
+    formula: tuple[str, tuple[str, ...]] | None = None,
+) -> Attribute:
+    """A value the server computes: by a `formula` both sides interpret (fullname, extendedamount),
+    or by the server alone (ticketnumber, activitytypecode)."""
+    length = max_length if type_ in ("string", "memo") else None
+    return Attribute(name, type_, label, max_length=length, read_only=True, formula=formula)
+
+
+FULL_NAME = ("join", ("firstname", "lastname"))
 
 
 def state(*states: tuple[int, str, tuple[int, ...]], via: dict[int, str] | None = None) -> Attribute:
@@ -187,7 +198,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             text("username", "User Name", 100, required=True),
             text("firstname", "First Name", 64),
             text("lastname", "Last Name", 64, required=True),
-            derived("fullname", "Full Name"),
+            derived("fullname", "Full Name", formula=FULL_NAME),
             text("internalemailaddress", "Primary Email", 100, format_="email"),
             lookup("businessunitid", "Business Unit", "businessunit", required=True),
             lookup("parentsystemuserid", "Manager", "systemuser"),
@@ -378,7 +389,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             pk("contactid", "Contact"),
             text("firstname", "First Name", 50),
             text("lastname", "Last Name", 50, required=True),
-            derived("fullname", "Full Name", max_length=160),
+            derived("fullname", "Full Name", max_length=160, formula=FULL_NAME),
             text("jobtitle", "Job Title", 100),
             text("emailaddress1", "Email", 100, format_="email"),
             text("telephone1", "Business Phone", 50, format_="phone"),
@@ -426,7 +437,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             text("subject", "Topic", 300, required=True),
             text("firstname", "First Name", 50),
             text("lastname", "Last Name", 50, required=True),
-            derived("fullname", "Name", max_length=160),
+            derived("fullname", "Name", max_length=160, formula=FULL_NAME),
             text("companyname", "Company Name", 100),
             text("jobtitle", "Job Title", 100),
             text("emailaddress1", "Email", 100, format_="email"),
@@ -581,7 +592,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
             lookup("productid", "Existing Product", "product"),
             decimal("quantity", "Quantity", 0, 1_000_000_000),
             money("priceperunit", "Price Per Unit"),
-            money("extendedamount", "Extended Amount", read_only=True),
+            derived("extendedamount", "Extended Amount", "money", formula=("product", ("quantity", "priceperunit"))),
         ),
         views=(
             view(

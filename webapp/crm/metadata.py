@@ -74,6 +74,9 @@ class Attribute:
     min_value: float | None = None
     max_value: float | None = None
     format: str | None = None  # a string's kind (STRING_FORMATS): the phone's input type and keyboard
+    # A value computed from others, (op, sources): "join" (the non-empty sources' text, spaced)
+    # or "product" (of numbers). The server and the phone compute it alike (ruledata.derive).
+    formula: tuple[str, tuple[str, ...]] | None = None
 
     @property
     def is_polymorphic(self) -> bool:
@@ -128,6 +131,8 @@ class Attribute:
             out["max_value"] = self.max_value
         if self.format is not None:
             out["format"] = self.format
+        if self.formula is not None:
+            out["formula"] = {"op": self.formula[0], "of": list(self.formula[1])}
         return out
 
 
@@ -299,8 +304,10 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         "format",
         "min_value",
         "max_value",
+        "formula",
     }
     _require(not unknown, f"{where}: unknown keys {sorted(unknown)}")
+    formula = _formula_from_dict(data.get("formula"), type_, where)
     bounds = [data.get("min_value"), data.get("max_value")]
     for bound in bounds:
         _require(
@@ -327,7 +334,32 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         format=format_,
         min_value=bounds[0],
         max_value=bounds[1],
+        formula=formula,
+        read_only=formula is not None,
     )
+
+
+FORMULA_TYPES = {"join": ("string", "memo"), "product": ("integer", "decimal", "money")}
+
+
+def _formula_from_dict(data: Any, type_: str, where: str) -> tuple[str, tuple[str, ...]] | None:
+    """A derived attribute's formula from its JSON form (`{"op": "join", "of": [names]}`)."""
+    if data is None:
+        return None
+    _require(
+        isinstance(data, dict) and set(data) == {"op", "of"} and data["op"] in FORMULA_TYPES,
+        f"{where}: formula is an object {{op, of}} with op one of {', '.join(FORMULA_TYPES)}",
+    )
+    _require(
+        type_ in FORMULA_TYPES[data["op"]],
+        f"{where}: a {data['op']} formula makes a {' or '.join(FORMULA_TYPES[data['op']])} value",
+    )
+    of = data["of"]
+    _require(
+        isinstance(of, list) and len(of) >= 2 and all(isinstance(n, str) for n in of),
+        f"{where}: formula.of lists at least two attribute names",
+    )
+    return data["op"], tuple(of)
 
 
 def _is_number(value: Any) -> bool:
@@ -374,6 +406,18 @@ def entity_from_dict(data: Any, known_entities: set[str]) -> Entity:
     for a in attrs:
         for t in a.targets:
             _require(t in known_entities or t == name, f"attribute '{a.logical_name}': unknown lookup target '{t}'")
+    by_name = {a.logical_name: a for a in attrs}
+    for a in attrs:
+        if a.formula is None:
+            continue
+        op, sources = a.formula
+        for source in sources:
+            src = by_name.get(source)
+            _require(
+                src is not None and src.formula is None and src.type in FORMULA_TYPES[op],
+                f"attribute '{a.logical_name}': formula source '{source}' must be another attribute of this entity,"
+                f" not derived, of type {' or '.join(FORMULA_TYPES[op])}",
+            )
     primary_name = data.get("primary_name")
     _require(primary_name in names, "primary_name must name one of the attributes")
     _require(
@@ -484,6 +528,7 @@ def entity_to_definition(entity: Entity) -> dict[str, Any]:
                     "format": a.format,
                     "min_value": a.min_value,
                     "max_value": a.max_value,
+                    "formula": {"op": a.formula[0], "of": list(a.formula[1])} if a.formula else None,
                 }.items()
                 if v is not None
             }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
@@ -25,7 +24,6 @@ from webapp.crm.validation import Bind, raise_validation
 
 # Parental relationships: deleting the parent deletes these children. Every other lookup to a
 # deleted record is cleared ("remove link"), as the reference product does by default.
-FOUR_PLACES = Decimal("0.0001")  # money's scale
 CASCADE_DELETE = {("opportunityproduct", "opportunityid"), ("competitoraddress", "competitorid")}
 
 
@@ -144,21 +142,9 @@ def _apply_state(entity: Entity, merged: dict[str, Any], given: Mapping[str, Any
         ) from None
 
 
-# What each derived attribute is computed from (`_derive`): field security hides a derived
-# value whenever it hides one of its sources.
-DERIVED_FROM = {"fullname": ("firstname", "lastname"), "extendedamount": ("quantity", "priceperunit")}
-
-
 def _derive(entity: Entity, merged: dict[str, Any]) -> dict[str, Any]:
-    """Values the server computes from others (fullname, extendedamount)."""
-    out: dict[str, Any] = {}
-    names = entity.attribute_map
-    if "fullname" in names and "lastname" in names:
-        out["fullname"] = " ".join(p for p in (merged.get("firstname"), merged.get("lastname")) if p) or None
-    if entity.logical_name == "opportunityproduct":
-        q, p = merged.get("quantity"), merged.get("priceperunit")
-        out["extendedamount"] = (q * p).quantize(FOUR_PLACES) if q is not None and p is not None else None
-    return out
+    """Values computed from others, as the metadata's formulas declare (ruledata.derive)."""
+    return ruledata.derive(entity.attributes, merged)
 
 
 def insert_record(

@@ -226,3 +226,39 @@ def pair_state(
             raise StateRefused(fill(messages["status_of"], {"status": given_status, "state": state}), "statuscode")
         out["statuscode"] = next((v for v, s in state_of.items() if s == state), None)
     return out
+
+
+# --- derived values -------------------------------------------------------------------------
+
+PLACES = {"money": 4, "decimal": 10, "integer": 0}  # what each numeric column keeps after the point
+
+
+def derive(attributes: Sequence[Attribute], merged: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of the attributes with a `formula`, from the record's other values.
+
+    `join`: the sources that hold text, in order, spaced (none: null). `product`: the sources
+    multiplied, kept to the column's places (a source missing: null). webapp/static/js/ruledata.js
+    `derive` computes the same."""
+    out: dict[str, Any] = {}
+    for attr in attributes:
+        if attr.formula is None:
+            continue
+        op, sources = attr.formula
+        values = [merged.get(source) for source in sources]
+        if op == "join":
+            out[attr.logical_name] = " ".join(str(v) for v in values if v) or None
+        elif any(v is None for v in values):
+            out[attr.logical_name] = None
+        else:
+            product = decimal.Decimal(1)
+            for v in values:
+                product *= v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v))
+            places = PLACES.get(attr.type, 4)
+            rounded = product.quantize(decimal.Decimal(1).scaleb(-places))
+            out[attr.logical_name] = int(rounded) if attr.type == "integer" else rounded
+    return out
+
+
+def derived_from(attributes: Sequence[Attribute]) -> dict[str, tuple[str, ...]]:
+    """Each derived attribute's sources: field security hides a derived value with its sources."""
+    return {a.logical_name: a.formula[1] for a in attributes if a.formula is not None}

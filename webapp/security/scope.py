@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import false, or_, select, true
 from sqlalchemy.orm import Session
 
+from webapp.crm import ruledata
 from webapp.crm.metadata import Entity
-from webapp.crm.records import DERIVED_FROM
 from webapp.crm.registry import OrgModel
 from webapp.crm.tables import teammembership
 from webapp.security.roles import ADMIN_ROLE, BU, NONE, ORG, PARENTCHILD, USER
@@ -87,8 +87,8 @@ class Principal:
         if self.is_admin:
             return set()
         hidden = {a for (e, a) in self.secured if e == entity.logical_name and not self._grant(e, a)[0]}
-        for derived, sources in DERIVED_FROM.items():
-            if hidden.intersection(sources) and derived in entity.attribute_map:
+        for derived, sources in ruledata.derived_from(entity.attributes).items():
+            if hidden.intersection(sources):
                 hidden.add(derived)
         return hidden
 

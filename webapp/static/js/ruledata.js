@@ -171,3 +171,29 @@ export function pairState(states, statuses, messages, merged, given) {
   }
   return { changes };
 }
+
+/** What each numeric column keeps after the point (webapp/crm/ruledata.py `PLACES`). */
+const PLACES = /** @type {Record<string, number>} */ ({ money: 4, decimal: 10, integer: 0 });
+
+/**
+ * Set the values of the attributes with a `formula` from the record's other values, as the
+ * server computes them (webapp/crm/ruledata.py `derive`): `join` spaces the sources that hold
+ * text (none: null); `product` multiplies them, kept to the column's places (one missing: null).
+ * @param {{attributes: any[]}} meta @param {Record<string, any>} v
+ */
+export function derive(meta, v) {
+  for (const attr of meta.attributes) {
+    const formula = attr.formula;
+    if (!formula) continue;
+    const values = formula.of.map((/** @type {string} */ name) => v[name]);
+    if (formula.op === "join") {
+      v[attr.logical_name] = values.filter(Boolean).join(" ") || null;
+    } else if (values.some((/** @type {any} */ x) => x == null)) {
+      v[attr.logical_name] = null;
+    } else {
+      const scale = 10 ** (PLACES[attr.type] ?? 4);
+      const product = values.reduce((/** @type {number} */ acc, /** @type {any} */ x) => acc * Number(x), 1);
+      v[attr.logical_name] = Math.round(product * scale) / scale;
+    }
+  }
+}

@@ -1,17 +1,14 @@
 // @ts-check
 /**
  * The server's record rules, mirrored on the device: what a create, update or delete does to a
- * record as the user sees it before the server has answered. Derived fields (records.py
- * `_derive`), option-set labels, a new record's defaults, and how a Web API change
- * (`x@odata.bind` included) lands in a wire-format record. The statecode/statuscode pairing is
- * the metadata's state rules, interpreted by ruledata.js (as by the server).
- *
- * These rules are still written twice (here and in webapp/crm/records.py) until they too become
- * data that ruledata.js and the server interpret. Pure functions of the metadata: no storage,
+ * record as the user sees it before the server has answered: option-set labels, a new record's
+ * defaults, and how a Web API change (`x@odata.bind` included) lands in a wire-format record.
+ * Derived fields (the attributes' `formula`) and the statecode/statuscode pairing are the
+ * metadata's rules, interpreted by ruledata.js (as by the server's webapp/crm/ruledata.py). Pure functions of the metadata: no storage,
  * usable in a page or a worker.
  */
 
-import { pairState, stateMachine } from "./ruledata.js";
+import { derive, pairState, stateMachine } from "./ruledata.js";
 
 export const LOOKUP_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname";
 export const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
@@ -178,17 +175,6 @@ export function labelOption(meta, view, key) {
   const opt = attr.options.find((/** @type {any} */ o) => o.value === view[key]);
   if (opt) view[`${key}${FORMATTED}`] = opt.label;
   else delete view[`${key}${FORMATTED}`];
-}
-
-/** The server's derived fields, mirrored (records.py `_derive`). @param {EntityMeta} meta @param {Record<string, any>} v */
-export function derive(meta, v) {
-  const names = new Set(meta.attributes.map((a) => a.logical_name));
-  if (names.has("fullname") && names.has("lastname")) {
-    v.fullname = [v.firstname, v.lastname].filter(Boolean).join(" ") || null;
-  }
-  if (meta.logical_name === "opportunityproduct") {
-    v.extendedamount = v.quantity != null && v.priceperunit != null ? Math.round(v.quantity * v.priceperunit * 10000) / 10000 : null;
-  }
 }
 
 /**
