@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -64,19 +65,8 @@ class LiveServer:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not answer within {timeout} s:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.05)  # polling a condition (the server answering) with a deadline
+        wait_healthy(self.proc, self.base, timeout, lambda: self.log_path.read_text(errors="replace"))
+        return self
 
     def stop(self) -> None:
         """Stop the process (gracefully)."""
@@ -174,3 +164,21 @@ class SyncClient:
         """Close the socket (ignoring a socket that is already gone)."""
         with contextlib.suppress(Exception):  # closing a dead socket may fail in many ways
             self.ws.close()
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], base: str, timeout: float, log: Callable[[], str]) -> None:
+    """Return once `base`/healthz answers 200; raise with the end of `log()` if the process exits
+    or the deadline passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not answer within {timeout} s:\n{log()[-3000:]}")
+        time.sleep(0.05)  # polling a condition (the server answering) with a deadline

@@ -11,11 +11,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.live import LiveServer
+from benchmarks.live import LiveServer, wait_healthy
 
 
 def prepare_demo_database(database_url: str, records: int = 0) -> None:
@@ -72,19 +71,8 @@ class ServedServer(LiveServer):
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not answer within {timeout} s:\n{self.log_text()[-3000:]}")
-            time.sleep(0.05)  # polling a condition (the server answering) with a deadline
+        wait_healthy(self.proc, self.base, timeout, self.log_text)
+        return self
 
     def log_text(self) -> str:
         """What the server has written so far (stdout and stderr)."""
