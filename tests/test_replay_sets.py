@@ -138,6 +138,26 @@ def test_a_re_sent_frame_is_answered_from_the_ledger_and_applies_nothing_twice(a
     assert sorted(seqs) == [1, 2, 3, 4]
 
 
+def test_the_ledger_keeps_each_answers_records_by_id_and_a_re_send_reads_them_afresh(
+    app: Flask, device: Device
+) -> None:
+    acc = new_id()
+    create = device.op("create", "account", acc, {"name": "Slim", "telephone1": "1"})
+    first = device.push(create)[0]["results"]
+    assert first[0]["records"][0]["record"]["telephone1"] == "1"
+    with services(app).db.session() as s:
+        kept = s.execute(select(opledger.c.result).where(opledger.c.deviceid == device.device_id)).scalar_one()
+    # What the device was sent is not copied into the ledger: only which record it was.
+    assert kept["records"] == [{"entity": "account", "record": {"accountid": acc}}]
+    assert (kept["seq"], kept["status"]) == (first[0]["seq"], "applied")
+    device.push(device.op("update", "account", acc, {"telephone1": "2"}))
+    again = device.push(create)[0]["results"]
+    assert [(r["seq"], r["status"]) for r in again] == [(first[0]["seq"], "applied")]
+    assert again[0]["records"][0]["record"]["telephone1"] == "2"  # as the server has it now, in full
+    assert again[0]["records"][0]["record"]["name"] == "Slim"
+    assert count_changes(app, acc) == 2
+
+
 def test_operations_apply_and_are_numbered_in_seq_order_within_and_across_frames(app: Flask, device: Device) -> None:
     acc = new_id()
     first = device.push(

@@ -270,7 +270,7 @@ def record_results(replay: Replay, applied: list[tuple[dict[str, Any], dict[str,
                 "entity": op["entity"][:64],
                 "recordid": op["id"],
                 "status": result["status"],
-                "result": result,
+                "result": _ledger_result(replay, result),
                 "appliedon": now,
             }
             for op, result in applied
@@ -301,6 +301,20 @@ def record_results(replay: Replay, applied: list[tuple[dict[str, Any], dict[str,
     if errors:
         s.execute(insert(syncerror), errors)
     metrics.ops_replayed(s, [result["status"] for _, result in applied])
+
+
+def _ledger_result(replay: Replay, result: dict[str, Any]) -> dict[str, Any]:
+    """The answer as the ledger keeps it: each record by its id only. A re-sent op is answered
+    with its records as the server has them then (`resent_result`), so the ledger needs only
+    which records they were, not a copy of each (most of a push's bytes written)."""
+    if not result["records"]:
+        return result
+    slim = []
+    for item in result["records"]:
+        entity = replay.model.entities.get(item["entity"])
+        key = entity.primary_id if entity is not None else None
+        slim.append({"entity": item["entity"], "record": {key: item["record"][key]}} if key else item)
+    return {**result, "records": slim}
 
 
 def _result(op: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:

@@ -38,6 +38,9 @@ opledger = Table(
     Column("status", String(16), nullable=False),  # applied | conflict | rejected
     Column("result", JSON, nullable=False),
     Column("appliedon", DateTime, nullable=False),
+    # Each push reads the device's rejected creates (what later ops may depend on): few rows,
+    # found through this index instead of a scan of the device's whole ledger.
+    Index("ix_opledger_status", "deviceid", "status"),
 )
 
 # Every rejected or automatically resolved operation: what was sent and what the server kept.
