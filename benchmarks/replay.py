@@ -139,7 +139,7 @@ def server_side(database_url: str, n: int) -> dict[str, float]:
                 ).one()
                 token, _ = start_session(s, org_id, user_id)
                 s.commit()
-            channel = Channel(app, token, org_id, user_id)
+            channel = Channel(app, token, org_id, user_id, services=svc)
             device = str(uuid.uuid4())
             assert channel.receive(json.dumps({"type": "hello", "device_id": device}))[0]["type"] == "welcome"
             seq = 0

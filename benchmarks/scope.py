@@ -37,7 +37,7 @@ class Device:
         with services(app).db.session(write=True) as s:
             token = start_session(s, org_id, user_id)[0]
             s.commit()
-        self.channel = Channel(app, token, org_id, user_id)
+        self.channel = Channel(app, token, org_id, user_id, services=services(app))
         self.held: dict[str, set[str]] = {}
         self.cursor = 0
         self.removed = 0

@@ -36,7 +36,7 @@ class ScopePhone:
         self, app: Flask, token: str, org_id: str, user_id: str, clock: Callable[[], dt.datetime] | None = None
     ) -> None:
         self.app, self.org_id, self.user_id = app, org_id, user_id
-        self.channel = Channel(app, token, org_id, user_id, clock=clock)
+        self.channel = Channel(app, token, org_id, user_id, clock=clock, services=services(app))
         self.held: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.ever_held: dict[str, set[str]] = defaultdict(set)
         self.removes: list[dict[str, Any]] = []  # every remove received, in order

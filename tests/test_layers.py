@@ -11,9 +11,10 @@ is a subpackage (`webapp.crm`) or a top-level module (`webapp.signin`); `webapp`
 - crm: `crm/`, which knows no HTTP, socket or signed-in user.
 - security: `security/`; `cookies` (the session cookie, over security.accounts); `demo` (the
   demo organisation, written through crm and security only).
-- sync: `sync/`; `services` (the app's long-lived objects — it names the hub — reached by
-  request handlers through `services(current_app)`: still a locator, but at this floor every
-  use of it points down, so it breaks no floor and needs no exception); `schema` and
+- sync: `sync/` (it is handed the app's database, registry and hub — `sync/wiring.py`'s
+  Protocol — by the app factory, and looks nothing up); `services` (the app's long-lived
+  objects; it names the hub, so it sits here, above `sync/` which never imports it; request
+  handlers in api/ and admin/ reach it through `services(current_app)`); `schema` and
   `migrations` (they create the fixed tables of every part, sync's included).
 - web: `api/` and `admin/` (siblings: neither imports the other); `signin` (the sign-in
   throttle both use).
@@ -21,7 +22,7 @@ is a subpackage (`webapp.crm`) or a top-level module (`webapp.signin`); `webapp`
   any part of webapp loads nothing else); `serving` (gunicorn's hooks around the built app).
 - cli: `cli`, the `outpost` command.
 
-Also: no cycle between parts, the listener and the hub do not import each other, the
+Also: no cycle between parts (none excepted), the listener and the hub do not import each other, the
 benchmarks stand without tests/, the installed code never edits sys.path, and
 `import webapp.crm.metadata` in a fresh interpreter loads neither Flask, argon2 nor the hub.
 """
@@ -62,17 +63,6 @@ FLOORS: list[tuple[str, set[str]]] = [
 ]
 FLOOR = {part: i for i, (_, parts) in enumerate(FLOORS) for part in parts}
 SIBLINGS = [("webapp.api", "webapp.admin")]  # same floor, and neither may import the other
-
-# Known violations, named: each must still exist (the test fails once one is fixed, so its entry
-# goes). The service locator: `webapp.services` names the Hub (sync/), and these sync modules
-# reach the database, the registry and the hub through `services(app)`, so `sync` and
-# `services` form a cycle. The fix: the app factory hands the sync layer what it uses
-# (Channel, register_sync and push_batch take the services instead of looking them up).
-LOCATOR_CYCLE = {
-    ("webapp.sync.channel", "webapp.services"): "Channel opens sessions and loads models through services(app)",
-    ("webapp.sync.socket", "webapp.services"): "the handshake and the socket loop reach db and hub through it",
-    ("webapp.sync.replay", "webapp.services"): "push_batch wakes the hub through services(app)",
-}
 
 Edge = tuple[str, str, str]  # (importing module, imported module, "file:line")
 
@@ -198,15 +188,16 @@ def test_no_import_climbs_a_floor() -> None:
     assert climbing(edges) == []
 
 
-def test_no_cycle_between_parts_but_the_named_locator_cycle() -> None:
+def test_no_cycle_between_parts() -> None:
     _, edges = import_graph()
-    pairs = {(a, b) for a, b, _ in edges}
-    assert sorted(set(LOCATOR_CYCLE) - pairs) == [], "fixed: remove the entry from LOCATOR_CYCLE"
-    between = {(part(a), part(b)) for a, b in pairs - set(LOCATOR_CYCLE) if part(a) != part(b)}
+    between = {(part(a), part(b)) for a, b, _ in edges if part(a) != part(b)}
     assert cycles(between) == []
-    # ...and the exception is still needed: with its imports counted, sync and services are a cycle.
-    every = {(part(a), part(b)) for a, b in pairs if part(a) != part(b)}
-    assert cycles(every) == [["webapp.services", "webapp.sync"]]
+
+
+def test_the_sync_layer_is_handed_its_services_not_a_locator() -> None:
+    _, edges = import_graph()
+    assert sorted(a for a, b, _ in edges if part(a) == "webapp.sync" and b == "webapp.services") == []
+    assert ("webapp.sync.channel", "webapp.sync.wiring") in {(a, b) for a, b, _ in edges}
 
 
 def test_the_listener_and_the_hub_do_not_import_each_other() -> None:
@@ -221,7 +212,7 @@ def test_the_graph_counts_function_level_and_from_package_imports() -> None:
     _, edges = import_graph()
     pairs = {(a, b) for a, b, _ in edges}
     assert ("webapp", "webapp.admin") in pairs  # inside create_app
-    assert ("webapp.sync.replay", "webapp.services") in pairs  # inside a function
+    assert ("webapp.sync.replay", "webapp.ratelimit") in pairs  # inside over_rate only
     assert ("webapp.admin", "webapp.admin.people") in pairs  # `from webapp.admin import people`
 
 

@@ -182,7 +182,7 @@ class SyncModel(RuleBasedStateMachine):
 
     def connect(self, phone: Phone) -> dict[str, Any]:
         """A new connection: hello, welcome, and a first download resumed where it stopped."""
-        phone.channel = Channel(self.app, phone.token, self.org_id, phone.user_id)
+        phone.channel = Channel(self.app, phone.token, self.org_id, phone.user_id, services=services(self.app))
         frames = self.deliver(phone.channel, json.dumps({"type": "hello", "device_id": phone.device_id}))
         assert [f["type"] for f in frames] == ["welcome"], frames
         welcome = frames[0]

@@ -32,7 +32,7 @@ class Device:
             token, _ = start_session(s, org_id or org.org_id, user_id)
             s.commit()
         self.app = app
-        self.channel = Channel(app, token, org_id or org.org_id, user_id)
+        self.channel = Channel(app, token, org_id or org.org_id, user_id, services=svc)
         self.device_id = str(uuid.uuid4())
         self.seq = 0
 

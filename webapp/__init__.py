@@ -40,7 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         schema.upgrade(db)
     elif setup == "create_all":
         schema.create_all(db)
-    app.extensions[EXTENSION] = Services(
+    svc = app.extensions[EXTENSION] = Services(
         db=db,
         registry=Registry(),
         hasher=password_hasher(fast=bool(app.config["FAST_PASSWORD_HASH"])),
@@ -48,7 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     register_api(app)
     register_admin(app)
-    register_sync(app)
+    register_sync(app, svc)
     register_shell(app)
     register_headers(app)
     register_metrics(app)

@@ -16,6 +16,7 @@ from flask import Blueprint, current_app, jsonify
 from webapp import metrics
 from webapp.api.context import caller, db_session, json_body
 from webapp.httperror import ApiError
+from webapp.services import services
 from webapp.sync import devices
 from webapp.sync.replay import PushError, Replay, over_rate, push_batch
 
@@ -50,7 +51,7 @@ def push_ops() -> Any:
     replay = Replay(dbs, c.model, c.principal, c.actor, row["deviceid"])
     try:
         with metrics.replay_timer("http"):
-            results, stopped = push_batch(current_app, replay, body.get("ops"))
+            results, stopped = push_batch(services(current_app).hub, replay, body.get("ops"))
     except PushError as exc:
         dbs.rollback()
         return jsonify({"results": [], "error": exc.frame}), 400

@@ -28,12 +28,12 @@ from webapp.crm.records import Actor
 from webapp.ratelimit import limits
 from webapp.security.accounts import load_session, user_summary
 from webapp.security.scope import Principal, load_principal
-from webapp.services import services
 from webapp.sync import devices, reconcile
 from webapp.sync.download import download_page
 from webapp.sync.feed import changes_since
 from webapp.sync.frames import BadFrame, parse_frame
 from webapp.sync.replay import PushError, Replay, over_rate, push_batch
+from webapp.sync.wiring import SyncServices
 
 log = logging.getLogger("outpost.sync")
 MAX_FEED_FRAMES = 20  # changes frames sent for one pull or wake; the device pulls again if more
@@ -68,6 +68,7 @@ class Channel:
     check: reconcile.Check | None = None  # the scope check awaiting the device's answer
     check_sent: float = 0.0
     clock: Callable[[], dt.datetime] | None = None  # the server's "now" (default utcnow; tests move it)
+    services: SyncServices = field(kw_only=True)  # the app's db, registry and hub (given, not looked up)
     stats: dict[str, int] = field(default_factory=lambda: {"ops": 0, "conflicts": 0, "rejected": 0, "frames": 0})
     started: float = field(default_factory=time.monotonic)
     _principal: Principal | None = field(default=None, repr=False)  # see `_context`
@@ -110,7 +111,7 @@ class Channel:
                     retry_after_ms=max(1, round(wait * 1000)),
                 )
             ]
-        svc = services(self.app)
+        svc = self.services
         with svc.db.session(write=kind in ("hello", "push", "pull", "reconcile")) as s:
             info = load_session(s, self.token)
             if info is None:
@@ -139,7 +140,7 @@ class Channel:
         frames and loaded again only when it may be stale: the user's security epoch moved (any
         change to what they may see or do, in any process — webapp/crm/epoch.py) or the
         organisation's metadata did. One primary-key read instead of a load per frame."""
-        svc = services(self.app)
+        svc = self.services
         model = svc.registry.model(s, self.org_id)
         key = (model.revision, epoch.current(s, self.org_id, self.user_id))
         principal = self._principal
@@ -182,7 +183,7 @@ class Channel:
         model, principal, actor = self._context(s)
         replay = Replay(s, model, principal, actor, self.device_id or "")
         with metrics.replay_timer("socket"):
-            results, stopped = push_batch(self.app, replay, msg.get("ops"))
+            results, stopped = push_batch(self.services.hub, replay, msg.get("ops"))
         for r in results:
             self.stats["ops"] += 1
             self.stats["conflicts"] += r["status"] == "conflict"
@@ -268,7 +269,7 @@ class Channel:
         the scope check if one is due (nothing before its first pull)."""
         if self.cursor is None or self.device_id is None:
             return []
-        svc = services(self.app)
+        svc = self.services
         with svc.db.session() as s:
             if load_session(s, self.token) is None:
                 raise Closing(1008, [error("unauthenticated", "The session has ended; sign in again.")])
@@ -290,7 +291,7 @@ class Channel:
         """
         if self.cursor is None or self.device_id is None or not self.reconciles:
             return []
-        svc = services(self.app)
+        svc = self.services
         with svc.db.session() as s:
             model, principal, _ = self._context(s)
             plan = self._plan(s, model, principal, self.cursor, self._now())

@@ -36,6 +36,7 @@ from webapp.sync import devices, stale
 from webapp.sync.batch import Batch, Slow
 from webapp.sync.conflicts import change_key_attribute, server_changed_fields, split_changes
 from webapp.sync.devices import next_seq
+from webapp.sync.hub import Hub
 from webapp.sync.profile import is_offline
 from webapp.sync.tables import opledger, syncerror
 
@@ -126,7 +127,7 @@ def over_rate(app: Flask, org_id: str, user_id: str, ops_: Any) -> float | None:
     return limits(app).operations.take((org_id, user_id), len(ops_))
 
 
-def push_batch(app: Flask, replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | None]:
+def push_batch(hub: Hub, replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | None]:
     """The one push pipeline, for the socket and `POST /api/sync/push` alike: replay the batch,
     note the device's sync, commit (the ledger with the effects), then wake the organisation's
     connections — here at once, in other processes by a NOTIFY sent only if the commit is.
@@ -135,12 +136,9 @@ def push_batch(app: Flask, replay: Replay, ops_: Any) -> tuple[list[dict[str, An
     whole raises PushError with nothing applied (the caller rolls back). The caller registers
     the device first (the socket at hello, HTTP with each request).
     """
-    from webapp.services import services
-
     s = replay.session
     results, stopped = push(replay, ops_)
     devices.touch(s, replay.device_id, last_sync=utcnow())
-    hub = services(app).hub
     if results:
         hub.publish(s, "changed", replay.model.org_id)
     s.commit()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+from functools import partial
 from typing import Any
 
 from flask import Flask, current_app, g, request
@@ -22,19 +23,18 @@ from webapp import metrics
 from webapp.crm.changes import utcnow
 from webapp.httperror import ApiError
 from webapp.security.accounts import load_session
-from webapp.services import services
 from webapp.sync.channel import Channel, Closing, error
 from webapp.sync.hub import RESTART_CODE, TooManyConnections
+from webapp.sync.wiring import SyncServices
 
 MAX_FRAME = 1 << 20
 TRY_AGAIN_LATER = 1013  # too many sockets for this user: the device backs off (docs/protocol.md)
 TOO_MANY_MESSAGE = "This account already has {cap} sync connections open; close some apps or tabs."
 HEARTBEAT_SECONDS = 25
 SESSION_ENDED = error("unauthenticated", "The session has ended; sign in again.")
-sock = Sock()
 
 
-def check_handshake() -> None:
+def check_handshake(svc: SyncServices) -> None:
     """Refuse the upgrade without a live session or from a foreign origin (403, no socket)."""
     if request.path != "/api/sync":
         return
@@ -43,7 +43,7 @@ def check_handshake() -> None:
     if origin != own:
         raise ApiError(403, "forbidden_origin", "The sync channel only accepts this app's own pages.")
     token = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
-    with services(current_app).db.session() as s:
+    with svc.db.session() as s:
         info = load_session(s, token) if token else None
     if info is None:
         raise ApiError(403, "unauthenticated", "Sign in before opening the sync channel.")
@@ -77,12 +77,14 @@ def deflate_without_context_takeover(offer: str) -> str:
     return ""
 
 
-def register_sync(app: Flask) -> None:
-    """Install the socket route and its handshake check."""
+def register_sync(app: Flask, svc: SyncServices) -> None:
+    """Install the socket route and its handshake check, both given the app's services."""
     app.config.setdefault("SOCK_SERVER_OPTIONS", {"max_message_size": MAX_FRAME, "ping_interval": None})
-    app.before_request(check_handshake)
+    app.before_request(partial(check_handshake, svc))
+    sock = Sock()  # one per app, so its route holds this app's services
+    sock.route("/api/sync", endpoint="sync_socket")(partial(sync_socket, svc=svc))
     sock.init_app(app)
-    services(app).hub.attach(app.config["DATABASE_URL"])
+    svc.hub.attach(app.config["DATABASE_URL"])
 
 
 class WholeFrames:
@@ -108,14 +110,13 @@ class WholeFrames:
         return getattr(self._sock, name)
 
 
-@sock.route("/api/sync")
-def sync_socket(ws: Any) -> None:
+def sync_socket(ws: Any, svc: SyncServices) -> None:
     """Receive frames, answer them, and push live changes until the socket closes."""
     ws.sock = WholeFrames(ws.sock)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     token, info = g.sync_session
-    channel = Channel(app, token, info.org_id, info.user_id)
-    hub = services(app).hub
+    channel = Channel(app, token, info.org_id, info.user_id, services=svc)
+    hub = svc.hub
     try:  # counted and added under one lock: a burst of sockets cannot overshoot the cap
         cap = app.config["MAX_SOCKETS_PER_USER"] if app.config["RATE_LIMITS"] else None
         sub = hub.subscribe(info.org_id, info.user_id, info.token_hash, cap=cap)
