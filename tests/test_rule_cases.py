@@ -23,6 +23,7 @@ CASES = Path(__file__).parent / "cases" / "rules"
 VALUES = json.loads((CASES / "values.json").read_text())
 STATES = json.loads((CASES / "states.json").read_text())
 DERIVED = json.loads((CASES / "derived.json").read_text())
+MONEY = json.loads((CASES / "money.json").read_text())
 SYSTEM = {e.logical_name: e for e in SYSTEM_ENTITIES}
 BY_SET = {e.entity_set: e for e in SYSTEM_ENTITIES}
 
@@ -92,6 +93,14 @@ def test_the_server_derives_values_exactly_as_the_case_table_says(case: dict[str
     record = {k: decimal.Decimal(str(v)) if isinstance(v, int | float) else v for k, v in case["record"].items()}
     got = {k: as_json(v) for k, v in ruledata.derive(entity.attributes, record).items()}
     assert got == case["derived"]
+
+
+@pytest.mark.parametrize("case", MONEY["cases"], ids=[c["name"] for c in MONEY["cases"]])
+def test_the_server_shows_money_exactly_as_the_case_table_says(case: dict[str, Any]) -> None:
+    entity, name = MONEY["rule_of"]
+    published = SYSTEM[entity].attribute_map[name].to_dict()["rules"]
+    rule = next(r for r in published if r["check"] == "places")
+    assert ruledata.format_money(case["value"], case["symbol"], rule) == case["shown"]
 
 
 def test_a_formula_is_refused_unless_its_sources_are_attributes_of_the_entity_it_can_compute_from() -> None:

@@ -24,6 +24,7 @@ CASES = Path(__file__).parent.parent / "cases" / "rules"
 VALUES = json.loads((CASES / "values.json").read_text())
 STATES = json.loads((CASES / "states.json").read_text())
 DERIVED = json.loads((CASES / "derived.json").read_text())
+MONEY = json.loads((CASES / "money.json").read_text())
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 RUN_VALUES = """
@@ -84,6 +85,16 @@ async ({cases, doc, entity}) => {
 }
 """
 
+RUN_MONEY = """
+async ({table, doc}) => {
+  const {formatMoney, ruleOf} = await import('/static/js/ruledata.js');
+  const [entity, name] = table.rule_of;
+  const meta = doc.entities.find((e) => e.logical_name === entity);
+  const rule = ruleOf(meta.attributes.find((a) => a.logical_name === name), 'places');
+  return table.cases.map((c) => formatMoney(c.value, c.symbol, rule));
+}
+"""
+
 
 def published(live_server: LiveServer) -> dict[str, Any]:
     """The customizations document the device downloads, with the tables' custom entities added
@@ -140,4 +151,8 @@ def test_the_device_validates_and_moves_states_exactly_as_the_case_tables_say(
     for case, answer in zip(DERIVED["cases"], got, strict=True):
         if answer != case["derived"]:
             wrong.append((case["name"], answer, case["derived"]))
+    got = phone_page.evaluate(RUN_MONEY, {"table": MONEY, "doc": doc})
+    for case, answer in zip(MONEY["cases"], got, strict=True):
+        if answer != case["shown"]:
+            wrong.append((case["name"], answer, case["shown"]))
     assert not wrong, "\n".join(f"{name}: device {answer} != table {expected}" for name, answer, expected in wrong)

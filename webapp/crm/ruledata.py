@@ -50,6 +50,51 @@ STATE_MESSAGES = {
 }
 
 
+# What each numeric column keeps after the point (NUMERIC(19,4) money, NUMERIC(28,10) decimals),
+# how a value with more places is rounded to it, and the places money is shown with. One
+# declaration, published as each numeric attribute's `places` rule: the server and the phone
+# round a written value, a derived product and a shown amount by it alike.
+NUMBER_PLACES = {"money": 4, "decimal": 10, "integer": 0}
+ROUNDING = "half_even"
+MONEY_DISPLAY_PLACES = 2
+ROUNDINGS = {"half_even": decimal.ROUND_HALF_EVEN, "half_up": decimal.ROUND_HALF_UP}
+_EXACT = decimal.Context(prec=200)  # wide enough that no product or rounding loses a digit
+
+
+def places_rule(type_: str) -> Rule:
+    """The `places` rule of a numeric type: a coercion, not a refusal (it has no message)."""
+    rule: Rule = {"check": "places", "places": NUMBER_PLACES[type_], "rounding": ROUNDING}
+    if type_ == "money":
+        rule["display_places"] = MONEY_DISPLAY_PLACES
+    return rule
+
+
+def round_to(value: Any, places: int, rounding: str) -> decimal.Decimal:
+    """`value` (a Decimal, an int or a float read as its shortest decimal form) kept to
+    `places` after the point, a tie going the declared way (ruledata.js `roundTo` alike)."""
+    exact = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
+    return exact.quantize(decimal.Decimal(1).scaleb(-places), rounding=ROUNDINGS[rounding], context=_EXACT)
+
+
+def kept(rules: Sequence[Rule], value: Any) -> Any:
+    """A parsed number as its column keeps it (the `places` rule), or `value` when it has none."""
+    rule = next((r for r in rules if r["check"] == "places"), None)
+    if rule is None or isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
+        return value
+    if isinstance(value, int) and rule["places"] == 0:
+        return value
+    return round_to(value, rule["places"], rule["rounding"])
+
+
+def format_money(value: Any, symbol: str, rule: Rule | None = None) -> str:
+    """Money shown with its currency symbol, e.g. '-$1,234.50': `display_places` places, a
+    tie rounded the declared way (ruledata.js `formatMoney` alike)."""
+    rule = rule or places_rule("money")
+    amount = round_to(value, rule["display_places"], rule["rounding"])
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{symbol}{abs(amount):,.{rule['display_places']}f}"
+
+
 def _number(x: float | int) -> int | float:
     """A bound as published: a whole number as an integer (1e15 reads as 1000000000000000)."""
     return int(x) if float(x).is_integer() else float(x)
@@ -69,6 +114,8 @@ def attribute_rules(attr: Attribute) -> list[Rule]:
         if attr.max_length is not None:
             n = attr.max_length
             rules.append({"check": "max_length", "limit": n, "message": f"Longer than maximum length {n}."})
+    if attr.type in NUMBER_PLACES:
+        rules.append(places_rule(attr.type))
     if attr.type in COLUMN_BOUNDS:
         lo_col, hi_col = COLUMN_BOUNDS[attr.type]
         lo = _number(attr.min_value) if attr.min_value is not None else lo_col
@@ -101,7 +148,7 @@ def failure(rule: Rule, value: Any) -> str | None:
         return rule["message"] if v < lo or v > hi else None
     if check == "one_of":
         return rule["message"] if value not in rule["values"] else None
-    if check in ("required", "not_null", "type"):
+    if check in ("required", "not_null", "type", "places"):
         return None
     raise ValueError(f"unknown rule check {check!r}")
 
@@ -230,14 +277,12 @@ def pair_state(
 
 # --- derived values -------------------------------------------------------------------------
 
-PLACES = {"money": 4, "decimal": 10, "integer": 0}  # what each numeric column keeps after the point
-
 
 def derive(attributes: Sequence[Attribute], merged: Mapping[str, Any]) -> dict[str, Any]:
     """The values of the attributes with a `formula`, from the record's other values.
 
     `join`: the sources that hold text, in order, spaced (none: null). `product`: the sources
-    multiplied, kept to the column's places (a source missing: null). webapp/static/js/ruledata.js
+    multiplied exactly, then kept to the column's `places` rule (a source missing: null). webapp/static/js/ruledata.js
     `derive` computes the same."""
     out: dict[str, Any] = {}
     for attr in attributes:
@@ -252,9 +297,9 @@ def derive(attributes: Sequence[Attribute], merged: Mapping[str, Any]) -> dict[s
         else:
             product = decimal.Decimal(1)
             for v in values:
-                product *= v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v))
-            places = PLACES.get(attr.type, 4)
-            rounded = product.quantize(decimal.Decimal(1).scaleb(-places))
+                product = _EXACT.multiply(product, v if isinstance(v, decimal.Decimal) else decimal.Decimal(str(v)))
+            rule = next(r for r in attr.rules if r["check"] == "places")
+            rounded = round_to(product, rule["places"], rule["rounding"])
             out[attr.logical_name] = int(rounded) if attr.type == "integer" else rounded
     return out
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from webapp.crm import ruledata
 from webapp.crm.metadata import Attribute, Entity
 from webapp.crm.registry import OrgModel
 
@@ -44,11 +45,9 @@ def wire_value(attr_type: str, value: Any) -> Any:
     return value
 
 
-def format_money(value: Any, symbol: str) -> str:
-    """Money with its currency symbol, e.g. '$1,234.50'."""
-    amount = Decimal(value)
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{symbol}{abs(amount):,.2f}"
+def _places(attr: Attribute) -> ruledata.Rule | None:
+    """A money attribute's `places` rule: the places and rounding its amounts are shown with."""
+    return next((r for r in attr.rules if r["check"] == "places"), None)
 
 
 def _lookup_target(attr: Attribute, row: dict[str, Any]) -> str | None:
@@ -139,7 +138,7 @@ def serialize(
                 if label is not None:
                     rec[f"{name}{FORMATTED}"] = label
             elif a.type == "money":
-                rec[f"{name}{FORMATTED}"] = format_money(value, symbol)
+                rec[f"{name}{FORMATTED}"] = ruledata.format_money(value, symbol, _places(a))
             elif a.type == "boolean":
                 rec[f"{name}{FORMATTED}"] = "Yes" if value else "No"
         for col, target in SYSTEM_LOOKUPS:

@@ -23,14 +23,19 @@ WRITE_RULES = ruledata.write_rules()
 
 
 class StrictNumber(fields.Decimal):
-    """A JSON number only: strings and booleans are refused (no silent coercion)."""
+    """A JSON number only: strings and booleans are refused (no silent coercion); kept to the
+    places its `places` rule declares, rounded as it says (the phone rounds alike)."""
+
+    def __init__(self, *, rules: list[ruledata.Rule], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rules = rules
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
         if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
             raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
+        return ruledata.kept(self.rules, super()._deserialize(value, attr, data, **kwargs))
 
 
 class StrictString(fields.String):
@@ -102,8 +107,9 @@ def field_for(attr: Attribute) -> fields.Field[Any]:
         "null": ruledata.rule_message(rules, "not_null", ruledata.NOT_NULL),
         "invalid": ruledata.rule_message(rules, "type", ruledata.TYPE_MESSAGES[attr.type]),
     }
+    extra = {"rules": rules} if make is StrictNumber else {}
     field: fields.Field[Any] = make(
-        required=attr.required, allow_none=not attr.required, validate=Rules(rules), error_messages=messages
+        required=attr.required, allow_none=not attr.required, validate=Rules(rules), error_messages=messages, **extra
     )
     return field
 

@@ -9,7 +9,7 @@
  * the metadata; nothing here names an entity.
  */
 
-/** @typedef {{check: string, message: string, limit?: number, min?: number, max?: number, values?: number[]}} Rule */
+/** @typedef {{check: string, message: string, limit?: number, min?: number, max?: number, values?: number[], places?: number, rounding?: string, display_places?: number}} Rule */
 
 /** The rule `check` of an attribute, or undefined. @param {any} attr @param {string} check @returns {Rule|undefined} */
 export function ruleOf(attr, check) {
@@ -52,6 +52,71 @@ function parse(type, value) {
   }
 }
 
+/**
+ * A number's exact decimal value as [digits, scale] (value = digits / 10^scale), read from its
+ * shortest decimal form, as the server reads a JSON number (Decimal(str(x))). @param {number|string} x
+ * @returns {[bigint, number]}
+ */
+function exact(x) {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]?\d+))?$/i.exec(String(x));
+  if (!m) throw new Error(`not a finite number: ${x}`);
+  let digits = BigInt(`${m[1]}${m[2]}${m[3] || ""}`);
+  let scale = (m[3] || "").length - Number(m[4] || 0);
+  if (scale < 0) {
+    digits *= 10n ** BigInt(-scale);
+    scale = 0;
+  }
+  return [digits, scale];
+}
+
+/**
+ * An exact [digits, scale] kept to `places` after the point, a tie going the declared way
+ * (`half_even` or `half_up`, away from zero), as the server's Decimal quantize does.
+ * @param {[bigint, number]} value @param {number} places @param {string} rounding @returns {bigint} the digits at scale `places`
+ */
+function roundExact([digits, scale], places, rounding) {
+  if (scale <= places) return digits * 10n ** BigInt(places - scale);
+  const unit = 10n ** BigInt(scale - places);
+  const kept = digits / unit; // toward zero
+  const rest = digits % unit;
+  const twice = 2n * (rest < 0n ? -rest : rest);
+  if (rounding !== "half_even" && rounding !== "half_up") throw new Error(`unknown rounding '${rounding}'`);
+  const up = twice > unit || (twice === unit && (rounding === "half_up" || kept % 2n !== 0n));
+  return up ? kept + (digits < 0n ? -1n : 1n) : kept;
+}
+
+/** Digits at a scale as a decimal string ("-12.3400"). @param {bigint} digits @param {number} places */
+function decimalText(digits, places) {
+  const text = (digits < 0n ? -digits : digits).toString().padStart(places + 1, "0");
+  const whole = places ? text.slice(0, -places) : text;
+  return `${digits < 0n ? "-" : ""}${whole}${places ? `.${text.slice(-places)}` : ""}`;
+}
+
+/** A number kept to `places`, rounded the declared way (the server's `round_to`). @param {number|string} value @param {number} places @param {string} rounding */
+export function roundTo(value, places, rounding) {
+  return Number(decimalText(roundExact(exact(value), places, rounding), places));
+}
+
+/** A parsed number as its column keeps it (the attribute's `places` rule). @param {any} attr @param {any} value */
+function kept(attr, value) {
+  const rule = ruleOf(attr, "places");
+  if (!rule || typeof value !== "number" || (rule.places === 0 && Number.isInteger(value))) return value;
+  return roundTo(value, Number(rule.places), String(rule.rounding));
+}
+
+/**
+ * Money shown with its currency symbol, "-$1,234.50": the `places` rule's `display_places`,
+ * a tie rounded the declared way (the server's ruledata.py `format_money`).
+ * @param {number} value @param {string} symbol @param {Rule} rule the money attribute's `places` rule
+ */
+export function formatMoney(value, symbol, rule) {
+  const places = Number(rule.display_places);
+  const digits = roundExact(exact(value), places, String(rule.rounding));
+  const [whole, part] = decimalText(digits < 0n ? -digits : digits, places).split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return `${digits < 0n ? "-" : ""}${symbol}${grouped}${part === undefined ? "" : `.${part}`}`;
+}
+
 /** The message when a typed, non-null value breaks a constraint rule, else null. @param {Rule} rule @param {any} value */
 export function failure(rule, value) {
   switch (rule.check) {
@@ -66,6 +131,7 @@ export function failure(rule, value) {
     case "required":
     case "not_null":
     case "type":
+    case "places":
       return null;
     default:
       throw new Error(`unknown rule check '${rule.check}'`);
@@ -82,7 +148,7 @@ export function checkValue(attr, value) {
     const notNull = ruleOf(attr, "not_null");
     return notNull ? { message: notNull.message } : { value: null };
   }
-  const parsed = parse(attr.type, value);
+  const parsed = kept(attr, parse(attr.type, value));
   const type = ruleOf(attr, "type");
   if (parsed === undefined && type) return { message: type.message };
   for (const rule of attr.rules || []) {
@@ -172,13 +238,11 @@ export function pairState(states, statuses, messages, merged, given) {
   return { changes };
 }
 
-/** What each numeric column keeps after the point (webapp/crm/ruledata.py `PLACES`). */
-const PLACES = /** @type {Record<string, number>} */ ({ money: 4, decimal: 10, integer: 0 });
-
 /**
  * Set the values of the attributes with a `formula` from the record's other values, as the
  * server computes them (webapp/crm/ruledata.py `derive`): `join` spaces the sources that hold
- * text (none: null); `product` multiplies them, kept to the column's places (one missing: null).
+ * text (none: null); `product` multiplies them exactly, kept to the attribute's `places` rule
+ * (one missing: null).
  * @param {{attributes: any[]}} meta @param {Record<string, any>} v
  */
 export function derive(meta, v) {
@@ -191,9 +255,15 @@ export function derive(meta, v) {
     } else if (values.some((/** @type {any} */ x) => x == null)) {
       v[attr.logical_name] = null;
     } else {
-      const scale = 10 ** (PLACES[attr.type] ?? 4);
-      const product = values.reduce((/** @type {number} */ acc, /** @type {any} */ x) => acc * Number(x), 1);
-      v[attr.logical_name] = Math.round(product * scale) / scale;
+      const rule = /** @type {Rule} */ (ruleOf(attr, "places"));
+      /** @type {[bigint, number]} */
+      let product = [1n, 0];
+      for (const x of values) {
+        const [digits, scale] = exact(x);
+        product = [product[0] * digits, product[1] + scale];
+      }
+      const places = Number(rule.places);
+      v[attr.logical_name] = Number(decimalText(roundExact(product, places, String(rule.rounding)), places));
     }
   }
 }

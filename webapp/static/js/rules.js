@@ -8,7 +8,7 @@
  * usable in a page or a worker.
  */
 
-import { derive, pairState, stateMachine } from "./ruledata.js";
+import { derive, formatMoney, pairState, ruleOf, stateMachine } from "./ruledata.js";
 
 export const LOOKUP_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname";
 export const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
@@ -64,15 +64,6 @@ export function symbolKey(entity, id) {
 }
 
 /**
- * Money as the server formats it (serialize.py `format_money`): "-$1,234.50".
- * @param {number} value @param {string} symbol
- */
-export function formatMoney(value, symbol) {
-  const amount = Math.abs(Number(value)).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  return `${Number(value) < 0 ? "-" : ""}${symbol}${amount}`;
-}
-
-/**
  * Give every money value of a view its formatted value with the currency symbol, as the server
  * does — also the amounts the device computes (an opportunity product's extended amount) and
  * those a change just set. `symbol`: the record's currency symbol when the operation knew it;
@@ -102,7 +93,7 @@ export function labelMoney(meta, view, symbol) {
     }
     const shown = view[key];
     const matches = typeof shown === "string" && Math.abs(Number(shown.replace(/[^0-9.-]/g, "")) - Number(value)) < 0.005;
-    if (known !== null && (symbol !== null || !matches)) view[key] = formatMoney(value, known);
+    if (known !== null && (symbol !== null || !matches)) view[key] = formatMoney(value, known, /** @type {any} */ (ruleOf(a, "places")));
   }
 }
 
