@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
 from webapp.crm.clientscripts import published
-from webapp.crm.commands import SALES_PROCESS
+from webapp.crm.commanddata import SALES_PROCESS, declaration
 from webapp.crm.entities import SYSTEM_ENTITY_NAMES
 from webapp.crm.errors import ValidationFailed
 from webapp.crm.metadata import Entity, MetadataError, entity_from_dict, entity_to_definition
@@ -50,6 +50,7 @@ def customizations(model: OrgModel) -> dict[str, Any]:
         "sync_interval_minutes": offline.get("sync_interval_minutes", 15),
         "client_scripts": published(model),
         "write_rules": write_rules(),
+        "commands": declaration(),
     }
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
     doc = {"version": digest, **doc}

@@ -398,6 +398,7 @@ class UserCommandIO:
 
     def __init__(self, session: Session, model: OrgModel, p: Principal, actor: Actor) -> None:
         self.session, self.model, self.principal, self.actor = session, model, p, actor
+        self._metadata: dict[str, dict[str, Any]] = {}
 
     def get(self, entity: str, record_id: str) -> dict[str, Any]:
         """A record the user may read, with what they may not read of it withheld (None)."""
@@ -425,9 +426,12 @@ class UserCommandIO:
             by_command=True,
         )
 
-    def entity_set(self, entity: str) -> str:
-        """The entity-set name of an entity."""
-        return self.model.entity(entity).entity_set
+    def metadata(self, entity: str) -> dict[str, Any]:
+        """The entity's metadata as published (what the command's declaration is read against)."""
+        cached = self._metadata.get(entity)
+        if cached is None:
+            cached = self._metadata[entity] = self.model.entity(entity).to_dict()
+        return cached
 
 
 def run_command(

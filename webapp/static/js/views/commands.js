@@ -8,7 +8,7 @@
  * open appointment) and the server said the user may write it (`@Outpost.Access`). A list's
  * selection clears once its command ran.
  */
-import { DISQUALIFY_REASONS, runCommand } from "../commands.js";
+import { runCommand } from "../commands.js";
 import { h, toast } from "../dom.js";
 import { clearSelection } from "./list.js";
 
@@ -16,6 +16,17 @@ import { clearSelection } from "./list.js";
 function writable(record) {
   const rights = record?.["@Outpost.Access"];
   return typeof rights !== "string" || rights.includes("w");
+}
+
+/**
+ * The statuses a command's `statuscode` argument allows (its declared state's, from the
+ * entity's metadata), for a reason picker. @param {any} ctx @param {any} meta @param {string} name
+ * @returns {{value: number, label: string}[]}
+ */
+function statusChoices(ctx, meta, name) {
+  const spec = (ctx.store.customizations?.commands?.commands?.[name]?.args || []).find((/** @type {any} */ a) => a.name === "statuscode");
+  const status = meta.attributes.find((/** @type {any} */ a) => a.logical_name === "statuscode");
+  return (status?.options || []).filter((/** @type {any} */ o) => spec && o.state === spec.state);
 }
 
 /**
@@ -126,7 +137,7 @@ export function recordCommands(ctx, meta, record) {
     if (allowed("disqualify_lead")) {
       buttons.push(
         button("Disqualify", async () => {
-          const reason = h("select", { name: "statuscode" }, Object.entries(DISQUALIFY_REASONS).map(([v, l]) => h("option", { value: v }, l)));
+          const reason = h("select", { name: "statuscode" }, statusChoices(ctx, meta, "disqualify_lead").map((o) => h("option", { value: o.value }, o.label)));
           const values = await formDialog("Disqualify Lead", [field("disqualify-reason", "Reason", reason)], "Disqualify");
           if (values && (await run(ctx, "disqualify_lead", { leadid: record.leadid, statuscode: Number(values.get("statuscode")) }))) ctx.render();
         }),
@@ -166,7 +177,7 @@ export function recordCommands(ctx, meta, record) {
         const values = await formDialog(
           "Close Opportunity as Lost",
           [
-            field("lost-reason", "Reason", h("select", { name: "statuscode" }, h("option", { value: "4" }, "Canceled"), h("option", { value: "5" }, "Out-Sold"))),
+            field("lost-reason", "Reason", h("select", { name: "statuscode" }, statusChoices(ctx, meta, "close_opportunity").map((o) => h("option", { value: o.value }, o.label)))),
             field(
               "lost-competitor",
               "Competitor (optional)",
