@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SUITES = ("security", "connections", "replay", "push", "device", "scope", "signin")
+SUITES = ("security", "connections", "storm", "replay", "push", "device", "scope", "signin")
 
 
 def run_suite(
@@ -65,16 +65,18 @@ def run_suite(
 ) -> list[Row]:
     """Run every benchmark (or those named in `only`), print the table, write JSON if asked.
 
-    `connections`: idle sockets for the `connections` suite (default: from `records`);
+    `connections`: idle sockets for the `connections` suite, devices for `storm` (default: from
+    `records`);
     `seconds`: the length of each phase of the `signin` suite (default 60)."""
     from functools import partial
 
     from benchmarks import connections as conns
-    from benchmarks import device, push, replay, scope, security, signin
+    from benchmarks import device, push, replay, scope, security, signin, storm
 
     suites: dict[str, Callable[[int, Report], None]] = {
         "security": security.run,
         "connections": partial(conns.run, connections=connections),
+        "storm": partial(storm.run, devices=connections),
         "replay": replay.run,
         "push": push.run,
         "device": device.run,

@@ -90,3 +90,12 @@ def test_the_signin_benchmark_at_full_length(tmp_path: Path) -> None:
     rows = signin_rows(tmp_path, "60")
     assert rows["writes, 8 threads signing in, p50"] > 0
     assert rows["writes, 8 threads signing in, failed"] == 0  # before issue 17, writes failed: database is locked
+
+
+def test_the_storm_benchmark_restarts_the_server_under_its_devices_and_times_their_return(tmp_path: Path) -> None:
+    rows = bench(tmp_path, "--only", "storm", "--connections", "20")
+    assert rows["devices, each its own salesperson"] == 20
+    for mode in ("at once", "phone's jitter"):
+        assert rows[f"storm {mode}: closed with 1012"] == 20  # SIGTERM tells every phone to come back later
+        assert rows[f"storm {mode}: until the last is caught up"] > 0
+        assert rows[f"storm {mode}: GET /healthz p95"] >= rows[f"storm {mode}: GET /healthz p50"] > 0

@@ -373,13 +373,13 @@ def load_demo_cmd(org: str, records: int, progress: bool) -> None:
 @click.option(
     "--only",
     multiple=True,
-    help="Run only these benchmarks (repeatable): security, connections, replay, push, device, scope, signin.",
+    help="Run only these benchmarks (repeatable): security, connections, storm, replay, push, device, scope, signin.",
 )
 @click.option(
     "--connections",
     default=None,
     type=click.IntRange(1, 100_000),
-    help="Idle sockets for the connections benchmark (default: records / 100, 20 to 2,000).",
+    help="Idle sockets for the connections benchmark, devices for storm (default: records / 100, 20 to 2,000).",
 )
 @click.option(
     "--seconds",
