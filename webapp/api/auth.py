@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
-from webapp.api.context import caller, db_session, json_body, session_info
+from webapp.api.context import db_session, json_body, session_info, signed_in
 from webapp.cookies import clear_session_cookie, set_session_cookie
 from webapp.crm.tables import organization
 from webapp.httperror import ApiError
@@ -85,12 +85,11 @@ def logout() -> Any:
 @bp.get("/me")
 def me() -> Any:
     """Who is signed in, their organisation, and the CSRF token for state-changing calls."""
-    c = caller()
-    dbs = db_session()
+    info, model, _ = signed_in()  # no principal: a phone asks this before every reconnect
     return jsonify(
         {
-            "user": user_summary(dbs, c.model, c.actor.user_id or ""),
-            "org": _org_summary(c.model.org_id),
-            "csrf_token": c.session_info.csrf_token,
+            "user": user_summary(db_session(), model, info.user_id),
+            "org": _org_summary(model.org_id),
+            "csrf_token": info.csrf_token,
         }
     )

@@ -21,7 +21,8 @@ from webapp.httperror import ApiError
 from webapp.jsonvalues import BadValue, check_value
 from webapp.ratelimit import limits
 from webapp.security.accounts import SessionInfo, load_session
-from webapp.security.scope import Principal, load_principal
+from webapp.security.principals import principals
+from webapp.security.scope import Principal
 from webapp.services import services
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -61,10 +62,9 @@ def session_info() -> SessionInfo | None:
     return g.session_info  # type: ignore[no-any-return]
 
 
-def caller() -> Caller:
-    """The signed-in caller, or a 401."""
-    if "caller" in g:
-        return g.caller  # type: ignore[no-any-return]
+def signed_in() -> tuple[SessionInfo, OrgModel, Actor]:
+    """The signed-in, still active user (their session, organisation model and identity), or a
+    401; without their security principal, for a request that needs no security check."""
     info = session_info()
     if info is None:
         raise ApiError(401, "unauthenticated", "Sign in first.")
@@ -78,8 +78,16 @@ def caller() -> Caller:
     ).first()
     if row is None or row.isdisabled:
         raise ApiError(401, "unauthenticated", "This account is no longer active; sign in again.")
-    principal = load_principal(dbs, model, info.user_id)
-    g.caller = Caller(info, model, Actor(info.org_id, info.user_id, row.businessunitid), principal)
+    return info, model, Actor(info.org_id, info.user_id, row.businessunitid)
+
+
+def caller() -> Caller:
+    """The signed-in caller with their security principal (kept per process, per user), or a 401."""
+    if "caller" in g:
+        return g.caller  # type: ignore[no-any-return]
+    info, model, actor = signed_in()
+    principal = principals(current_app).get(db_session(), model, info.user_id)
+    g.caller = Caller(info, model, actor, principal)
     return g.caller  # type: ignore[no-any-return]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, delete, func, insert, select, update
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from webapp.crm.changes import utcnow
@@ -297,17 +297,26 @@ def start_session(session: Session, org_id: str, user_id: str) -> tuple[str, Ses
     return token, info
 
 
+# Built once: every socket frame and request resolves its session, and building a statement
+# costs more than running this one.
+_LIVE_SESSION = select(
+    usersession.c.tokenhash,
+    usersession.c.organizationid,
+    usersession.c.systemuserid,
+    usersession.c.csrf_token,
+    usersession.c.expireson,
+).where(
+    usersession.c.tokenhash == bindparam("hash"),
+    usersession.c.revokedon.is_(None),
+    usersession.c.expireson > bindparam("now"),
+)
+
+
 def load_session(session: Session, token: str | None) -> SessionInfo | None:
     """The live session a cookie token names, or None (unknown, expired or revoked)."""
     if not token or len(token) > 200:
         return None
-    row = session.execute(
-        select(usersession).where(
-            usersession.c.tokenhash == hash_token(token),
-            usersession.c.revokedon.is_(None),
-            usersession.c.expireson > utcnow(),
-        )
-    ).first()
+    row = session.execute(_LIVE_SESSION, {"hash": hash_token(token), "now": utcnow()}).first()
     if row is None:
         return None
     return SessionInfo(row.tokenhash, row.organizationid, row.systemuserid, row.csrf_token, row.expireson)

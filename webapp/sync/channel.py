@@ -20,14 +20,13 @@ from typing import Any
 from flask import Flask
 
 from webapp import metrics
-from webapp.crm import epoch
 from webapp.crm.changes import current_change, utcnow
 from webapp.crm.customizations import customizations
 from webapp.crm.errors import CrmError
 from webapp.crm.records import Actor
 from webapp.ratelimit import limits
 from webapp.security.accounts import load_session, user_summary
-from webapp.security.scope import Principal, load_principal
+from webapp.security.principals import principals
 from webapp.sync import devices, reconcile
 from webapp.sync.download import download_page
 from webapp.sync.feed import changes_since
@@ -71,8 +70,6 @@ class Channel:
     services: SyncServices = field(kw_only=True)  # the app's db, registry and hub (given, not looked up)
     stats: dict[str, int] = field(default_factory=lambda: {"ops": 0, "conflicts": 0, "rejected": 0, "frames": 0})
     started: float = field(default_factory=time.monotonic)
-    _principal: Principal | None = field(default=None, repr=False)  # see `_context`
-    _principal_key: tuple[int, int] | None = None
 
     def _now(self) -> dt.datetime:
         return self.clock() if self.clock is not None else utcnow()
@@ -136,22 +133,16 @@ class Channel:
         return wait
 
     def _context(self, s: Any) -> tuple[Any, Any, Actor]:
-        """The organisation's model and this user's principal. The principal is kept between
-        frames and loaded again only when it may be stale: the user's security epoch moved (any
-        change to what they may see or do, in any process — webapp/crm/epoch.py) or the
-        organisation's metadata did. One primary-key read instead of a load per frame."""
-        svc = self.services
-        model = svc.registry.model(s, self.org_id)
-        key = (model.revision, epoch.current(s, self.org_id, self.user_id))
-        principal = self._principal
-        if principal is None or self._principal_key != key:
-            principal = self._principal = load_principal(s, model, self.user_id)
-            self._principal_key = key
+        """The organisation's model and this user's principal: the process keeps one per user,
+        shared by their sockets, and loads it again only when the user's security epoch or the
+        organisation's metadata moved (webapp/security/principals.py)."""
+        model = self.services.registry.model(s, self.org_id)
+        principal = principals(self.app).get(s, model, self.user_id)
         return model, principal, Actor(self.org_id, self.user_id, principal.business_unit_id)
 
     def hello(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
-        """Register the device and tell it where the server stands."""
-        model, _, _ = self._context(s)
+        """Register the device and tell it where the server stands (no principal needed yet)."""
+        model = self.services.registry.model(s, self.org_id)
         if msg.get("org") not in (None, model.name):
             return [error("device_mismatch", "This device's store belongs to another organisation.")]
         try:
