@@ -52,6 +52,7 @@ FLOORS: list[tuple[str, set[str]]] = [
             "webapp.httperror",
             "webapp.shell",
             "webapp.metrics",
+            "webapp.admission",
         },
     ),
     ("crm", {"webapp.crm"}),

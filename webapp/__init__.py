@@ -20,6 +20,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from webapp import schema
     from webapp.admin import register_admin
+    from webapp.admission import gate_requests
     from webapp.api import register_api
     from webapp.config import configure
     from webapp.crm.registry import Registry
@@ -52,4 +53,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_shell(app)
     register_headers(app)
     register_metrics(app)
+    gate_requests(app)
     return app

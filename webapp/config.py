@@ -47,6 +47,8 @@ def configure(app: Flask, test_config: dict[str, Any] | None) -> None:
         SESSION_COOKIE_NAME="outpost_session",
         SESSION_COOKIE_SECURE=os.environ.get("OUTPOST_SECURE_COOKIES", "") == "1",
         MAX_PAGE_SIZE=5000,
+        # Requests and socket frames doing their work at once in a process (webapp/admission.py).
+        ADMISSION_SLOTS=int(os.environ.get("OUTPOST_ADMISSION_SLOTS") or 8),
         MAX_CONTENT_LENGTH=8 * 1024 * 1024,
         JSON_SORT_KEYS=False,
         # Rate limits per user (webapp/ratelimit.py); OUTPOST_RATE_LIMITS=off lifts them (benchmarks).

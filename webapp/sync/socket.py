@@ -20,6 +20,7 @@ from flask import Flask, current_app, g, request
 from flask_sock import ConnectionClosed, Sock
 
 from webapp import metrics
+from webapp.admission import admission
 from webapp.crm.changes import utcnow
 from webapp.httperror import ApiError
 from webapp.security.accounts import load_session
@@ -43,7 +44,7 @@ def check_handshake(svc: SyncServices) -> None:
     if origin != own:
         raise ApiError(403, "forbidden_origin", "The sync channel only accepts this app's own pages.")
     token = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
-    with svc.db.session() as s:
+    with admission(current_app).slot(), svc.db.session() as s:
         info = load_session(s, token) if token else None
     if info is None:
         raise ApiError(403, "unauthenticated", "Sign in before opening the sync channel.")
@@ -117,6 +118,7 @@ def sync_socket(ws: Any, svc: SyncServices) -> None:
     token, info = g.sync_session
     channel = Channel(app, token, info.org_id, info.user_id, services=svc)
     hub = svc.hub
+    gate = admission(app)  # each frame's work waits its turn (webapp/admission.py); sending does not
     try:  # counted and added under one lock: a burst of sockets cannot overshoot the cap
         cap = app.config["MAX_SOCKETS_PER_USER"] if app.config["RATE_LIMITS"] else None
         sub = hub.subscribe(info.org_id, info.user_id, info.token_hash, cap=cap)
@@ -162,8 +164,9 @@ def sync_socket(ws: Any, svc: SyncServices) -> None:
                     else:
                         sub.event.clear()
                         woken, sub.woken = sub.woken, None  # when the first commit behind this wake was heard
-                        with app.app_context():
-                            send(pushed := channel.wake())
+                        with app.app_context(), gate.slot():
+                            pushed = channel.wake()
+                        send(pushed)
                         metrics.live_pushed(woken, pushed)
                 except Closing as exc:
                     close(exc.code, exc.frames)
@@ -182,7 +185,9 @@ def sync_socket(ws: Any, svc: SyncServices) -> None:
                 if closed.is_set():
                     break
                 try:
-                    send(channel.receive(text))
+                    with gate.slot():
+                        answer = channel.receive(text)
+                    send(answer)
                 except Closing as exc:
                     close(exc.code, exc.frames)
     except ConnectionClosed:
