@@ -175,13 +175,32 @@ SERVER_OWNED = {
 }
 
 
+# What a write's keys must be: the body's shape, the primary id, attributes and `@odata.bind`
+# lookups (filled with `fill`; validation.py and data.js `validate` decide in the same order).
+PAYLOAD_MESSAGES = {
+    "not_an_object": "The body must be a JSON object.",
+    "primary_id_fixed": "The primary id cannot be changed.",
+    "primary_id_form": "Must be a lower-case UUID.",
+    "not_an_attribute": "'{key}' is not an attribute of {entity}.",
+    "lookup_form": "Lookups are written as '{name}@odata.bind': '/<entityset>(<id>)'.",
+    "read_only": "{key} is computed by the server and cannot be written.",
+    "not_a_lookup": "'{name}' is not a lookup of {entity}.",
+    "bind_not_string": "A lookup is bound with a string '/<entityset>(<id>)'.",
+    "bind_form": "'{value}' is not of the form '/<entityset>(<id>)'.",
+    "not_an_entity_set": "'{set}' is not an entity set.",
+    "wrong_target": "{key} can point at {allowed}, not {target}.",
+    "wrong_hint": "{name} must point at a {hint}.",
+}
+
+
 def write_rules() -> dict[str, Any]:
-    """The fields no client may write, with their messages (published once in the document:
-    they are the same for every entity)."""
+    """The fields no client may write and what a write's keys must be, with their messages
+    (published once in the document: they are the same for every entity)."""
     return {
         "server_owned": SERVER_OWNED,
         "server_owned_prefixes": ["_ownerid", "_owningbusinessunit"],
         "server_owned_other": "{key} is set by the server.",
+        "messages": PAYLOAD_MESSAGES,
     }
 
 

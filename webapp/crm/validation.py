@@ -20,6 +20,7 @@ from webapp.crm.metadata import Attribute, Entity
 BIND_RE = re.compile(r"^/?(?P<set>[A-Za-z_][A-Za-z0-9_]*)\((?P<id>[0-9a-fA-F-]{36})\)$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WRITE_RULES = ruledata.write_rules()
+SAY = WRITE_RULES["messages"]
 
 
 class StrictNumber(fields.Decimal):
@@ -163,13 +164,14 @@ class Bind:
 def parse_payload(
     entity: Entity, payload: Any, entity_for_set: Any, creating: bool
 ) -> tuple[dict[str, Any], list[Bind], str | None]:
-    """Split a Web API body into (scalar values, lookup binds, client-minted primary id).
+    """Split a Web API body into (scalar values, lookup binds, client-minted primary id); every
+    message is the published `write_rules.messages` one (data.js `validate` decides alike).
 
     `entity_for_set` maps an entity-set name to its Entity (raising on unknown). Every
     problem is collected and raised together as ValidationFailed.
     """
     if not isinstance(payload, dict):
-        raise ValidationFailed("The body must be a JSON object.")
+        raise ValidationFailed(SAY["not_an_object"])
     errors: dict[str, list[str]] = {}
     scalars: dict[str, Any] = {}
     binds: list[Bind] = []
@@ -184,9 +186,9 @@ def parse_payload(
             continue
         if key == entity.primary_id:
             if not creating:
-                errors.setdefault(key, []).append("The primary id cannot be changed.")
+                errors.setdefault(key, []).append(SAY["primary_id_fixed"])
             elif not isinstance(value, str) or not UUID_RE.match(value):
-                errors.setdefault(key, []).append("Must be a lower-case UUID.")
+                errors.setdefault(key, []).append(SAY["primary_id_form"])
             else:
                 record_id = value
             continue
@@ -199,17 +201,17 @@ def parse_payload(
         attr = entity.attribute(key)
         if attr is None:
             if key.startswith("_") and key.endswith("_value"):
-                errors.setdefault(key, []).append(
-                    f"Lookups are written as '{key[1:-6]}@odata.bind': '/<entityset>(<id>)'."
-                )
+                errors.setdefault(key, []).append(ruledata.fill(SAY["lookup_form"], {"name": key[1:-6]}))
             else:
-                errors.setdefault(key, []).append(f"'{key}' is not an attribute of {entity.logical_name}.")
+                errors.setdefault(key, []).append(
+                    ruledata.fill(SAY["not_an_attribute"], {"key": key, "entity": entity.logical_name})
+                )
             continue
         if attr.type == "lookup":
-            errors.setdefault(key, []).append(f"Lookups are written as '{key}@odata.bind': '/<entityset>(<id>)'.")
+            errors.setdefault(key, []).append(ruledata.fill(SAY["lookup_form"], {"name": key}))
             continue
         if attr.read_only:
-            errors.setdefault(key, []).append(f"{key} is computed by the server and cannot be written.")
+            errors.setdefault(key, []).append(ruledata.fill(SAY["read_only"], {"key": key}))
             continue
         scalars[key] = value
     try:
@@ -221,7 +223,7 @@ def parse_payload(
     if creating:
         bound = {b.attribute for b in binds if b.id is not None}
         for a in entity.lookups():
-            if a.required and a.logical_name not in bound:
+            if a.required and a.logical_name not in bound and a.logical_name not in errors:
                 errors.setdefault(a.logical_name, []).append(
                     ruledata.rule_message(a.rules, "required", ruledata.REQUIRED)
                 )
@@ -252,28 +254,30 @@ def _parse_bind(
         base, _, target_hint = name.rpartition("_")
         attr = entity.attribute(base)
     if attr is None or attr.type != "lookup":
-        errors.setdefault(name, []).append(f"'{name}' is not a lookup of {entity.logical_name}.")
+        errors.setdefault(name, []).append(
+            ruledata.fill(SAY["not_a_lookup"], {"name": name, "entity": entity.logical_name})
+        )
         return None
     key = attr.logical_name
     if value is None:
         return Bind(key, None, None)
     if not isinstance(value, str):
-        errors.setdefault(key, []).append("A lookup is bound with a string '/<entityset>(<id>)'.")
+        errors.setdefault(key, []).append(SAY["bind_not_string"])
         return None
     m = BIND_RE.match(value)
     if not m:
-        errors.setdefault(key, []).append(f"'{value}' is not of the form '/<entityset>(<id>)'.")
+        errors.setdefault(key, []).append(ruledata.fill(SAY["bind_form"], {"value": value}))
         return None
     try:
         target = entity_for_set(m["set"])
     except Exception:
-        errors.setdefault(key, []).append(f"'{m['set']}' is not an entity set.")
+        errors.setdefault(key, []).append(ruledata.fill(SAY["not_an_entity_set"], {"set": m["set"]}))
         return None
     if target.logical_name not in attr.targets:
-        allowed = ", ".join(attr.targets)
-        errors.setdefault(key, []).append(f"{key} can point at {allowed}, not {target.logical_name}.")
+        args = {"key": key, "allowed": ", ".join(attr.targets), "target": target.logical_name}
+        errors.setdefault(key, []).append(ruledata.fill(SAY["wrong_target"], args))
         return None
     if target_hint is not None and target_hint != target.logical_name:
-        errors.setdefault(key, []).append(f"{name} must point at a {target_hint}.")
+        errors.setdefault(key, []).append(ruledata.fill(SAY["wrong_hint"], {"name": name, "hint": target_hint}))
         return None
     return Bind(key, target.logical_name, m["id"].lower())

@@ -8,7 +8,7 @@
  */
 import { call } from "./api.js";
 import { runQuery } from "./odata.js";
-import { checkMove, checkValue, pairState, ruleOf, serverOwned, stateMachine } from "./ruledata.js";
+import { checkBind, checkMove, checkValue, fill, pairState, ruleOf, serverOwned, stateMachine } from "./ruledata.js";
 import { uuid } from "./store.js";
 
 /** A rejection shaped like the reference's offline API errors. */
@@ -169,67 +169,74 @@ export class Data {
   }
 
   /**
-   * Check a Web API payload against the metadata, as the server would; returns the changes.
-   * Lookups: `x@odata.bind` ("/accounts(<id>)" or null) or the older `{logicalname, id}` form.
+   * Check a Web API payload against the metadata, as the server's validation.py does, in the
+   * same order and with the same published messages (`write_rules.messages`); returns the
+   * changes. Lookups: `x@odata.bind` ("/accounts(<id>)" or null) or the older `{logicalname, id}`.
    * @param {any} meta @param {Record<string, any>} data @param {boolean} creating
    */
   validate(meta, data, creating) {
-    if (!data || typeof data !== "object" || Array.isArray(data)) throw new DataError("validation_failed", "The data must be an object.");
+    const writeRules = this.store.customizations?.write_rules;
+    /** @type {Record<string, string>} */
+    const messages = writeRules?.messages ?? {};
+    if (!data || typeof data !== "object" || Array.isArray(data)) throw new DataError("validation_failed", messages.not_an_object ?? "The body must be a JSON object.");
     /** @type {Record<string, any>} */
     const out = {};
     const attrs = new Map(meta.attributes.map((/** @type {any} */ a) => [a.logical_name, a]));
     const bound = new Set();
     /** @type {Record<string, string[]>} */
     const errors = {};
+    const refuse = (/** @type {string} */ key, /** @type {string} */ message) => void (errors[key] ||= []).push(message);
     for (const [key, value] of Object.entries(data)) {
-      if (key === meta.primary_id) {
-        if (!creating) throw new DataError("validation_failed", "The primary id cannot be changed.", key);
-        if (typeof value !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value)) {
-          throw new DataError("validation_failed", `${key}: Must be a lower-case UUID.`, key);
-        }
-        out[key] = value;
-        continue;
-      }
       if (key.endsWith("@odata.bind")) {
-        const name = key.slice(0, -"@odata.bind".length);
-        const attr = attrs.get(name) || attrs.get(name.slice(0, name.lastIndexOf("_")));
-        if (!attr || attr.type !== "lookup") throw new DataError("unknown_attribute", `'${name}' is not a lookup of ${meta.logical_name}.`, name);
-        if (value !== null) {
-          const target = typeof value === "string" ? this.store.parseBind(value) : null;
-          if (!target || !attr.targets.includes(target.entity)) {
-            throw new DataError("validation_failed", `${attr.logical_name} can point at ${attr.targets.join(", ")}.`, attr.logical_name);
-          }
-        } else if (ruleOf(attr, "not_null")) {
-          (errors[attr.logical_name] ||= []).push(/** @type {any} */ (ruleOf(attr, "not_null")).message);
+        const bind = checkBind(messages, meta, key.slice(0, -"@odata.bind".length), value, this.store.bySet);
+        if (bind.message !== undefined) refuse(bind.field, bind.message);
+        else {
+          if (bind.id === null && ruleOf(bind.attr, "not_null") && !creating) refuse(bind.field, /** @type {any} */ (ruleOf(bind.attr, "not_null")).message);
+          out[key] = value;
+          if (bind.id !== null) bound.add(bind.field);
         }
-        out[key] = value;
-        bound.add(attr.logical_name);
         continue;
       }
-      const owned = serverOwned(this.store.customizations?.write_rules, key);
+      if (key === meta.primary_id) {
+        if (!creating) refuse(key, messages.primary_id_fixed);
+        else if (typeof value !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value)) refuse(key, messages.primary_id_form);
+        else out[key] = value;
+        continue;
+      }
+      const owned = serverOwned(writeRules, key);
       if (owned !== null) {
-        (errors[key] ||= []).push(owned);
+        refuse(key, owned);
         continue;
       }
       if (key.includes("@")) continue; // annotations a script echoes back (formatted values) are ignored, as on the server
       const attr = attrs.get(key);
-      if (!attr) throw new DataError("unknown_attribute", `'${key}' is not an attribute of ${meta.logical_name}.`, key);
+      if (!attr) {
+        if (key.startsWith("_") && key.endsWith("_value")) refuse(key, fill(messages.lookup_form, { name: key.slice(1, -6) }));
+        else refuse(key, fill(messages.not_an_attribute, { key, entity: meta.logical_name }));
+        continue;
+      }
       if (attr.type === "lookup") {
-        // The older form: {logicalname, id}.
-        if (value && typeof value === "object" && typeof value.logicalname === "string" && typeof value.id === "string") {
-          const target = this.store.entities[value.logicalname];
-          if (!target || !attr.targets.includes(value.logicalname)) {
-            throw new DataError("validation_failed", `${key} can point at ${attr.targets.join(", ")}.`, key);
+        // The older form: {logicalname, id}, written as the bind it stands for.
+        if (value && typeof value === "object" && typeof value.logicalname === "string" && typeof value.id === "string" && this.store.entities[value.logicalname]) {
+          const name = `${key}${attr.targets.length > 1 ? `_${value.logicalname}` : ""}`;
+          const bindValue = `/${this.store.entities[value.logicalname].entity_set}(${value.id.toLowerCase()})`;
+          const bind = checkBind(messages, meta, name, bindValue, this.store.bySet);
+          if (bind.message !== undefined) refuse(bind.field, bind.message);
+          else {
+            out[`${name}@odata.bind`] = bindValue;
+            bound.add(key);
           }
-          out[`${key}${attr.targets.length > 1 ? `_${value.logicalname}` : ""}@odata.bind`] = `/${target.entity_set}(${value.id.toLowerCase()})`;
-          bound.add(key);
           continue;
         }
-        throw new DataError("validation_failed", `Lookups are written as '${key}@odata.bind': '/<entityset>(<id>)'.`, key);
+        refuse(key, fill(messages.lookup_form, { name: key }));
+        continue;
       }
-      if (attr.read_only) throw new DataError("validation_failed", `${key} is computed by the server and cannot be written.`, key);
+      if (attr.read_only) {
+        refuse(key, fill(messages.read_only, { key }));
+        continue;
+      }
       const checked = checkValue(attr, value);
-      if (checked.message !== undefined) (errors[key] ||= []).push(checked.message);
+      if (checked.message !== undefined) refuse(key, checked.message);
       else out[key] = checked.value;
     }
     if (creating) {
@@ -237,7 +244,7 @@ export class Data {
         const required = ruleOf(attr, "required");
         if (!required || attr.logical_name === meta.primary_id || errors[attr.logical_name]) continue;
         const present = attr.type === "lookup" ? bound.has(attr.logical_name) : out[attr.logical_name] !== undefined && out[attr.logical_name] !== null;
-        if (!present) (errors[attr.logical_name] ||= []).push(required.message);
+        if (!present) refuse(attr.logical_name, required.message);
       }
     }
     const bad = Object.keys(errors).sort();

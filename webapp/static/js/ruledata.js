@@ -176,6 +176,40 @@ export function serverOwned(rules, key) {
   return null;
 }
 
+/** The placeholder form of a bind, as a message shows it. */
+const BIND_FORM = /^\/?([A-Za-z_][A-Za-z0-9_]*)\(([0-9a-fA-F-]{36})\)$/;
+
+/**
+ * What is wrong with a `name@odata.bind` value, as the server's validation.py `_parse_bind`
+ * decides it, with the published payload messages (`write_rules.messages`): `{field, message}`,
+ * or `{field, target, id}` (target null: the lookup is cleared).
+ * @param {Record<string, string>} messages @param {any} meta @param {string} name the key before "@odata.bind"
+ * @param {any} value @param {Record<string, any>} bySet entity metadata by set name
+ * @returns {{field: string, message: string, attr?: any} | {field: string, attr: any, target: string|null, id: string|null, message?: undefined}}
+ */
+export function checkBind(messages, meta, name, value, bySet) {
+  const attrOf = (/** @type {string} */ n) => meta.attributes.find((/** @type {any} */ a) => a.logical_name === n);
+  let attr = attrOf(name);
+  let hint = null;
+  if (!attr && name.includes("_")) {
+    hint = name.slice(name.lastIndexOf("_") + 1);
+    attr = attrOf(name.slice(0, name.lastIndexOf("_")));
+  }
+  if (!attr || attr.type !== "lookup") return { field: name, message: fill(messages.not_a_lookup, { name, entity: meta.logical_name }) };
+  const key = attr.logical_name;
+  if (value === null) return { field: key, attr, target: null, id: null };
+  if (typeof value !== "string") return { field: key, attr, message: messages.bind_not_string };
+  const m = BIND_FORM.exec(value);
+  if (!m) return { field: key, attr, message: fill(messages.bind_form, { value }) };
+  const target = bySet[m[1]];
+  if (!target) return { field: key, attr, message: fill(messages.not_an_entity_set, { set: m[1] }) };
+  if (!attr.targets.includes(target.logical_name)) {
+    return { field: key, attr, message: fill(messages.wrong_target, { key, allowed: attr.targets.join(", "), target: target.logical_name }) };
+  }
+  if (hint !== null && hint !== target.logical_name) return { field: key, attr, message: fill(messages.wrong_hint, { name, hint }) };
+  return { field: key, attr, target: target.logical_name, id: m[2].toLowerCase() };
+}
+
 /**
  * The state options, status options and state messages of an entity, or null when it has no
  * state. @param {any} meta @returns {[any[], any[], Record<string, string>] | null}
