@@ -65,9 +65,10 @@ def choice(name: str, label: str, *options: tuple[int, str], required: bool = Fa
     return Attribute(name, "optionset", label, required=required, options=tuple(Option(v, t) for v, t in options))
 
 
-def lookup(name: str, label: str, *targets: str, required: bool = False) -> Attribute:
-    """A reference to a record of one of `targets`."""
-    return Attribute(name, "lookup", label, required=required, targets=targets)
+def lookup(name: str, label: str, *targets: str, required: bool = False, cascade: str = "clear") -> Attribute:
+    """A reference to a record of one of `targets`; `cascade="delete"`: a parental one (the
+    record goes with its parent)."""
+    return Attribute(name, "lookup", label, required=required, targets=targets, cascade=cascade)
 
 
 def derived(
@@ -76,11 +77,12 @@ def derived(
     type_: str = "string",
     max_length: int | None = 200,
     formula: tuple[str, tuple[str, ...]] | None = None,
+    autonumber: tuple[str, int] | None = None,
 ) -> Attribute:
     """A value the server computes: by a `formula` both sides interpret (fullname, extendedamount),
     or by the server alone (ticketnumber, activitytypecode)."""
     length = max_length if type_ in ("string", "memo") else None
-    return Attribute(name, type_, label, max_length=length, read_only=True, formula=formula)
+    return Attribute(name, type_, label, max_length=length, read_only=True, formula=formula, autonumber=autonumber)
 
 
 FULL_NAME = ("join", ("firstname", "lastname"))
@@ -588,7 +590,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
         (
             pk("opportunityproductid", "Opportunity Product"),
             text("productdescription", "Write-In Product", 500),
-            lookup("opportunityid", "Opportunity", "opportunity", required=True),
+            lookup("opportunityid", "Opportunity", "opportunity", required=True, cascade="delete"),
             lookup("productid", "Existing Product", "product"),
             decimal("quantity", "Quantity", 0, 1_000_000_000),
             money("priceperunit", "Price Per Unit"),
@@ -648,7 +650,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
         "organization",
         (
             pk("competitoraddressid", "Competitor Address"),
-            lookup("competitorid", "Competitor", "competitor", required=True),
+            lookup("competitorid", "Competitor", "competitor", required=True, cascade="delete"),
             text("line1", "Street 1", 250, required=True),
             text("city", "City", 80),
             text("country", "Country/Region", 80),
@@ -741,7 +743,7 @@ SYSTEM_ENTITIES: tuple[Entity, ...] = (
         (
             pk("incidentid", "Case"),
             text("title", "Case Title", 200, required=True),
-            derived("ticketnumber", "Case Number", max_length=100),
+            derived("ticketnumber", "Case Number", max_length=100, autonumber=("CAS-", 6)),
             lookup("customerid", "Customer", "account", "contact", required=True),
             memo("description", "Description"),
             choice("prioritycode", "Priority", (1, "High"), (2, "Normal"), (3, "Low")),

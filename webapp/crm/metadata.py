@@ -77,6 +77,12 @@ class Attribute:
     # A value computed from others, (op, sources): "join" (the non-empty sources' text, spaced)
     # or "product" (of numbers). The server and the phone compute it alike (ruledata.derive).
     formula: tuple[str, tuple[str, ...]] | None = None
+    # A lookup's parental behaviour: deleting the record it points at deletes this record too
+    # ("delete") or clears the lookup ("clear", the reference product's default "remove link").
+    cascade: str = "clear"
+    # A value the server numbers when a record is created without one, (prefix, digits): the
+    # change's version, zero-padded ("CAS-000042").
+    autonumber: tuple[str, int] | None = None
 
     @property
     def is_polymorphic(self) -> bool:
@@ -133,6 +139,10 @@ class Attribute:
             out["format"] = self.format
         if self.formula is not None:
             out["formula"] = {"op": self.formula[0], "of": list(self.formula[1])}
+        if self.type == "lookup":
+            out["cascade"] = self.cascade
+        if self.autonumber is not None:
+            out["autonumber"] = {"prefix": self.autonumber[0], "digits": self.autonumber[1]}
         return out
 
 
@@ -305,8 +315,16 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         "min_value",
         "max_value",
         "formula",
+        "cascade",
+        "autonumber",
     }
     _require(not unknown, f"{where}: unknown keys {sorted(unknown)}")
+    cascade = data.get("cascade", "clear")
+    _require(
+        cascade == "clear" or (type_ == "lookup" and cascade in CASCADES),
+        f"{where}: cascade applies to lookups and is one of {', '.join(CASCADES)}",
+    )
+    autonumber = _autonumber_from_dict(data.get("autonumber"), type_, max_length, where)
     formula = _formula_from_dict(data.get("formula"), type_, where)
     bounds = [data.get("min_value"), data.get("max_value")]
     for bound in bounds:
@@ -335,8 +353,34 @@ def attribute_from_dict(data: Any, where: str) -> Attribute:
         min_value=bounds[0],
         max_value=bounds[1],
         formula=formula,
-        read_only=formula is not None,
+        read_only=formula is not None or autonumber is not None,
+        cascade=cascade,
+        autonumber=autonumber,
     )
+
+
+CASCADES = ("clear", "delete")
+
+
+def _autonumber_from_dict(data: Any, type_: str, max_length: int | None, where: str) -> tuple[str, int] | None:
+    """A numbered attribute's declaration (`{"prefix": "CAS-", "digits": 6}`)."""
+    if data is None:
+        return None
+    _require(
+        type_ == "string"
+        and isinstance(data, dict)
+        and set(data) == {"prefix", "digits"}
+        and isinstance(data["prefix"], str)
+        and isinstance(data["digits"], int)
+        and not isinstance(data["digits"], bool)
+        and 1 <= data["digits"] <= 18,
+        f"{where}: autonumber applies to strings and is {{prefix, digits}} with digits from 1 to 18",
+    )
+    _require(
+        max_length is not None and len(data["prefix"]) + data["digits"] <= max_length,
+        f"{where}: an autonumber's prefix and digits must fit max_length",
+    )
+    return data["prefix"], data["digits"]
 
 
 FORMULA_TYPES = {"join": ("string", "memo"), "product": ("integer", "decimal", "money")}
@@ -529,6 +573,8 @@ def entity_to_definition(entity: Entity) -> dict[str, Any]:
                     "min_value": a.min_value,
                     "max_value": a.max_value,
                     "formula": {"op": a.formula[0], "of": list(a.formula[1])} if a.formula else None,
+                    "cascade": a.cascade if a.cascade != "clear" else None,
+                    "autonumber": {"prefix": a.autonumber[0], "digits": a.autonumber[1]} if a.autonumber else None,
                 }.items()
                 if v is not None
             }

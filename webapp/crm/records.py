@@ -22,10 +22,6 @@ from webapp.crm.metadata import Entity
 from webapp.crm.registry import OrgModel
 from webapp.crm.validation import Bind, raise_validation
 
-# Parental relationships: deleting the parent deletes these children. Every other lookup to a
-# deleted record is cleared ("remove link"), as the reference product does by default.
-CASCADE_DELETE = {("opportunityproduct", "opportunityid"), ("competitoraddress", "competitorid")}
-
 
 @dataclass(frozen=True)
 class Actor:
@@ -209,8 +205,10 @@ def new_row(
 ) -> dict[str, Any]:
     """The row to insert for a new record numbered `version` (see `new_values`)."""
     values = dict(values)
-    if entity.logical_name == "incident" and not values.get("ticketnumber"):
-        values["ticketnumber"] = f"CAS-{version:06d}"
+    for attr in entity.attributes:  # numbered by the server, as the metadata declares
+        if attr.autonumber is not None and not values.get(attr.logical_name):
+            prefix, digits = attr.autonumber
+            values[attr.logical_name] = f"{prefix}{version:0{digits}d}"
     return {
         **values,
         "organizationid": model.org_id,
@@ -282,7 +280,8 @@ def remove(
 
 
 def delete_record(session: Session, model: OrgModel, actor: Actor, entity: Entity, current: dict[str, Any]) -> None:
-    """Delete a loaded record, leave a tombstone, and cascade or clear lookups to it."""
+    """Delete a loaded record, leave a tombstone, and delete the records whose lookup to it is
+    parental (the metadata's `cascade: delete`) or clear the others' lookups ("remove link")."""
     record_id = current[entity.primary_id]
     table = model.table(entity)
     now = utcnow()
@@ -302,7 +301,7 @@ def delete_record(session: Session, model: OrgModel, actor: Actor, entity: Entit
             if attr.is_polymorphic:
                 cond = and_(cond, t.c[f"{attr.logical_name}__type"] == entity.logical_name)
             for row in session.execute(select(t).where(cond)).mappings().all():
-                if (other.logical_name, attr.logical_name) in CASCADE_DELETE:
+                if attr.cascade == "delete":
                     delete_record(session, model, actor, other, dict(row))
                 else:
                     clear = {attr.logical_name: None}
