@@ -12,7 +12,9 @@ interprets the same data on the phone, so both refuse the same value with the sa
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,36 @@ TYPE_MESSAGES = {
     "date": "Not a valid date; use YYYY-MM-DD.",
     "optionset": "Not a valid integer.",
 }
+# The text a date or a datetime is accepted in (published as the type rule's `pattern`; the
+# phone matches the same one): ISO 8601's extended form, a missing offset meaning UTC. ASCII
+# digits only ([0-9], not \d, which matches other scripts' digits in Python).
+FORMS = {
+    "date": "^([0-9]{4})-([0-9]{2})-([0-9]{2})$",
+    "datetime": "^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.][0-9]+)?)?)?"
+    "(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?$",
+}
+
+
+def parse_when(rule: Rule, value: Any) -> dt.datetime | None:
+    """A date or datetime written in the type rule's `pattern` and real on the calendar, as
+    naive UTC to the second (an offset applied), or None (ruledata.js `parseWhen` alike)."""
+    m = re.fullmatch(rule["pattern"], value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    y, mo, d, h, mi, sec = [int(p) if p else 0 for p in (*m.groups()[:6], None, None, None)[:6]]
+    try:
+        at = dt.datetime(y, mo, d, h, mi, sec)
+    except ValueError:
+        return None
+    offset = m.groups()[6] if len(m.groups()) > 6 else None
+    if offset and offset != "Z":
+        hours, minutes = int(offset[1:3]), int(offset[-2:]) if len(offset) > 3 else 0
+        if hours > 23 or minutes > 59:
+            return None
+        at -= (1 if offset[0] == "+" else -1) * dt.timedelta(hours=hours, minutes=minutes)
+    return at
+
+
 # What a column holds when the declaration sets no bounds: a 32-bit INTEGER, NUMERIC(19,4) for
 # money, NUMERIC(28,10) for decimals. Never a database error instead of a message.
 COLUMN_BOUNDS: dict[str, tuple[int, int]] = {
@@ -108,7 +140,10 @@ def attribute_rules(attr: Attribute) -> list[Rule]:
         rules.append({"check": "required", "message": REQUIRED})
         rules.append({"check": "not_null", "message": NOT_NULL})
     if attr.type in TYPE_MESSAGES:
-        rules.append({"check": "type", "message": TYPE_MESSAGES[attr.type]})
+        rule: Rule = {"check": "type", "message": TYPE_MESSAGES[attr.type]}
+        if attr.type in FORMS:
+            rule["pattern"] = FORMS[attr.type]
+        rules.append(rule)
     if attr.type in ("string", "memo"):
         rules.append({"check": "no_nul", "message": NO_NUL})
         if attr.max_length is not None:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -49,24 +48,32 @@ class StrictString(fields.String):
 
 
 class UtcDateTime(fields.DateTime):
-    """ISO 8601; aware values are converted to naive UTC, naive ones taken as UTC."""
+    """A datetime in its type rule's published `pattern` (the phone matches the same), as
+    naive UTC to the second."""
+
+    def __init__(self, *, rules: list[ruledata.Rule], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.type_rule = next(r for r in rules if r["check"] == "type")
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if not isinstance(value, str):
+        at = ruledata.parse_when(self.type_rule, value)
+        if at is None:
             raise self.make_error("invalid")
-        parsed = super()._deserialize(value, attr, data, **kwargs)
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-        return parsed.replace(microsecond=0)
+        return at
 
 
 class StrictDate(fields.Date):
-    """YYYY-MM-DD only."""
+    """A date in its type rule's published `pattern`, real on the calendar."""
+
+    def __init__(self, *, rules: list[ruledata.Rule], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.type_rule = next(r for r in rules if r["check"] == "type")
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        at = ruledata.parse_when(self.type_rule, value)
+        if at is None:
             raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
+        return at.date()
 
 
 class Rules:
@@ -91,7 +98,7 @@ FIELD_TYPES: dict[str, Any] = {
     "decimal": StrictNumber,
     "money": StrictNumber,
     "boolean": lambda **kw: fields.Boolean(truthy={True}, falsy={False}, **kw),
-    "datetime": lambda **kw: UtcDateTime(format="iso", **kw),
+    "datetime": UtcDateTime,
     "date": StrictDate,
 }
 
@@ -108,7 +115,7 @@ def field_for(attr: Attribute) -> fields.Field[Any]:
         "null": ruledata.rule_message(rules, "not_null", ruledata.NOT_NULL),
         "invalid": ruledata.rule_message(rules, "type", ruledata.TYPE_MESSAGES[attr.type]),
     }
-    extra = {"rules": rules} if make is StrictNumber else {}
+    extra = {"rules": rules} if make in (StrictNumber, UtcDateTime, StrictDate) else {}
     field: fields.Field[Any] = make(
         required=attr.required, allow_none=not attr.required, validate=Rules(rules), error_messages=messages, **extra
     )

@@ -9,27 +9,44 @@
  * the metadata; nothing here names an entity.
  */
 
-/** @typedef {{check: string, message: string, limit?: number, min?: number, max?: number, values?: number[], places?: number, rounding?: string, display_places?: number}} Rule */
+/** @typedef {{check: string, message: string, limit?: number, min?: number, max?: number, values?: number[], places?: number, rounding?: string, display_places?: number, pattern?: string}} Rule */
 
 /** The rule `check` of an attribute, or undefined. @param {any} attr @param {string} check @returns {Rule|undefined} */
 export function ruleOf(attr, check) {
   return (attr.rules || []).find((/** @type {Rule} */ r) => r.check === check);
 }
 
-/** Whether a string is a real calendar date written YYYY-MM-DD. @param {string} value */
-function isDate(value) {
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) return false;
-  const t = Date.parse(`${value}T00:00:00Z`);
-  return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === value;
+/**
+ * A date or datetime written in its type rule's `pattern` and real on the calendar, as the wire
+ * writes a datetime (UTC, to the second, an offset applied), or undefined: the server's
+ * ruledata.py `parse_when` alike. @param {Rule} rule @param {any} value @returns {string|undefined}
+ */
+function parseWhen(rule, value) {
+  const m = typeof value === "string" ? new RegExp(String(rule.pattern)).exec(value) : null;
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i] ?? 0));
+  const at = new Date(0);
+  at.setUTCFullYear(y, mo - 1, d);
+  at.setUTCHours(h, mi, s, 0);
+  const real = y >= 1 && at.getUTCFullYear() === y && at.getUTCMonth() === mo - 1 && at.getUTCDate() === d;
+  if (!real || at.getUTCHours() !== h || at.getUTCMinutes() !== mi || at.getUTCSeconds() !== s) return undefined;
+  const offset = m[7];
+  if (offset && offset !== "Z") {
+    const hours = Number(offset.slice(1, 3));
+    const minutes = offset.length > 3 ? Number(offset.slice(-2)) : 0;
+    if (hours > 23 || minutes > 59) return undefined;
+    at.setTime(at.getTime() - (offset[0] === "+" ? 1 : -1) * (hours * 60 + minutes) * 60000);
+  }
+  return at.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 /**
- * A value parsed as its attribute's type (the server's marshmallow fields accept the same JSON
- * forms), or undefined when it is not of that type.
- * @param {string} type @param {any} value
+ * A value parsed as its attribute's type (as the server parses the same JSON forms; a date or
+ * datetime by the type rule's published `pattern`), or undefined when it is not of that type.
+ * @param {any} attr @param {any} value
  */
-function parse(type, value) {
-  switch (type) {
+function parse(attr, value) {
+  switch (attr.type) {
     case "string":
     case "memo":
       return typeof value === "string" ? value : undefined;
@@ -42,11 +59,9 @@ function parse(type, value) {
     case "boolean":
       return typeof value === "boolean" ? value : undefined;
     case "date":
-      return typeof value === "string" && isDate(value) ? value : undefined;
-    case "datetime": {
-      const t = typeof value === "string" ? Date.parse(value) : NaN;
-      return Number.isNaN(t) ? undefined : new Date(t).toISOString().replace(/\.\d{3}Z$/, "Z");
-    }
+      return parseWhen(/** @type {Rule} */ (ruleOf(attr, "type")), value)?.slice(0, 10);
+    case "datetime":
+      return parseWhen(/** @type {Rule} */ (ruleOf(attr, "type")), value);
     default:
       return value;
   }
@@ -148,7 +163,7 @@ export function checkValue(attr, value) {
     const notNull = ruleOf(attr, "not_null");
     return notNull ? { message: notNull.message } : { value: null };
   }
-  const parsed = kept(attr, parse(attr.type, value));
+  const parsed = kept(attr, parse(attr, value));
   const type = ruleOf(attr, "type");
   if (parsed === undefined && type) return { message: type.message };
   for (const rule of attr.rules || []) {
