@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
 from benchmarks import Report, median_ms, p95_ms
 from benchmarks.serving import Device, progress, raise_open_file_limit, run_async
 
@@ -136,9 +138,10 @@ async def _storms(server: Any, cookies: list[str], writer: str, report: Report, 
         waits = [0.0] * n if mode == "at once" else [least + random.random() * spread for _ in range(n)]
         with sample_healthz(server.base) as healthz:
             t0 = time.perf_counter()
+            retries: list[int] = []
             results = await asyncio.gather(
                 *(
-                    _come_back(server.base, d, cookie, t0 + w)
+                    _come_back(server.base, d, cookie, t0 + w, retries)
                     for d, cookie, w in zip(devices, cookies, waits, strict=True)
                 )
             )
@@ -147,6 +150,7 @@ async def _storms(server: Any, cookies: list[str], writer: str, report: Report, 
         own = [s for _, s in results]
         note = f"{n:,} devices {behind} changes behind; {machine_load()}"
         report(f"storm {mode}: closed with 1012", restarted, "socks", "SIGTERM (graceful restart)")
+        report(f"storm {mode}: attempts tried again", len(retries), "tries", "refused or dropped; the phone's back-off")
         report(
             f"storm {mode}: until the last is caught up",
             total,
@@ -206,12 +210,26 @@ async def _closed_with(device: Device) -> int | None:
     return int(code) if code is not None else None
 
 
-async def _come_back(base: str, old: Device, cookie: str, at: float) -> tuple[Device, float]:
+async def _come_back(base: str, old: Device, cookie: str, at: float, retries: list[int]) -> tuple[Device, float]:
     """What the phone does after 1012: wait, ask who it is, open the socket with the same device
-    id, hello, and pull from its cursor until the feed says no more. Returns the device and the
-    seconds from its start to caught up."""
+    id, hello, and pull from its cursor until the feed says no more; an attempt that fails (the
+    server refused or dropped it) is tried again after the phone's back-off, counted in `retries`.
+    Returns the device and the seconds from its start to caught up."""
     await asyncio.sleep(max(0.0, at - time.perf_counter()))
     started = time.perf_counter()
+    attempt = 0
+    while True:
+        try:
+            device = await _attempt(base, old, cookie)
+            return device, time.perf_counter() - started
+        except (OSError, TimeoutError, ValueError, IndexError, AssertionError, ConnectionClosed, InvalidHandshake):
+            retries.append(1)
+            base_wait = min(30.0, 2.0**attempt)  # sync.js: BACKOFF_MIN_MS · 2^attempt, up to 30 s
+            attempt += 1
+            await asyncio.sleep(base_wait / 2 + random.random() * base_wait)
+
+
+async def _attempt(base: str, old: Device, cookie: str) -> Device:
     status = await _get_status(base, "/api/auth/me", cookie)
     assert status == 200, status
     device = await Device.connect(base, cookie, device_id=old.device_id)
@@ -226,7 +244,7 @@ async def _come_back(base: str, old: Device, cookie: str, at: float) -> tuple[De
             if not frame["more"]:
                 break
     device.cursor = cursor
-    return device, time.perf_counter() - started
+    return device
 
 
 async def _get_status(base: str, path: str, cookie: str) -> int:
@@ -238,7 +256,7 @@ async def _get_status(base: str, path: str, cookie: str) -> int:
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n".encode()
         )
         await writer.drain()
-        status = int((await asyncio.wait_for(reader.readline(), 60)).split()[1])
+        status = int((await asyncio.wait_for(reader.readline(), 60)).split()[1])  # IndexError: closed unanswered
         await reader.read()
         return status
     finally:
