@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 
 from webapp.crm.registry import OrgModel
 from webapp.security import audit
-from webapp.security.accounts import SessionInfo, load_session
-from webapp.security.scope import Principal, load_principal
+from webapp.security.accounts import SessionInfo
+from webapp.security.caller import NotSignedIn, resolve, with_principal
+from webapp.security.principals import principals
+from webapp.security.scope import Principal
 from webapp.services import services
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -64,27 +66,20 @@ def guard() -> Any:
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     token = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
-    dbs = db()
-    info = load_session(dbs, token) if token else None
-    if info is None:
+    try:
+        who = resolve(db(), services(current_app).registry, token)  # webapp.security.caller
+    except NotSignedIn as exc:
+        if exc.reason == "account":
+            return redirect(url_for("admin.auth.signin"))
         target = request.full_path if request.method == "GET" else url_for("admin.dashboard")
         return redirect(url_for("admin.auth.signin", next=target.rstrip("?")))
-    model = services(current_app).registry.model(dbs, info.org_id)
-    users = model.tables["systemuser"]
-    row = dbs.execute(
-        select(users.c.username, users.c.isdisabled).where(
-            users.c.organizationid == info.org_id, users.c.systemuserid == info.user_id
-        )
-    ).first()
-    if row is None or row.isdisabled:
-        return redirect(url_for("admin.auth.signin"))
-    principal = load_principal(dbs, model, info.user_id)
-    if not principal.is_admin:
+    c = with_principal(db(), principals(current_app), who)
+    if not c.principal.is_admin:
         abort(403)
-    g.admin = Admin(info, model, principal, row.username)
+    g.admin = Admin(c.session_info, c.model, c.principal, c.username)
     if request.method in WRITE_METHODS:
         sent = request.form.get("csrf_token", "")
-        if not sent or not hmac.compare_digest(sent, info.csrf_token):
+        if not sent or not hmac.compare_digest(sent, c.session_info.csrf_token):
             abort(403, CSRF_REFUSED)
     return None
 

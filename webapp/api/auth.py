@@ -85,7 +85,8 @@ def logout() -> Any:
 @bp.get("/me")
 def me() -> Any:
     """Who is signed in, their organisation, and the CSRF token for state-changing calls."""
-    info, model, _ = signed_in()  # no principal: a phone asks this before every reconnect
+    who = signed_in()  # no principal: a phone asks this before every reconnect
+    info, model = who.session_info, who.model
     return jsonify(
         {
             "user": user_summary(db_session(), model, info.user_id),

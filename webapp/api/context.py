@@ -8,36 +8,23 @@ from __future__ import annotations
 
 import hmac
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g, request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from webapp.crm.records import Actor
-from webapp.crm.registry import OrgModel
 from webapp.httperror import ApiError
 from webapp.jsonvalues import BadValue, check_value
 from webapp.ratelimit import limits
 from webapp.security.accounts import SessionInfo, load_session
+from webapp.security.caller import Caller, NotSignedIn, SignedIn, with_principal
+from webapp.security.caller import signed_in as active_user
 from webapp.security.principals import principals
-from webapp.security.scope import Principal
 from webapp.services import services
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_EXEMPT = {"api.auth.login"}
 RATE_EXEMPT = {"api.auth.logout"}  # signing out always works
-
-
-@dataclass
-class Caller:
-    """The signed-in user of this request: organisation model, acting identity, security principal."""
-
-    session_info: SessionInfo
-    model: OrgModel
-    actor: Actor
-    principal: Principal
 
 
 def db_session() -> Session:
@@ -62,32 +49,23 @@ def session_info() -> SessionInfo | None:
     return g.session_info  # type: ignore[no-any-return]
 
 
-def signed_in() -> tuple[SessionInfo, OrgModel, Actor]:
-    """The signed-in, still active user (their session, organisation model and identity), or a
-    401; without their security principal, for a request that needs no security check."""
+def signed_in() -> SignedIn:
+    """The signed-in, still active user (webapp.security.caller), or a 401; without their
+    security principal, for a request that needs no security check."""
     info = session_info()
     if info is None:
         raise ApiError(401, "unauthenticated", "Sign in first.")
-    dbs = db_session()
-    model = services(current_app).registry.model(dbs, info.org_id)
-    users = model.tables["systemuser"]
-    row = dbs.execute(
-        select(users.c.businessunitid, users.c.isdisabled).where(
-            users.c.organizationid == info.org_id, users.c.systemuserid == info.user_id
-        )
-    ).first()
-    if row is None or row.isdisabled:
-        raise ApiError(401, "unauthenticated", "This account is no longer active; sign in again.")
-    return info, model, Actor(info.org_id, info.user_id, row.businessunitid)
+    try:
+        return active_user(db_session(), services(current_app).registry, info)
+    except NotSignedIn:
+        raise ApiError(401, "unauthenticated", "This account is no longer active; sign in again.") from None
 
 
 def caller() -> Caller:
     """The signed-in caller with their security principal (kept per process, per user), or a 401."""
     if "caller" in g:
         return g.caller  # type: ignore[no-any-return]
-    info, model, actor = signed_in()
-    principal = principals(current_app).get(db_session(), model, info.user_id)
-    g.caller = Caller(info, model, actor, principal)
+    g.caller = with_principal(db_session(), principals(current_app), signed_in())
     return g.caller  # type: ignore[no-any-return]
 
 

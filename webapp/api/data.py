@@ -12,11 +12,12 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, jsonify, request
 
-from webapp.api.context import Caller, caller, charge_reads, check_read_rate, commit, db_session, json_body
+from webapp.api.context import caller, charge_reads, check_read_rate, commit, db_session, json_body
 from webapp.crm.errors import BadRequest, NotFound
 from webapp.crm.metadata import Entity
 from webapp.crm.query import encode_skiptoken, parse_options
 from webapp.security import operations as ops
+from webapp.security.caller import Caller
 
 bp = Blueprint("data", __name__, url_prefix="/data")
 TARGET_RE = re.compile(r"^(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<id>[^)]*)\))?$")

@@ -23,7 +23,7 @@ from webapp import metrics
 from webapp.admission import admission
 from webapp.crm.changes import utcnow
 from webapp.httperror import ApiError
-from webapp.security.accounts import load_session
+from webapp.security.caller import NotSignedIn, resolve
 from webapp.sync.channel import Channel, Closing, error
 from webapp.sync.hub import RESTART_CODE, TooManyConnections
 from webapp.sync.wiring import SyncServices
@@ -44,11 +44,12 @@ def check_handshake(svc: SyncServices) -> None:
     if origin != own:
         raise ApiError(403, "forbidden_origin", "The sync channel only accepts this app's own pages.")
     token = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
-    with admission(current_app).slot(), svc.db.session() as s:
-        info = load_session(s, token) if token else None
-    if info is None:
-        raise ApiError(403, "unauthenticated", "Sign in before opening the sync channel.")
-    g.sync_session = (token, info)
+    try:
+        with admission(current_app).slot(), svc.db.session() as s:
+            g.sync_caller = resolve(s, svc.registry, token)  # webapp.security.caller (no principal)
+    except NotSignedIn:
+        raise ApiError(403, "unauthenticated", "Sign in before opening the sync channel.") from None
+    g.sync_session = (token, g.sync_caller.session_info)
     offer = request.environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
     if offer:
         narrowed = deflate_without_context_takeover(offer)
