@@ -46,12 +46,12 @@ def push_ops() -> Any:
     except devices.DeviceError as exc:
         status = {"device_mismatch": 403, "too_many_devices": 429}.get(exc.code, 400)
         raise ApiError(status, exc.code, exc.message) from exc
-    if row["status"] == "revoked":
-        raise ApiError(403, "revoked", "This device was revoked by an administrator.")
     replay = Replay(dbs, c.model, c.principal, c.actor, row["deviceid"])
     try:
         with metrics.replay_timer("http"):
             results, stopped = push_batch(services(current_app).hub, replay, body.get("ops"))
+    except devices.Revoked as exc:
+        raise ApiError(403, "revoked", str(exc)) from None
     except PushError as exc:
         dbs.rollback()
         return jsonify({"results": [], "error": exc.frame}), 400

@@ -173,8 +173,11 @@ class Channel:
         """Replay a batch; the ack is built only after the results are committed."""
         model, principal, actor = self._context(s)
         replay = Replay(s, model, principal, actor, self.device_id or "")
-        with metrics.replay_timer("socket"):
-            results, stopped = push_batch(self.services.hub, replay, msg.get("ops"))
+        try:
+            with metrics.replay_timer("socket"):
+                results, stopped = push_batch(self.services.hub, replay, msg.get("ops"))
+        except devices.Revoked as exc:  # revoked since its hello: as hello would answer
+            raise Closing(1000, [{"type": "wipe", "reason": str(exc)}]) from None
         for r in results:
             self.stats["ops"] += 1
             self.stats["conflicts"] += r["status"] == "conflict"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import current_app, has_app_context
 from sqlalchemy import delete, func, insert, select, update
@@ -13,10 +13,21 @@ from sqlalchemy.orm import Session
 from webapp.crm.changes import utcnow
 from webapp.sync.tables import device, devicekey, opledger
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
+
 PENDING_OPS_MAX = 2**31 - 1
 MAX_DEVICES_PER_USER = 50  # the defaults of the app's MAX_DEVICES_PER_USER and DEVICE_CAP_DAYS
 DEVICE_CAP_DAYS = 30
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+REVOKED = "This device was revoked by an administrator."
+
+
+class Revoked(Exception):
+    """A push from a device an administrator revoked: nothing of it applies, and the device is
+    told to wipe itself (the socket's `wipe`, HTTP's 403 `revoked`)."""
 
 
 class DeviceError(Exception):
@@ -98,6 +109,23 @@ def touch(session: Session, device_id: str, **values: Any) -> None:
     if "pending_ops" in values:  # as the device says: kept within its column, however large the claim
         values["pending_ops"] = max(0, min(int(values["pending_ops"]), PENDING_OPS_MAX))
     session.execute(update(device).where(device.c.deviceid == device_id).values(last_seen=utcnow(), **values))
+
+
+def start_push(session: Session, device_id: str) -> None:
+    """The first write of every push, socket or HTTP: note the device's sync, or raise Revoked.
+
+    One statement that both checks and writes, so a device revoked after its hello (or between
+    two HTTP pushes) gets nothing applied, and on PostgreSQL it locks the device's row: two
+    pushes of one device on two connections replay one after the other.
+    """
+    now = utcnow()
+    done = session.execute(
+        update(device)
+        .where(device.c.deviceid == device_id, device.c.status == "active")
+        .values(last_seen=now, last_sync=now)
+    )
+    if cast("CursorResult[Any]", done).rowcount == 0:
+        raise Revoked(REVOKED)
 
 
 def revoke(session: Session, device_id: str) -> None:

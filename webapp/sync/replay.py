@@ -128,17 +128,21 @@ def over_rate(app: Flask, org_id: str, user_id: str, ops_: Any) -> float | None:
 
 
 def push_batch(hub: Hub, replay: Replay, ops_: Any) -> tuple[list[dict[str, Any]], PushError | None]:
-    """The one push pipeline, for the socket and `POST /api/sync/push` alike: replay the batch,
-    note the device's sync, commit (the ledger with the effects), then wake the organisation's
-    connections — here at once, in other processes by a NOTIFY sent only if the commit is.
+    """The one push pipeline, for the socket and `POST /api/sync/push` alike.
+
+    Both callers first check the session and the user's operation rate (`over_rate`, before any
+    transaction) and register the device (the socket at hello, HTTP with each request). Then,
+    here: note the device's sync unless it was revoked (`devices.start_push` raises Revoked,
+    nothing applied), replay the batch, commit (the ledger with the effects), then wake the
+    organisation's connections — here at once, in other processes by a NOTIFY sent only if the
+    commit is.
 
     Returns what to ack and the error that stopped the batch, if any; a batch refused as a
-    whole raises PushError with nothing applied (the caller rolls back). The caller registers
-    the device first (the socket at hello, HTTP with each request).
+    whole raises PushError (or Revoked) with nothing applied (the caller rolls back).
     """
     s = replay.session
+    devices.start_push(s, replay.device_id)
     results, stopped = push(replay, ops_)
-    devices.touch(s, replay.device_id, last_sync=utcnow())
     if results:
         hub.publish(s, "changed", replay.model.org_id)
     s.commit()
