@@ -1,10 +1,10 @@
 """One caller for one credential: the Web API, the console and the socket handshake agree.
 
 Each transport is asked in a request carrying the same session cookie — the API's `caller()`,
-the console's `guard()`, the socket's `check_handshake` — and must resolve the same user (the
-API and the console the same principal too; the handshake loads none), or refuse, each in its
-own words, the same bad sessions: expired, revoked, a user disabled (with the session still
-live), a user moved to another business unit.
+the console's `guard()`, the socket's `check_handshake` (and the phone's form scripts) — and
+must resolve the same user (the API and the console the same principal too; the handshake
+loads none), or refuse, each in its own words, the same bad sessions: expired, revoked, a
+user disabled (with the session still live), a user moved to another business unit.
 """
 
 from __future__ import annotations
@@ -80,11 +80,19 @@ def all_three(app: Flask, token: str) -> list[Any]:
     return [through_api(app, token), through_console(app, token), through_socket(app, token)]
 
 
+def form_script_status(app: Flask, token: str) -> int:
+    """The phone's form scripts (any signed-in user): 401 when refused, 404 for no such script."""
+    client = app.test_client()
+    client.set_cookie("outpost_session", token)
+    return client.get("/scripts/contoso/account/onload.js").status_code
+
+
 def test_the_api_the_console_and_the_socket_resolve_the_same_caller(app: Flask, org: Org, alice: Api) -> None:
     (api, principal), (console, console_principal), (socket, _) = all_three(app, token_of(alice))
     assert api == (org.org_id, org.alice, api[2], org.east_bu, "alice")
     assert api == console == socket
     assert principal == console_principal and principal.is_admin and principal.business_unit_id == org.east_bu
+    assert form_script_status(app, token_of(alice)) == 404  # signed in; there is no such script
 
 
 def test_a_non_administrator_is_the_same_caller_everywhere_and_the_console_alone_refuses_him(
@@ -158,6 +166,7 @@ def test_the_three_refuse_the_same_bad_sessions_each_in_its_own_words(
         move_in_the_console(app, org, alice)
     api = INACTIVE if spoil == "disabled" else SIGNED_OUT
     assert all_three(app, bob) == [api, console, HANDSHAKE_REFUSED]
+    assert form_script_status(app, bob) == 401
     assert through_api(app, token_of(alice))[0][:2] == (org.org_id, org.alice)  # nobody else was touched
 
 

@@ -14,7 +14,7 @@ from webapp.admin.context import commit, current, db, done, form_value, page
 from webapp.crm.clientscripts import EVENTS, list_scripts, load_script, remove_script, save_script, script_url
 from webapp.crm.errors import CrmError
 from webapp.crm.tables import organization
-from webapp.security.accounts import load_session
+from webapp.security.caller import NotSignedIn, resolve
 from webapp.services import services
 
 bp = Blueprint("scripts", __name__, url_prefix="/scripts")
@@ -87,8 +87,11 @@ def register_public(app: Flask) -> None:
             return Response("// no such event\n", 404, content_type="text/javascript; charset=utf-8")
         svc = services(current_app)
         with svc.db.session() as dbs:
-            info = load_session(dbs, request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]))
-            if info is None:
+            try:  # webapp.security.caller, as for every page and the API
+                info = resolve(
+                    dbs, svc.registry, request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+                ).session_info
+            except NotSignedIn:
                 return Response("// sign in first\n", 401, content_type="text/javascript; charset=utf-8")
             org_name = dbs.execute(
                 select(organization.c.name).where(organization.c.organizationid == info.org_id)
