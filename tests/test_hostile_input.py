@@ -29,6 +29,7 @@ from tests.conftest import Org
 from tests.test_sync_replay import Device
 from webapp.crm.tables import changelog
 from webapp.services import services
+from webapp.sync import stream
 
 EXAMPLES = int(os.environ.get("OUTPOST_FUZZ_EXAMPLES", "400"))
 ERROR_CODES = {
@@ -167,7 +168,11 @@ def hostile_frame(draw: st.DrawFn, next_seq: int) -> str:
         )
     if kind == 1:
         return json.dumps(draw(JSON))
-    msg_type = draw(st.sampled_from(["push", "push", "push", "pull", "download", "hello", "ping", "__proto__"]))
+    msg_type = draw(
+        st.sampled_from(
+            ["push", "push", "push", "pull", "download", "stream", "stream_ack", "hello", "ping", "__proto__"]
+        )
+    )
     msg: dict[str, Any] = {"type": msg_type}
     if msg_type == "push":
         msg["ops"] = draw(st.one_of(hostile_batch(next_seq), hostile_batch(next_seq), JSON))
@@ -175,6 +180,15 @@ def hostile_frame(draw: st.DrawFn, next_seq: int) -> str:
         msg["cursor"] = draw(JSON)
     elif msg_type == "download":
         msg.update(entity=draw(ENTITIES), after=draw(JSON), limit=draw(field_or_junk(st.integers(-5, 10_000))))
+    elif msg_type == "stream":
+        msg.update(
+            entity=draw(ENTITIES),
+            after=draw(JSON),
+            limit=draw(field_or_junk(st.integers(-5, 10_000))),
+            window=draw(field_or_junk(st.integers(-2, 20))),
+        )
+    elif msg_type == "stream_ack":
+        msg.update(entity=draw(ENTITIES), n=draw(field_or_junk(st.integers(-2, 5))))
     elif msg_type == "hello":
         msg.update(device_id=draw(JSON), org=draw(JSON), app_version=draw(JSON))
     msg.update(draw(st.dictionaries(st.sampled_from(["__proto__", "extra", "type2"]), JSON, max_size=2)))
@@ -196,6 +210,9 @@ def check_frames(frames: Any, next_seq: list[int]) -> int:
         if frame["type"] == "error":
             assert frame["code"] in ERROR_CODES, frame
             assert isinstance(frame["message"], str) and frame["message"], frame
+        elif frame["type"] == "rows":  # a streamed page decodes to records, one a row
+            assert all(len(row) == len(frame["columns"]) for row in frame["rows"]), frame
+            assert len(stream.decode(frame)) == len(frame["rows"]), frame
         elif frame["type"] == "ack":
             for result in frame["results"]:
                 assert result["status"] in ("applied", "conflict", "rejected"), result
@@ -276,6 +293,8 @@ def test_a_hostile_device_leaves_a_good_device_on_the_same_server_syncing(server
         json.dumps({"type": "push", "ops": [{"__proto__": {"admin": True}}]}),
         json.dumps({"type": "push", "ops": "x" * 500_000}),
         json.dumps({"type": "download", "entity": "__proto__", "after": None, "limit": 10}),
+        json.dumps({"type": "stream", "entity": "__proto__", "after": None, "limit": 10, "window": 3}),
+        json.dumps({"type": "stream_ack", "entity": "account", "n": 0}),
         json.dumps({"type": "pull", "cursor": {"$gt": 0}}),
         json.dumps({"type": "constructor"}),
     ]
@@ -359,6 +378,9 @@ def untouched_frames(device: Device) -> list[tuple[str, dict[str, Any]]]:
         ),
         ("download after", {"type": "download", "entity": "account", "after": LONE, "limit": 10}),
         ("download limit", {"type": "download", "entity": "account", "after": None, "limit": HUGE}),
+        ("stream after", {"type": "stream", "entity": "account", "after": LONE, "limit": 10, "window": 2}),
+        ("stream window", {"type": "stream", "entity": "account", "after": None, "limit": 10, "window": HUGE}),
+        ("stream_ack n", {"type": "stream_ack", "entity": "account", "n": HUGE}),
         ("reconcile check", {"type": "reconcile", "check": HUGE, "held": {}, "done": True}),
         ("reconcile held", {"type": "reconcile", "check": "x", "held": {"account": {LONE: [LONE]}}, "done": True}),
         ("ping with junk", {"type": "ping", "n": HUGE}),
@@ -366,7 +388,7 @@ def untouched_frames(device: Device) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-@pytest.mark.parametrize("index", range(18))
+@pytest.mark.parametrize("index", range(21))
 def test_a_huge_integer_or_a_lone_surrogate_in_any_frame_is_a_bad_message_and_the_session_goes_on(
     app: Flask, org: Org, index: int
 ) -> None:
@@ -460,7 +482,9 @@ def poisoned_op(draw: st.DrawFn, seq: int) -> dict[str, Any]:
 @st.composite
 def poisoned_frame(draw: st.DrawFn, device_id: str, next_seq: int) -> dict[str, Any]:
     """Every frame type of PROTOCOL.md §5 with poison where its values go."""
-    msg_type = draw(st.sampled_from(["hello", "push", "download", "pull", "reconcile", "ping", "pong"]))
+    msg_type = draw(
+        st.sampled_from(["hello", "push", "download", "stream", "stream_ack", "pull", "reconcile", "ping", "pong"])
+    )
     msg: dict[str, Any] = {"type": msg_type}
     if msg_type == "hello":
         msg.update(
@@ -479,6 +503,15 @@ def poisoned_frame(draw: st.DrawFn, device_id: str, next_seq: int) -> dict[str, 
             after=draw(poisoned(st.one_of(st.none(), st.uuids().map(str)))),
             limit=draw(poisoned(st.integers(1, 50))),
         )
+    elif msg_type == "stream":
+        msg.update(
+            entity=draw(poisoned(st.sampled_from(["account", "contact"]))),
+            after=draw(poisoned(st.one_of(st.none(), st.uuids().map(str)))),
+            limit=draw(poisoned(st.integers(1, 50))),
+            window=draw(poisoned(st.integers(1, 8))),
+        )
+    elif msg_type == "stream_ack":
+        msg.update(entity=draw(poisoned(st.sampled_from(["account", "contact"]))), n=draw(poisoned(st.integers(0, 3))))
     elif msg_type == "pull":
         msg.update(cursor=draw(poisoned(st.integers(0, 10))), scope=draw(poisoned(st.just(1))))
     elif msg_type == "reconcile":

@@ -16,6 +16,7 @@ import pytest
 import simple_websocket
 
 from benchmarks.live import HttpSession, LiveServer, SyncClient
+from webapp.sync import stream
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,40 @@ def test_hello_push_ack_and_pull_over_a_real_socket(server: LiveServer) -> None:
     assert ack["results"][0]["records"][0]["record"]["name"] == "Socket Co"
     page = device.request({"type": "download", "entity": "account", "after": None, "limit": 10})
     assert page["type"] == "page" and len(page["records"]) == 10 and page["total"] > 10
+    device.close()
+
+
+def test_a_streamed_download_keeps_its_window_in_flight_and_gives_exactly_the_pages_records(
+    server: LiveServer,
+) -> None:
+    device = SyncClient(HttpSession(server.base, "east1"))
+    device.hello()
+    paged: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = device.request({"type": "download", "entity": "account", "after": after, "limit": 7})
+        paged += page["records"]
+        after = page["next"]
+        if after is None:
+            break
+    assert len(paged) > 4 * 7, "enough accounts for more pages than the window"
+    device.send({"type": "stream", "entity": "account", "after": None, "limit": 7, "window": 3})
+    first = [device.receive() for _ in range(3)]
+    assert [f["type"] for f in first] == ["rows"] * 3 and [f["n"] for f in first] == [0, 1, 2]
+    assert first[0]["total"] == len(paged) and first[0]["columns"].count("accountid") == 1
+    # No fourth page before an ack: the server answers in order, so a page sent would come first.
+    assert device.request({"type": "ping"}) == {"type": "pong"}
+    assert device.request({"type": "stream_ack", "entity": "account", "n": 1})["code"] == "bad_request"
+    streamed = [r for f in first for r in stream.decode(f)]
+    frames = first
+    acked = 0
+    while frames[-1]["next"] is not None:
+        nxt = device.request({"type": "stream_ack", "entity": "account", "n": acked})
+        acked += 1
+        assert nxt["type"] == "rows" and nxt["n"] == acked + 2, nxt
+        streamed += stream.decode(nxt)
+        frames.append(nxt)
+    assert streamed == paged
     device.close()
 
 

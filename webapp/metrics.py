@@ -46,7 +46,7 @@ FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 # What prometheus_client writes in the folder: only these are removed at start.
 VALUE_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_\d+\.db$")
 
-RECEIVED_TYPES = frozenset({"hello", "push", "download", "pull", "reconcile", "ping", "pong"})
+RECEIVED_TYPES = frozenset({"hello", "push", "download", "stream", "stream_ack", "pull", "reconcile", "ping", "pong"})
 CLOSE_CODES = frozenset({1000, 1001, 1005, 1006, 1008, 1009, 1011, 1012, 1013})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REMOVED_BUCKETS = (0, 1, 10, 100, 1000, 10000, 100000)

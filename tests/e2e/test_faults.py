@@ -42,8 +42,9 @@ from tests.e2e.sync_helpers import (
     wait_synced,
 )
 from tests.e2e.waits import wait_until
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import DOWN, UP, FaultProxy
 from webapp.crm.tables import changelog
+from webapp.sync import stream
 from webapp.sync.tables import opledger
 
 SEED = int(os.environ.get("OUTPOST_FAULT_SEED", "2611"))
@@ -373,7 +374,7 @@ def test_fifty_network_flaps_during_a_sync_still_converge_with_each_operation_ap
 
 # --- (e) the first download interrupted ---------------------------------------------------------
 
-EXTRA_ACCOUNTS = 2500  # so accounts take three pages of the app's 1,000
+EXTRA_ACCOUNTS = 4500  # so accounts take three pages of the app's 2,000 (download.js STREAM_PAGE)
 
 
 def add_accounts(server: LiveServer, username: str, count: int) -> None:
@@ -406,13 +407,14 @@ def test_the_first_download_interrupted_three_times_resumes_where_it_was_and_end
 ) -> None:
     add_accounts(live_server, "east1", EXTRA_ACCOUNTS)
     rng = random.Random(SEED)
-    # Three answers never arrive: an early page (by how many pages were delivered before it) and two
-    # of the three account pages (so at least one in the middle of an entity, with `after` set).
+    # Three streamed pages never arrive: an early page (by how many pages were delivered before it)
+    # and two of the three account pages (so at least one in the middle of an entity). Each cut
+    # closes the socket with the pages after it still in flight (the stream keeps a window of them).
     plan = {("*", rng.randrange(0, 3))} | {("account", p) for p in rng.sample(range(3), 2)}
     delivered_pages: Counter[str] = Counter()
 
     def interrupted(frame: dict[str, Any]) -> bool:
-        if frame.get("type") != "page":
+        if frame.get("type") != "rows":
             return False
         for key in (("*", delivered_pages["*"]), (frame["entity"], delivered_pages[frame["entity"]])):
             if key in plan:
@@ -435,24 +437,28 @@ def test_the_first_download_interrupted_three_times_resumes_where_it_was_and_end
         what=f"the first download completes (seed {SEED}, cuts left {sorted(plan)})",
     )
     proxy.clear_drops()
-    assert len(proxy.received("page", delivered=False)) == 3, f"seed {SEED}"
-    # Resumed, not restarted: after each cut the next request asks for the page that was lost.
-    requests = [(f["entity"], f["after"]) for f in proxy.sent("download")]
-    answers = [f for f in proxy.frames if f.direction != "device→server" and f.message.get("type") == "page"]
-    assert len(requests) == len(answers), f"seed {SEED}: {len(requests)} requests, {len(answers)} pages"
-    for i, answer in enumerate(answers):
-        if not answer.delivered:
-            assert requests[i + 1] == requests[i], f"seed {SEED}: after losing {requests[i]} it asked {requests[i + 1]}"
-    assert len(requests) == len(set(requests)) + 3, f"seed {SEED}: a page was asked for again: {requests}"
-    lost = [requests[i] for i, answer in enumerate(answers) if not answer.delivered]
-    assert any(after is not None for _, after in lost), f"seed {SEED}: no cut in the middle of an entity: {lost}"
+    assert len(proxy.received("rows", delivered=False)) >= 3, f"seed {SEED}"
+    assert not plan, f"seed {SEED}: cuts not made {plan}"
+    # Streamed: pages in flight before their acks, one ack per page the device committed.
+    streams = proxy.sent("stream")
+    assert streams and all(s["window"] > 1 for s in streams), streams
+    # Resumed, not restarted: each stream starts after the last page the device was given of
+    # its entity (every page delivered before a cut is committed, so none is asked for again).
+    frames = list(proxy.frames)
+    last_next: dict[str, str | None] = {}
+    for f in frames:
+        if f.direction == DOWN and f.message.get("type") == "rows" and f.delivered:
+            last_next[f.message["entity"]] = f.message["next"]
+        elif f.direction == UP and f.message.get("type") == "stream":
+            entity = f.message["entity"]
+            assert f.message["after"] == last_next.get(entity), f"seed {SEED}: {f.message} after {last_next}"
+    assert any(s["after"] is not None for s in streams), f"seed {SEED}: no cut in the middle of an entity: {streams}"
     # Each record arrived once, and the device holds exactly the server's records.
     delivered: Counter[tuple[str, str]] = Counter()
     keys = primary_ids(page)
-    for answer in answers:
-        if answer.delivered:
-            entity = answer.message["entity"]
-            delivered.update((entity, r[keys[entity]]) for r in answer.message["records"])
+    for answer in proxy.received("rows"):
+        entity = answer["entity"]
+        delivered.update((entity, r[keys[entity]]) for r in stream.decode(answer))
     assert set(delivered.values()) == {1}, f"a record was downloaded twice (seed {SEED})"
     assert sum(1 for e, _ in delivered if e == "account") >= EXTRA_ACCOUNTS
     want = server_view(live_server, "east1", keys)

@@ -27,7 +27,7 @@ from webapp.crm.records import Actor
 from webapp.ratelimit import limits
 from webapp.security.accounts import load_session, user_summary
 from webapp.security.principals import principals
-from webapp.sync import devices, reconcile
+from webapp.sync import devices, reconcile, stream
 from webapp.sync.download import download_page
 from webapp.sync.feed import changes_since
 from webapp.sync.frames import BadFrame, parse_frame
@@ -66,6 +66,7 @@ class Channel:
     reconciles: bool = False  # the device said (pull `scope: 1`) it answers scope checks
     check: reconcile.Check | None = None  # the scope check awaiting the device's answer
     check_sent: float = 0.0
+    streaming: stream.Stream | None = None  # the streamed first download in progress (webapp/sync/stream.py)
     clock: Callable[[], dt.datetime] | None = None  # the server's "now" (default utcnow; tests move it)
     services: SyncServices = field(kw_only=True)  # the app's db, registry and hub (given, not looked up)
     stats: dict[str, int] = field(default_factory=lambda: {"ops": 0, "conflicts": 0, "rejected": 0, "frames": 0})
@@ -92,6 +93,8 @@ class Channel:
             "hello": self.hello,
             "push": self.push,
             "download": self.download,
+            "stream": self.stream_start,
+            "stream_ack": self.stream_ack,
             "pull": self.pull,
             "reconcile": self.reconcile,
         }.get(kind)
@@ -192,6 +195,17 @@ class Channel:
         model, principal, _ = self._context(s)
         page = download_page(s, model, principal, msg.get("entity"), msg.get("after"), msg.get("limit", 1000))
         return [{"type": "page", **page}]
+
+    def stream_start(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """A streamed download: its first pages at once (webapp/sync/stream.py)."""
+        model, principal, _ = self._context(s)
+        self.streaming, frames = stream.start(s, model, principal, msg)
+        return frames
+
+    def stream_ack(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        """The device committed a streamed page: the next one."""
+        model, principal, _ = self._context(s)
+        return stream.ack(s, model, principal, self.streaming, msg)
 
     def pull(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
         """Changes after the device's cursor, then a scope check if one is due; from now on

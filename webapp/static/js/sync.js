@@ -11,6 +11,7 @@
  * Status is an immutable snapshot; listeners hear only real changes.
  */
 import { CALL_TIMEOUT_MS, SESSION_TIMEOUT_MS } from "./api.js";
+import { Download } from "./download.js";
 import { answer } from "./scope.js";
 import { Store } from "./store.js";
 import { exclusive, tabChannel } from "./tabs.js";
@@ -20,7 +21,6 @@ const PUSH_BATCH = 100;
 const PUSH_BYTES = 512 * 1024;
 /** Push frames in flight at once (docs/protocol.md §5: the server answers them in order). */
 const PUSH_WINDOW = 4;
-const PAGE = 1000;
 const HEARTBEAT_MS = 25_000;
 const SILENCE_MS = 60_000;
 const BACKOFF_MIN_MS = 1_000;
@@ -32,6 +32,8 @@ export const ENTITY_SYNC_TIMES = "entity_sync_times";
 /** Close codes of a server that is restarting (docs/protocol.md): come back after a random wait. */
 const RESTART_CODES = [1001, 1012];
 const RESTART_SPREAD_MS = 10_000;
+/** How a `rows` frame's text begins (docs/protocol.md §5): handed to the download worker unparsed. */
+const ROWS = '{"type":"rows"';
 
 /**
  * @typedef {{
@@ -84,6 +86,8 @@ export class Sync {
     this.waiter = null;
     /** Acks and errors of the push frames in flight, while the queue is pushed. @type {Inbox|null} */
     this.inbox = null;
+    /** The first download in progress: it takes the `rows` frames and failures (download.js). @type {Download|null} */
+    this.downloading = null;
     this.applying = Promise.resolve();
     /** Scope checks being answered: check id -> the entities whose answers replace at the same version. @type {Map<string, Set<string>>} */
     this.checks = new Map();
@@ -427,6 +431,7 @@ export class Sync {
     this.waiter?.reject(new SyncError("offline", "The connection closed."));
     this.waiter = null;
     this.#closeInbox(new SyncError("offline", "The connection closed."));
+    this.downloading?.fail(new SyncError("offline", "The connection closed."));
     this.#set({ connection: navigator.onLine ? "connecting" : "offline" });
     this.#wake();
   }
@@ -447,6 +452,10 @@ export class Sync {
   /** @param {string} text */
   #onFrame(text) {
     this.lastFrameAt = Date.now();
+    if (this.downloading && text.startsWith(ROWS)) {
+      this.downloading.rows(text); // parsed by the download worker, never here
+      return;
+    }
     let frame;
     try {
       frame = JSON.parse(text);
@@ -489,6 +498,10 @@ export class Sync {
       const wake = this.inbox.wake;
       this.inbox.wake = null;
       wake?.();
+      return;
+    }
+    if (frame.type === "error" && this.downloading && !this.waiter) {
+      this.downloading.fail(new SyncError(frame.code === "unauthenticated" ? "signed_out" : frame.code, frame.message));
       return;
     }
     if (frame.type === "error" && frame.code === "unauthenticated") {
@@ -692,47 +705,24 @@ export class Sync {
     await this.refreshCounts();
   }
 
-  /** The first download of every offline entity, resumable from each entity's checkpoint. */
+  /** The first download of every offline entity, streamed and resumable (download.js). */
   async #downloadAll() {
-    const entities = this.store.offlineEntities().map((e) => e.logical_name);
-    const version = this.store.customizations?.version ?? null;
-    /** @type {number|null} */
-    let startCursor = await this.store.getMeta("download_cursor", null);
-    const done = [];
-    for (const entity of entities) {
-      const key = `download:${entity}`;
-      let mark = await this.store.getMeta(key, null);
-      if (!mark || mark.version !== version) {
-        await this.store.clearEntity(entity);
-        mark = { version, after: null, received: 0, total: null, done: false };
-      }
-      while (!mark.done) {
-        this.#set({ phase: "downloading", download: { entity, received: mark.received, total: mark.total, done: [...done] } });
-        const page = await this.#request({ type: "download", entity, after: mark.after, limit: PAGE }, ["page"]);
-        await this.store.applyServer(page.records.map((/** @type {any} */ record) => ({ entity, record })));
-        startCursor = startCursor === null ? page.cursor : Math.min(startCursor, page.cursor);
-        await this.store.setMeta("download_cursor", startCursor);
-        mark = {
-          version,
-          after: page.next,
-          received: mark.received + page.records.length,
-          total: page.total ?? mark.total,
-          done: page.next === null,
-        };
-        await this.store.setMeta(key, mark);
-      }
-      done.push(entity);
-      await this.#synced([entity]);
+    const download = new Download({
+      store: this.store,
+      send: (msg) => {
+        if (!this.ws || this.ws.readyState !== WebSocket.OPEN) throw new SyncError("offline", "Not connected.");
+        this.ws.send(JSON.stringify(msg));
+      },
+      set: (patch) => this.#set(patch),
+      synced: (entities) => this.#synced(entities),
+      failure: (code, message) => new SyncError(code, message),
+    });
+    this.downloading = download;
+    try {
+      await download.all();
+    } finally {
+      if (this.downloading === download) this.downloading = null;
     }
-    // Pull from the older of the two cursors: repeated changes are harmless, missed ones are not.
-    const cursor = await this.store.getMeta("cursor", null);
-    await this.store.setMeta("cursor", cursor === null ? (startCursor ?? 0) : Math.min(cursor, startCursor ?? cursor));
-    for (const e of Object.values(this.store.entities)) {
-      if (!entities.includes(e.logical_name) && e.logical_name !== "activitypointer") await this.store.clearEntity(e.logical_name);
-    }
-    await this.store.setMeta("downloaded_version", version);
-    await this.store.setMeta("download_cursor", null);
-    this.#set({ download: null, updatesAvailable: false });
     await this.refreshCounts();
   }
 }
