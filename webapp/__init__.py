@@ -41,11 +41,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         schema.upgrade(db)
     elif setup == "create_all":
         schema.create_all(db)
+    registry, hub = Registry(), Hub()
+    hub.use_fanout(db, registry)  # each commit read once per process for its devices
     svc = app.extensions[EXTENSION] = Services(
         db=db,
-        registry=Registry(),
+        registry=registry,
         hasher=password_hasher(fast=bool(app.config["FAST_PASSWORD_HASH"])),
-        hub=Hub(),
+        hub=hub,
     )
     register_api(app)
     register_admin(app)

@@ -342,9 +342,8 @@ def record_access(session: Session, p: Principal, entity: Entity, rows: list[dic
     applied to the row's owner, business unit and shares, with one query for a page's shares."""
     if not rows:
         return []
-    reaches = [(letter, reach(p, entity, privilege)) for privilege, letter in ACCESS_LETTERS.items()]
     shares: dict[str, dict[str, set[str]]] = {}
-    if any(r.sharees and not r.everything for _, r in reaches):
+    if any(r.sharees and not r.everything for r in access_reaches(p, entity)):
         ids = sorted({row[entity.primary_id] for row in rows})
         entities = tuple(entity.union_of) if entity.union_of else (entity.logical_name,)
         for i in range(0, len(ids), 500):
@@ -359,14 +358,26 @@ def record_access(session: Session, p: Principal, entity: Entity, rows: list[dic
             for share in found:
                 rights = shares.setdefault(share["recordid"], {}).setdefault(share["principalid"], set())
                 rights.update(right for right in SHARE_RIGHTS if share[right])
-    return [
-        "".join(
-            letter
-            for letter, r in reaches
-            if r.admits(row.get("ownerid"), row.get("owningbusinessunit"), shares.get(row[entity.primary_id], {}))
-        )
-        for row in rows
-    ]
+    return [access_letters(p, entity, row, shares.get(row[entity.primary_id], {})) for row in rows]
+
+
+def access_reaches(p: Principal, entity: Entity) -> list[Any]:
+    """The reach of each privilege `ACCESS_LETTERS` names, in its order."""
+    return [reach(p, entity, privilege) for privilege in ACCESS_LETTERS]
+
+
+def access_letters(
+    p: Principal, entity: Entity, row: Mapping[str, Any], shares: Mapping[str, Any], reaches: list[Any] | None = None
+) -> str:
+    """One row's `@Outpost.Access` letters with its shares known (principal id → rights): the
+    live fan-out loads a change's shares once for every device and passes each device's
+    `access_reaches`, computed once."""
+    reaches = reaches if reaches is not None else access_reaches(p, entity)
+    return "".join(
+        letter
+        for letter, r in zip(ACCESS_LETTERS.values(), reaches, strict=True)
+        if r.admits(row.get("ownerid"), row.get("owningbusinessunit"), shares)
+    )
 
 
 def hidden_names(p: Principal, model: OrgModel) -> set[str]:

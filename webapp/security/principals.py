@@ -38,13 +38,17 @@ class Principals:
 
     def get(self, session: Session, model: OrgModel, user_id: str) -> Principal:
         """The user's principal as `session` sees it: kept, or loaded when the key moved."""
+        return self.keyed(session, model, user_id)[0]
+
+    def keyed(self, session: Session, model: OrgModel, user_id: str) -> tuple[Principal, tuple[int, int]]:
+        """`get`, with the (revision, epoch) it was loaded under (live fan-out keeps both)."""
         who = (model.org_id, user_id)
         key = (model.revision, epoch.current(session, model.org_id, user_id))
         with self._lock:
             found = self._kept.get(who)
             if found is not None and found[0] == key:
                 self._kept.move_to_end(who)
-                return found[1]
+                return found[1], key
         principal = load_principal(session, model, user_id)
         self.loads += 1
         entry = (key, principal)
@@ -54,7 +58,7 @@ class Principals:
             while len(self._kept) > self.max_users:
                 self._kept.popitem(last=False)
         event.listen(session, "after_soft_rollback", lambda *_: self._forget(who, entry), once=True)
-        return principal
+        return principal, key
 
     def _forget(self, who: tuple[str, str], entry: Any) -> None:
         with self._lock:

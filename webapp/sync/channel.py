@@ -71,6 +71,8 @@ class Channel:
     services: SyncServices = field(kw_only=True)  # the app's db, registry and hub (given, not looked up)
     stats: dict[str, int] = field(default_factory=lambda: {"ops": 0, "conflicts": 0, "rejected": 0, "frames": 0})
     started: float = field(default_factory=time.monotonic)
+    subscription: Any = None  # the hub's Subscription (live push; webapp/sync/fanout.py)
+    _principal_epoch: int = -1  # the security epoch the principal `_context` gave was loaded at
 
     def _now(self) -> dt.datetime:
         return self.clock() if self.clock is not None else utcnow()
@@ -140,7 +142,8 @@ class Channel:
         shared by their sockets, and loads it again only when the user's security epoch or the
         organisation's metadata moved (webapp/security/principals.py)."""
         model = self.services.registry.model(s, self.org_id)
-        principal = principals(self.app).get(s, model, self.user_id)
+        principal, key = principals(self.app).keyed(s, model, self.user_id)
+        self._principal_epoch = key[1]  # the fan-out compares it with the user's epoch (webapp/sync/fanout.py)
         return model, principal, Actor(self.org_id, self.user_id, principal.business_unit_id)
 
     def hello(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -216,20 +219,23 @@ class Channel:
         if msg.get("scope") in (1, True):
             self.reconciles = True
         model, principal, _ = self._context(s)
-        frames, cursor, plan = self._feed(s, model, principal, cursor)
+        mark = self._mark()
+        frames, cursor, plan, caught_up = self._feed(s, model, principal, cursor)
         if plan.save is not None:
             reconcile.save_stamp(s, self.org_id, self.device_id or "", plan.save)
         devices.touch(s, self.device_id or "", last_sync=utcnow(), cursor=cursor)
         s.commit()
         check = plan.check
         self._started(cursor, check)
+        self._follow(model, principal, mark, caught_up)
         return frames
 
     def _feed(
         self, s: Any, model: Any, principal: Any, cursor: int
-    ) -> tuple[list[dict[str, Any]], int, reconcile.Plan]:
+    ) -> tuple[list[dict[str, Any]], int, reconcile.Plan, bool]:
         """The feed from `cursor` (at most MAX_FEED_FRAMES), and then, once the device is caught
-        up, what reconciliation plans: a check (its frame appended) or a stamp to save."""
+        up, what reconciliation plans: a check (its frame appended) or a stamp to save; and
+        whether it is caught up."""
         frames = []
         now = self._now()
         caught_up = False
@@ -243,7 +249,7 @@ class Channel:
         plan = self._plan(s, model, principal, cursor, now) if caught_up else reconcile.Plan()
         if plan.check is not None:
             frames.append(plan.check.to_message())
-        return frames, cursor, plan
+        return frames, cursor, plan, caught_up
 
     def _plan(self, s: Any, model: Any, principal: Any, cursor: int, now: dt.datetime) -> reconcile.Plan:
         awaiting = self.check is not None and time.monotonic() - self.check_sent < CHECK_PATIENCE
@@ -256,6 +262,32 @@ class Channel:
         self.cursor = cursor
         if check is not None:
             self.check, self.check_sent = check, time.monotonic()
+
+    def _mark(self) -> int | None:
+        """Where the process's fan-out reader stands, noted before this device reads the feed."""
+        sub = self.subscription
+        return sub.fanout.mark(self.org_id) if sub is not None and sub.fanout is not None else None
+
+    def _follow(self, model: Any, principal: Any, mark: int | None, caught_up: bool) -> None:
+        """After a read of the feed: a device caught up is followed by the fan-out from its
+        cursor (a read that may have missed what the reader read meanwhile is done again)."""
+        sub = self.subscription
+        if sub is None or sub.fanout is None or self.cursor is None:
+            return
+        if not caught_up:
+            sub.fanout.unfollow(sub)  # it pulls again (`more`), and follows once caught up
+        elif not sub.fanout.follow(
+            sub,
+            model,
+            principal,
+            self.cursor,
+            mark,
+            epoch=self._principal_epoch,
+            clock=self.clock,
+            reconciles=self.reconciles,
+        ):
+            sub.full = True
+            sub.event.set()
 
     def reconcile(self, s: Any, msg: dict[str, Any]) -> list[dict[str, Any]]:
         """The device's ids in the buckets that differ: removes and upserts; after `done`, the
@@ -274,20 +306,40 @@ class Channel:
 
     def wake(self) -> list[dict[str, Any]]:
         """After a commit elsewhere or a security change: the new changes for this device, and
-        the scope check if one is due (nothing before its first pull)."""
+        the scope check if one is due (nothing before its first pull).
+
+        What the fan-out prepared (webapp/sync/fanout.py) is sent as it is — no query — when it
+        starts at this device's cursor; otherwise, or when the hub says so (`full`), the device
+        reads the feed for itself from its cursor, as a pull does."""
         if self.cursor is None or self.device_id is None:
             return []
+        deliveries, full = self.subscription.take() if self.subscription is not None else ([], True)
+        frames: list[dict[str, Any]] = []
+        for delivery in deliveries:
+            if delivery.upto <= self.cursor:
+                continue  # a pull already brought it
+            if delivery.start != self.cursor:
+                full = True
+                break
+            frames += delivery.frames
+            self.cursor = delivery.upto
+        return frames + self._read() if full else frames
+
+    def _read(self) -> list[dict[str, Any]]:
+        """The device's own read of the feed from its cursor (then followed again if caught up)."""
         svc = self.services
+        mark = self._mark()
         with svc.db.session() as s:
             if load_session(s, self.token) is None:
                 raise Closing(1008, [error("unauthenticated", "The session has ended; sign in again.")])
             model, principal, _ = self._context(s)
-            frames, cursor, plan = self._feed(s, model, principal, self.cursor)
+            frames, cursor, plan, caught_up = self._feed(s, model, principal, self.cursor or 0)
         if plan.save is not None:  # rare (the epoch moved, no rule changed): a short write of its own
             with svc.db.session(write=True) as w:
-                reconcile.save_stamp(w, self.org_id, self.device_id, plan.save)
+                reconcile.save_stamp(w, self.org_id, self.device_id or "", plan.save)
                 w.commit()
         self._started(cursor, plan.check)
+        self._follow(model, principal, mark, caught_up)
         return [f for f in frames if f["type"] != "changes" or f["upserts"] or f["removes"]]
 
     def check_scope(self) -> list[dict[str, Any]]:

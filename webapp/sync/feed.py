@@ -30,7 +30,9 @@ from webapp.crm.registry import OrgModel
 from webapp.crm.tables import changelog
 from webapp.security.operations import to_wire_many
 from webapp.security.scope import Principal, condition
-from webapp.sync.profile import device_scope, downloadable, may_have_held
+from webapp.security.sharing import SHARE_RIGHTS
+from webapp.security.tables import recordshare
+from webapp.sync.profile import Holding, device_scope, downloadable, may_have_held
 
 FEED_BATCH = 500
 
@@ -169,3 +171,116 @@ def shared_before(
         )
     )
     return {r.recordid for r in rows if mine & set(r.changedfields or ())}
+
+
+# --- The same feed, read once for every device (live fan-out, webapp/sync/fanout.py) ---------
+
+
+@dataclass
+class Read:
+    """One read of the change log for all of a process's devices: the rows after `start` up to
+    `upto` (by record, in first-change order), each changed record as it is now (None: deleted),
+    its shares now (principal → rights), and whom it was ever shared with up to `upto`."""
+
+    start: int
+    upto: int
+    more: bool
+    rows: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    current: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    shares: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
+    shared_with: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+
+def read_once(session: Session, model: OrgModel, start: int, limit: int = FEED_BATCH) -> Read:
+    """The change log after `start` with what every device's decision needs, in a few queries
+    whatever the number of devices (one for the log, then per changed entity: its records, their
+    shares, their share history)."""
+    rows = session.execute(
+        select(changelog)
+        .where(changelog.c.organizationid == model.org_id, changelog.c.changenum > start)
+        .order_by(changelog.c.changenum)
+        .limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    out = Read(start, rows[-1].changenum if rows else start, more)
+    held_entities = {e.logical_name for e in downloadable(model)}
+    for r in rows:
+        if r.entity in held_entities:
+            out.rows.setdefault((r.entity, r.recordid), []).append(r)
+    by_entity: dict[str, list[str]] = {}
+    for entity_name, record_id in out.rows:
+        by_entity.setdefault(entity_name, []).append(record_id)
+        out.current[(entity_name, record_id)] = None
+        out.shares[(entity_name, record_id)] = {}
+        out.shared_with[(entity_name, record_id)] = set()
+    for entity_name, ids in by_entity.items():
+        entity = model.entity(entity_name)
+        src = model.selectable(entity)
+        pk = src.c[entity.primary_id]
+        for row in session.execute(select(src).where(src.c.organizationid == model.org_id, pk.in_(ids))).mappings():
+            out.current[(entity_name, row[entity.primary_id])] = dict(row)
+        for share in session.execute(
+            select(recordshare).where(
+                recordshare.c.organizationid == model.org_id,
+                recordshare.c.entity == entity_name,
+                recordshare.c.recordid.in_(ids),
+            )
+        ).mappings():
+            rights = out.shares[(entity_name, share["recordid"])].setdefault(share["principalid"], set())
+            rights.update(right for right in SHARE_RIGHTS if share[right])
+        for r in session.execute(
+            select(changelog.c.recordid, changelog.c.changedfields).where(
+                changelog.c.organizationid == model.org_id,
+                changelog.c.entity == entity_name,
+                changelog.c.recordid.in_(ids),
+                changelog.c.operation == "share",
+                changelog.c.changenum <= out.upto,
+            )
+        ):
+            out.shared_with[(entity_name, r.recordid)].update(r.changedfields or ())
+    return out
+
+
+def decide(
+    read: Read, p: Principal, holdings: dict[str, Holding], after: int, now: dt.datetime, keys: Any = None
+) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]] | None:
+    """What `changes_since(…, after)` would send this device over `read` (its rows after
+    `after`), decided in Python from the same declarations (`Holding`, `Reach`): the upserts as
+    (entity, current row) and the removes. None when only SQL can tell (a `related` filter).
+    `keys`: the records to consider (default all); the others are known not to concern it."""
+    upserts: list[tuple[str, dict[str, Any]]] = []
+    removes: list[dict[str, Any]] = []
+    mine = {p.user_id, *p.team_ids}
+    for key in read.rows if keys is None else [k for k in read.rows if k in keys]:
+        rows = [r for r in read.rows[key] if r.changenum > after]
+        if not rows:
+            continue
+        entity_name, record_id = key
+        held = holdings[entity_name]
+        row, shares = read.current[key], read.shares[key]
+        if row is not None:
+            admitted = held.admits(row, shares, now)
+            if admitted is None:
+                return None
+            if admitted:
+                upserts.append((entity_name, row))
+                continue
+        if _proven(held, p, rows, shares, now) or mine & read.shared_with[key]:
+            reason = "deleted" if row is None else "out_of_scope"
+            removes.append({"entity": entity_name, "id": record_id, "reason": reason})
+    return upserts, removes
+
+
+def _proven(held: Holding, p: Principal, rows: list[Any], shares: dict[str, set[str]], now: dt.datetime) -> bool:
+    """`held_before` and the user's own writes, over one record's rows (see the module's doc)."""
+    for r in rows:
+        if r.changedby == p.user_id:
+            return True
+        state = {"ownerid": r.ownerid, "owningbusinessunit": r.owningbusinessunit, "modifiedon": r.changedon}
+        owner_filter = held.filter is not None and (held.filter.owners is not None or held.filter.unit is not None)
+        if owner_filter and held.filter is not None and not held.filter.admits(state, now):
+            continue
+        if held.read.admits(r.ownerid, r.owningbusinessunit, shares):
+            return True
+    return False

@@ -1,9 +1,13 @@
-"""Live push: a commit wakes every connection of that organisation, in this process and others.
+"""Live push: a commit reaches the connections that may see it, in this process and others.
 
-Each open socket holds a `Subscription` (a threading.Event plus who it belongs to). Locally,
-`notify(org)` sets the events of that organisation's connections, and each connection then
-reads the change feed for its own device and user; `end_session` / `end_user` mark the
-connections of a signed-out session or user so they close with 1008.
+Each open socket holds a `Subscription` (a threading.Event plus who it belongs to). With a
+fan-out (`use_fanout`, as the app has), `notify(org)` hands the commit to this process's
+reader (webapp/sync/fanout.py): it reads the change log once and queues on each receiving
+subscription the frames its device may see (`inbox`), then wakes only those. A subscription
+marked `full` reads the change feed for its own device instead (a device not caught up, a
+scope change, the listener's gap); without a fan-out every connection of the organisation is
+woken that way. `end_session` / `end_user` mark the connections of a signed-out session or user
+so they close with 1008.
 
 Across processes (PostgreSQL only): a writer calls `publish(session, …)` before it commits,
 which queues a `pg_notify` in the same transaction, so the message goes out only if the
@@ -58,6 +62,23 @@ class Subscription:
     ended: bool = False
     restarting: bool = False  # the process is stopping: close with RESTART_CODE
     woken: float | None = None  # time.monotonic() of the first change notified since the last wake
+    fanout: Any = None  # the hub's FanOut (webapp/sync/fanout.py), if it has one
+    follower: Any = None  # set while the fan-out decides for this device
+    inbox: list[Any] = field(default_factory=list)  # fan-out Deliveries not yet sent
+    full: bool = False  # the device must read the feed for itself at its next wake
+
+    def take(self) -> tuple[list[Any], bool]:
+        """The queued deliveries, and whether the device must read for itself (then reset)."""
+        inbox, self.inbox = self.inbox, []
+        full, self.full = self.full, False
+        return inbox, full
+
+    def read_for_itself(self) -> None:
+        """Leave the fan-out; the next wake reads the feed from the device's own cursor."""
+        if self.fanout is not None:
+            self.fanout.unfollow(self)
+        self.full = True
+        self.event.set()
 
 
 class Hub:
@@ -69,6 +90,13 @@ class Hub:
         self.origin = uuid.uuid4().hex[:12]  # this process's mark on what it publishes
         self._listen_url: str | None = None
         self._listener: Any = None
+        self.fanout: Any = None
+
+    def use_fanout(self, db: Any, registry: Any) -> None:
+        """Read each commit once for this process's devices (webapp/sync/fanout.py)."""
+        from webapp.sync.fanout import FanOut
+
+        self.fanout = FanOut(db, registry)
 
     def attach(self, database_url: str) -> None:
         """Use PostgreSQL LISTEN/NOTIFY at `database_url` to cross processes (no-op for SQLite)."""
@@ -85,7 +113,7 @@ class Hub:
 
         With `cap`: raises TooManyConnections when the user already holds that many sockets
         in this process (counted and added under one lock, so a burst cannot overshoot)."""
-        sub = Subscription(org_id, user_id, token_hash)
+        sub = Subscription(org_id, user_id, token_hash, fanout=self.fanout)
         with self._lock:
             if cap is not None and sum(1 for s in self._subs.get(org_id, ()) if s.user_id == user_id) >= cap:
                 raise TooManyConnections(cap)
@@ -105,6 +133,8 @@ class Hub:
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget a closed connection."""
+        if self.fanout is not None:
+            self.fanout.unfollow(sub)
         with self._lock:
             subs = self._subs.get(sub.org_id)
             if subs is not None:
@@ -124,10 +154,16 @@ class Hub:
             return [s for subs in self._subs.values() for s in subs]
 
     def notify(self, org_id: str) -> None:
-        """Something in this organisation changed: wake its connections in this process."""
+        """Something in this organisation changed: the fan-out reads it once for the followed
+        devices; the others (or all, without a fan-out) are woken to read for themselves."""
+        heard = time.monotonic()
         for sub in self._matching(org_id):
-            sub.woken = sub.woken or time.monotonic()  # the live push latency starts here (webapp/metrics.py)
-            sub.event.set()
+            if sub.follower is None:
+                sub.woken = sub.woken or heard  # the live push latency starts here (webapp/metrics.py)
+                sub.full = True
+                sub.event.set()
+        if self.fanout is not None:
+            self.fanout.changed(org_id)
 
     def scope_changed(self, org_id: str, user_ids: list[str] | None = None) -> None:
         """What some users may see changed (the security epoch moved): wake their connections.
@@ -138,12 +174,12 @@ class Hub:
         wanted = None if user_ids is None else set(user_ids)
         for sub in self._matching(org_id):
             if wanted is None or sub.user_id in wanted:
-                sub.event.set()
+                sub.read_for_itself()
 
     def wake_all(self) -> None:
         """Wake every connection (after the listener lost messages, each re-reads its feed)."""
         for sub in self._matching():
-            sub.event.set()
+            sub.read_for_itself()
 
     def _end(self, subs: Iterable[Subscription]) -> int:
         ended = 0
@@ -204,3 +240,5 @@ class Hub:
             listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
+        if self.fanout is not None:
+            self.fanout.stop()

@@ -123,6 +123,7 @@ def sync_socket(ws: Any, svc: SyncServices) -> None:
     try:  # counted and added under one lock: a burst of sockets cannot overshoot the cap
         cap = app.config["MAX_SOCKETS_PER_USER"] if app.config["RATE_LIMITS"] else None
         sub = hub.subscribe(info.org_id, info.user_id, info.token_hash, cap=cap)
+        channel.subscription = sub  # its wakes carry what the fan-out prepared (webapp/sync/fanout.py)
     except TooManyConnections as exc:
         ws.send(json.dumps(error("too_many_connections", TOO_MANY_MESSAGE.format(cap=exc.cap))))
         ws.close(reason=TRY_AGAIN_LATER)
