@@ -89,8 +89,9 @@ def pg_schema_url() -> Iterator[str | None]:
 
 
 @contextlib.contextmanager
-def served(kind: str = "sqlite", records: int = 0) -> Iterator[Any]:
-    """`outpost serve` (one gevent worker) on a new demo database; None if `kind` is unavailable."""
+def served(kind: str = "sqlite", records: int = 0, env: dict[str, str] | None = None) -> Iterator[Any]:
+    """`outpost serve` (one gevent worker) on a new demo database; None if `kind` is unavailable.
+    `env`: more settings for the server (the caps on sockets and devices are always lifted)."""
     from benchmarks.live import MANY
     from benchmarks.served import ServedServer, prepare_demo_database
 
@@ -105,7 +106,7 @@ def served(kind: str = "sqlite", records: int = 0) -> Iterator[Any]:
             yield None
             return
         prepare_demo_database(url, records)
-        server = ServedServer(folder, url, env=MANY).start()
+        server = ServedServer(folder, url, env={**MANY, **(env or {})}).start()
         try:
             yield server
         finally:
