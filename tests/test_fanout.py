@@ -261,3 +261,16 @@ def test_a_session_ended_without_the_hub_closes_the_socket_at_the_next_change(wo
     with pytest.raises(Closing) as closing:
         device.channel.wake()
     assert closing.value.code == 1008
+
+
+def test_a_security_change_with_no_record_written_hands_the_devices_back_to_their_own_reads(world: World) -> None:
+    """A role's privilege revoked writes no change-log row, and on SQLite sends no NOTIFY: the
+    reader still sees the epoch move and every device reads (and reconciles) for itself."""
+    from webapp.security.roles import grant, role_id
+
+    w = world
+    w.write(lambda s, m: grant(s, m, role_id(s, m, "Salesperson"), "account", "read", 0))
+    assert all(d.sub.full and d.sub.follower is None for d in w.devices)
+    for d in w.devices:
+        d.channel.wake()
+        assert d.sub.follower is not None  # caught up again: followed with its new principal

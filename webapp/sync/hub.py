@@ -157,7 +157,10 @@ class Hub:
         """Something in this organisation changed: the fan-out reads it once for the followed
         devices; the others (or all, without a fan-out) are woken to read for themselves."""
         heard = time.monotonic()
-        for sub in self._matching(org_id):
+        with self._lock:
+            followed = self.fanout.followers(org_id) if self.fanout is not None else 0
+            loose = [] if followed == len(self._subs.get(org_id, ())) else list(self._subs.get(org_id, ()))
+        for sub in loose:  # none when every device is followed: a change costs its receivers only
             if sub.follower is None:
                 sub.woken = sub.woken or heard  # the live push latency starts here (webapp/metrics.py)
                 sub.full = True
