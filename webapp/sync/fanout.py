@@ -28,6 +28,7 @@ window not checked for `PLAN_EVERY`; and every device after the listener's gap.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -50,6 +51,12 @@ from webapp.sync.profile import Holding, downloadable, holding, window_days
 log = logging.getLogger("outpost.sync")
 EPOCH_MARGIN = dt.timedelta(seconds=60)  # epoch rows re-read this far back (a bump's clock is its transaction's start)
 PLAN_EVERY = 60.0  # seconds between scope plans (time windows) for a followed device that reconciles
+
+
+class Prepared(dict):  # type: ignore[type-arg]
+    """A frame serialised once for all its receivers (`text`): the socket sends the text."""
+
+    text: str = ""
 
 
 @dataclass
@@ -375,7 +382,8 @@ class FanOut:
                 shares = read.shares[(entity_name, row[entity.primary_id])]
                 record[ACCESS] = access_letters(first.principal, entity, row, shares, first.reaches_of(entity))
                 out.append({"entity": entity_name, "record": record})
-            frame = {"type": "changes", "cursor": read.upto, "upserts": out, "removes": removes, "more": False}
+            frame = Prepared(type="changes", cursor=read.upto, upserts=out, removes=removes, more=False)
+            frame.text = json.dumps(frame, separators=(",", ":"))
             for f in groups[same]:
                 if f.sub.token_hash not in live:
                     self._release(f)  # its own read closes the socket (1008)

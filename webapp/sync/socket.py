@@ -136,7 +136,8 @@ def sync_socket(ws: Any, svc: SyncServices) -> None:
 
     def send(frames: list[dict[str, Any]]) -> None:
         for frame in frames:
-            ws.send(json.dumps(frame, separators=(",", ":")))
+            text = getattr(frame, "text", None)  # a fan-out frame comes serialised once for all
+            ws.send(text or json.dumps(frame, separators=(",", ":")))
             stats["sent"] += 1
             metrics.frame_sent(frame)
 
