@@ -33,7 +33,6 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -43,65 +42,15 @@ from webapp.crm.epoch import ORG
 from webapp.crm.query import QueryOptions, to_records
 from webapp.crm.tables import securityepoch
 from webapp.security.accounts import usersession
-from webapp.security.operations import ACCESS, access_letters, access_reaches, hidden_names
+from webapp.security.operations import ACCESS, access_letters
 from webapp.security.scope import Principal
 from webapp.sync.feed import Read, decide, read_once
-from webapp.sync.profile import Holding, downloadable, holding, window_days
+from webapp.sync.follower import Delivery, Follower, Prepared, index_keys
+from webapp.sync.profile import downloadable, holding, window_days
 
 log = logging.getLogger("outpost.sync")
 EPOCH_MARGIN = dt.timedelta(seconds=60)  # epoch rows re-read this far back (a bump's clock is its transaction's start)
 PLAN_EVERY = 60.0  # seconds between scope plans (time windows) for a followed device that reconciles
-
-
-class Prepared(dict):  # type: ignore[type-arg]
-    """A frame serialised once for all its receivers (`text`): the socket sends the text."""
-
-    text: str = ""
-
-
-@dataclass
-class Delivery:
-    """Frames that take a device from cursor `start` to `upto`."""
-
-    start: int
-    upto: int
-    frames: list[dict[str, Any]]
-
-
-@dataclass(eq=False)
-class Follower:
-    """A caught-up device as the fan-out decides for it."""
-
-    sub: Any  # its hub Subscription
-    at: int  # the cursor its next delivery starts from
-    principal: Principal
-    revision: int  # the metadata revision its holdings were computed at
-    epoch: int  # the security epoch its principal was loaded at (webapp/crm/epoch.py)
-    holdings: dict[str, Holding]
-    clock: Any = None  # the channel's clock (tests move time)
-    windows: bool = False  # it reconciles and holds an entity under a `modified` window
-    planned: float = field(default_factory=time.monotonic)
-    keys: list[tuple[Any, ...]] = field(default_factory=list)  # its index entries
-    related: bool = False
-    reaches: dict[str, list[Any]] = field(default_factory=dict)
-    shapes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    def shape(self, model: Any, entity: Any) -> tuple[Any, ...]:
-        """What field security makes of a record of `entity` for this user: (entity, hidden
-        fields, entities whose names are hidden) — one serialisation per shape."""
-        found = self.shapes.get(entity.logical_name)
-        if found is None:
-            p = self.principal
-            found = (entity.logical_name, frozenset(p.hidden_fields(entity)), frozenset(hidden_names(p, model)))
-            self.shapes[entity.logical_name] = found
-        return found
-
-    def reaches_of(self, entity: Any) -> list[Any]:
-        """The reaches behind the access letters of `entity` (kept: the principal does not change)."""
-        found = self.reaches.get(entity.logical_name)
-        if found is None:
-            found = self.reaches[entity.logical_name] = access_reaches(self.principal, entity)
-        return found
 
 
 class FanOut:
@@ -147,7 +96,7 @@ class FanOut:
             f = Follower(sub, cursor, principal, model.revision, how["epoch"], holdings, how.get("clock"))
             f.windows = bool(how.get("reconciles")) and any(window_days(model, e) for e in downloadable(model))
             f.related = any(h.offline and h.filter is None for h in holdings.values())
-            f.keys = _keys(org, principal, holdings, f.related)
+            f.keys = index_keys(org, principal, holdings, f.related)
             for key in f.keys:
                 self._index[key].add(f)
             self._count[org] += 1
@@ -420,24 +369,3 @@ class FanOut:
 def _wall() -> dt.datetime:
     """The clock `epoch.bump` stamps its rows with (never a test's moved `utcnow`)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-
-
-def _keys(org: str, p: Principal, holdings: dict[str, Holding], related: bool) -> list[tuple[Any, ...]]:
-    """Where a device sits in the index: a superset of the records it may receive (step 2)."""
-    keys: list[tuple[Any, ...]] = [(org, "all"), (org, "user", p.user_id)]
-    keys += [(org, "principal", who) for who in (p.user_id, *p.team_ids)]
-    if related:
-        keys.append((org, "related"))
-    for name, h in holdings.items():
-        if not h.offline or h.filter is None:
-            continue
-        if h.filter.owners is not None:
-            keys += [(org, "owner", name, o) for o in h.filter.owners]
-        elif h.filter.unit is not None:
-            keys.append((org, "unit", name, h.filter.unit))
-        elif h.read.everything:
-            keys.append((org, "every", name))
-        else:
-            keys += [(org, "owner", name, o) for o in h.read.owners]
-            keys += [(org, "unit", name, u) for u in h.read.units]
-    return keys
