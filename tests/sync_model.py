@@ -1,24 +1,17 @@
-"""The two halves of the sync model (tests/test_sync_model.py): a phone, and a reference server.
-
-`Phone` is a Python model of the device (static/js/store.js and sync.js): per record, the last
-state the server confirmed; what the user sees is that state with the pending operations
-applied on top. It follows the store's rules exactly — a server record is taken only when its
-version is newer, a remove clears the confirmed state, an ack drops its operation and takes
-the records the server sent (unless the device already holds a newer version). It talks to
-the server only in JSON text, through an outbox and an inbox, so the test can delay, repeat
-or lose frames.
+"""The sync model's reference server (tests/test_sync_model.py), and the names the model uses.
 
 `Reference` is what the server should hold, written from DESIGN.md §4-§5 and PROTOCOL.md §4-§5
 with plain dicts and loops, sharing no code with webapp/: who may read and write what (the
 three users of the model), client wins or field-level server wins, update after delete,
 delete cascades that clear lookups, the four entities' commands, and the idempotency ledger.
 It predicts every write, so the test can check the change log write by write.
+
+The phones are not modelled here: each is the device's real store in Chromium
+(tests/model_phone.py), so no copy of the device's rebase rules is kept in Python.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,11 +48,6 @@ LOOKUPS = {
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 
 
-def new_id() -> str:
-    """A lower-case UUID, as a device mints one."""
-    return str(uuid.uuid4())
-
-
 def bind_attribute(entity: str, key: str) -> tuple[str, str | None]:
     """(attribute, target entity named in the key) of an `x@odata.bind` key."""
     name = key[: -len("@odata.bind")]
@@ -85,235 +73,6 @@ def parse_bind(value: Any) -> tuple[str, str] | None:
 def bind(entity: str, record_id: str) -> str:
     """The `@odata.bind` value naming a record."""
     return f"/{SET_OF[entity]}({record_id})"
-
-
-# ---------------------------------------------------------------------------------------------
-# The phone
-
-
-@dataclass
-class Effect:
-    """One local effect of an operation: a create, update or delete of one record."""
-
-    kind: str
-    entity: str
-    id: str
-    changes: dict[str, Any]
-
-
-@dataclass
-class Op:
-    """A queued operation, with the local effects it had on the device."""
-
-    op_id: str
-    seq: int
-    kind: str
-    entity: str
-    id: str
-    base_version: int | None
-    changes: dict[str, Any]
-    effects: list[Effect]
-    command: str | None = None
-    args: dict[str, Any] | None = None
-
-    def wire(self) -> dict[str, Any]:
-        """The op as a push carries it (PROTOCOL.md §5)."""
-        out: dict[str, Any] = {
-            "op_id": self.op_id,
-            "seq": self.seq,
-            "kind": self.kind,
-            "entity": self.entity,
-            "id": self.id,
-            "base_version": self.base_version,
-            "changes": self.changes,
-        }
-        if self.command:
-            out.update(command=self.command, args=self.args)
-        return out
-
-
-@dataclass
-class Phone:
-    """One device store of one user, and its side of the protocol."""
-
-    name: str
-    user_id: str
-    token: str
-    primary: dict[str, str]  # every offline entity's primary id attribute
-    device_id: str = field(default_factory=new_id)
-    server: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)  # confirmed state
-    queue: list[Op] = field(default_factory=list)
-    next_seq: int = 1
-    cursor: int | None = None
-    channel: Any = None  # the live Channel, None while disconnected
-    outbox: list[str] = field(default_factory=list)  # sent, not yet delivered
-    inbox: list[dict[str, Any]] = field(default_factory=list)  # answered, not yet read
-    downloading: list[str] = field(default_factory=list)  # entities left in the first download
-    download_after: str | None = None
-    download_cursor: int | None = None
-    pushes: list[str] = field(default_factory=list)  # every push frame sent, to repeat one
-    sync_errors: list[dict[str, Any]] = field(default_factory=list)
-    more: bool = False  # the last changes frame said more follow
-
-    # --- what the user sees -------------------------------------------------------------
-
-    def view(self, entity: str, record_id: str) -> dict[str, Any] | None:
-        """The confirmed state with every pending effect on this record applied in order."""
-        current = self.server.get((entity, record_id))
-        view = dict(current) if current is not None else None
-        for op in self.queue:
-            for e in op.effects:
-                if (e.entity, e.id) == (entity, record_id):
-                    view = apply_effect(view, e)
-        return view
-
-    def views(self, entity: str) -> list[dict[str, Any]]:
-        """Every record of an entity the user sees, in id order."""
-        keys = {k for k in self.server if k[0] == entity}
-        keys |= {(e.entity, e.id) for op in self.queue for e in op.effects if e.entity == entity}
-        out = [self.view(*k) for k in sorted(keys)]
-        return [v for v in out if v is not None]
-
-    def held(self, entity: str) -> dict[str, dict[str, Any]]:
-        """The confirmed records of an entity (after the queue drained: all the device holds)."""
-        return {rid: rec for (e, rid), rec in self.server.items() if e == entity and rec is not None}
-
-    # --- local writes (store.write) -----------------------------------------------------
-
-    def write(
-        self,
-        kind: str,
-        entity: str,
-        record_id: str,
-        changes: dict[str, Any],
-        command: str | None = None,
-        args: dict[str, Any] | None = None,
-        effects: list[Effect] | None = None,
-    ) -> Op:
-        """Queue an operation; its base version is the confirmed state's."""
-        current = self.server.get((entity, record_id))
-        op = Op(
-            op_id=new_id(),
-            seq=self.next_seq,
-            kind=kind,
-            entity=entity,
-            id=record_id,
-            base_version=current["versionnumber"] if current else None,
-            changes=changes,
-            effects=effects if effects is not None else [Effect(kind, entity, record_id, changes)],
-            command=command,
-            args=args,
-        )
-        self.next_seq += 1
-        self.queue.append(op)
-        return op
-
-    # --- frames out ---------------------------------------------------------------------
-
-    def send(self, msg: dict[str, Any]) -> None:
-        """Put a frame on the wire (it reaches the server when the test delivers it)."""
-        text = json.dumps(msg)
-        self.outbox.append(text)
-        if msg["type"] == "push":
-            self.pushes.append(text)
-
-    def push(self, count: int) -> None:
-        """Push the first `count` pending operations (the queue is always sent from its head)."""
-        ops = [op.wire() for op in self.queue[:count]]
-        if ops:
-            self.send({"type": "push", "ops": ops})
-
-    def pull(self) -> None:
-        """Ask for the changes after the cursor."""
-        self.send({"type": "pull", "cursor": self.cursor or 0})
-
-    def request_page(self) -> None:
-        """Ask for the next page of the first download."""
-        self.send({"type": "download", "entity": self.downloading[0], "after": self.download_after, "limit": 2})
-
-    # --- frames in ----------------------------------------------------------------------
-
-    def read(self, frame: dict[str, Any]) -> None:
-        """Handle one frame from the server the way sync.js does."""
-        kind = frame["type"]
-        if kind == "ack":
-            self.apply_ack(frame["results"])
-        elif kind == "changes":
-            self.apply_server(frame["upserts"])
-            self.apply_removes(frame["removes"])
-            self.cursor = frame["cursor"]
-            self.more = frame["more"]
-        elif kind == "page":
-            self.apply_server([{"entity": frame["entity"], "record": r} for r in frame["records"]])
-            start = self.download_cursor
-            self.download_cursor = frame["cursor"] if start is None else min(start, frame["cursor"])
-            self.download_after = frame["next"]
-            if frame["next"] is None:
-                self.downloading.pop(0)
-            if self.downloading:
-                self.request_page()
-            else:  # pull from the older cursor: repeated changes are harmless, missed ones are not
-                done = self.download_cursor or 0
-                self.cursor = done if self.cursor is None else min(self.cursor, done)
-                self.download_cursor = None
-        elif kind == "error":
-            raise AssertionError(f"{self.name} got an error frame: {frame}")
-
-    def apply_server(self, items: list[dict[str, Any]]) -> None:
-        """store.applyServer: keep the newer version; pending operations stay on top."""
-        for item in items:
-            entity, record = item["entity"], item["record"]
-            key = (entity, record[self.primary[entity]])
-            current = self.server.get(key)
-            if current is not None and current["versionnumber"] >= record["versionnumber"]:
-                continue  # own change coming back
-            self.server[key] = record
-
-    def apply_removes(self, removes: list[dict[str, Any]]) -> None:
-        """store.applyRemoves: the record left the device (pending operations stay)."""
-        for r in removes:
-            self.server[(r["entity"], r["id"])] = None
-
-    def apply_ack(self, results: list[dict[str, Any]]) -> None:
-        """store.applyAck: drop each acknowledged op and take the records the server sent."""
-        for result in results:
-            op = next((o for o in self.queue if o.seq == result["seq"]), None)
-            if op is None or op.op_id != result["op_id"]:
-                continue  # already handled (a duplicate ack)
-            self.queue.remove(op)
-            if result["status"] != "applied":
-                self.sync_errors.append(result)
-            for item in result.get("records") or []:
-                entity, record = item["entity"], item["record"]
-                key = (entity, record[self.primary[entity]])
-                current = self.server.get(key)
-                newer = current is None or current["versionnumber"] is None
-                if newer or current["versionnumber"] <= record["versionnumber"]:
-                    self.server[key] = record
-            for r in result.get("removed") or []:
-                self.server[(r["entity"], r["id"])] = None
-
-
-def apply_effect(view: dict[str, Any] | None, effect: Effect) -> dict[str, Any] | None:
-    """One local effect on a view (store.applyEffect, for the fields the model uses)."""
-    if effect.kind == "delete":
-        return None
-    if effect.kind == "create":
-        view = {PRIMARY[effect.entity]: effect.id, "versionnumber": None}
-        if effect.entity in ("lead", "opportunity"):
-            view["statecode"] = 0
-    elif view is None:
-        return None  # an update of a record that is gone
-    else:
-        view = dict(view)
-    for key, value in effect.changes.items():
-        if key.endswith("@odata.bind"):
-            attr, _ = bind_attribute(effect.entity, key)
-            target = parse_bind(value)
-            view[f"_{attr}_value"] = target[1] if target else None
-        else:
-            view[key] = value
-    return view
 
 
 # ---------------------------------------------------------------------------------------------
