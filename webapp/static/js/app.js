@@ -133,6 +133,9 @@ async function whenReadable(fn) {
 /** The store is readable: start the sync loop and the offline client APIs, then what waited. */
 async function startDevice() {
   if (!ctx.store) return;
+  // A loop started before the server said a PIN is required (a remembered identity) stops here,
+  // so the new one can take the sync lock.
+  ctx.sync?.stop();
   ctx.sync = new Sync(ctx.store, { onWipe: onWiped });
   ctx.data = new Data(ctx.store, ctx.sync);
   ctx.store.subscribe(() => scheduleRefresh());
