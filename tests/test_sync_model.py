@@ -681,3 +681,29 @@ def test_the_model_holds_on_postgresql(pg_world: World) -> None:
 def test_the_model_holds_on_a_deep_run(sqlite_world: World) -> None:
     """The deep run: 20,000 longer runs on SQLite (select it with `-m slow`)."""
     run(sqlite_world, 20_000, 60)
+
+
+@pytest.mark.parametrize("detection", [False, True])
+def test_a_feed_crossing_a_pending_edit_leaves_the_edit_shown_until_its_ack(
+    sqlite_world: World, detection: bool
+) -> None:
+    """The interleaving the random runs rarely build: the web changes a record while the phone
+    holds an edit of it not yet pushed, and the live feed arrives first. The real store must keep
+    showing the user's edit over the server's newer version, then settle as the conflict rule says."""
+    model = SyncModel(sqlite_world)
+    model.start(detection, [])
+    model.server_create("account", "alice", "a")
+    model.sync(0, 0, "read")  # alice's first phone holds the record
+    phone = model.phones[0]
+    (held,) = phone.views("account")
+    model.update(0, "account", 0, "b", 0)  # her edit waits in the queue
+    model.server("edit", "account", 0, "alice", "c")  # the web changes the same field
+    model.live_changes(0)
+    model.read_frames(0, 4)  # the newer server version arrives over the pending edit
+    (shown,) = phone.views("account")
+    assert shown["accountid"] == held["accountid"]
+    assert shown["name"] == "b", "the pending edit must stay on top of the feed"
+    assert phone.queued == 1
+    model.teardown()  # pushed, acked and compared with the server and the reference
+    (settled,) = phone.views("account")
+    assert settled["name"] == ("c" if detection else "b")
