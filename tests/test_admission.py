@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from tests.conftest import Org, sign_in
+from webapp import signin
 from webapp.admission import admission
 
 
@@ -38,3 +40,50 @@ def test_a_request_waits_for_a_slot_while_healthz_answers_at_once(app: Flask, or
             slot.__exit__(None, None, None)
     me.join(30)
     assert answered == [200]
+
+
+class HeldHashGate:
+    """Every password check busy: a sign-in that reaches the hash gate waits there until `open`."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.opened = threading.Event()
+        self.lock = threading.Lock()
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        with self.lock:
+            self.waiting += 1
+        return self.opened.wait(timeout)
+
+    def release(self) -> None:
+        pass
+
+
+def test_sign_ins_queued_for_a_password_check_hold_no_place(
+    app: Flask, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crowd of sign-ins waiting for the hash gate must not fill the admission gate: another
+    user's request still gets a place (issue 17's stall, through the back door)."""
+    api = sign_in(app, org.name, "bob")
+    gate = admission(app)
+    hashes = HeldHashGate()
+    monkeypatch.setattr(signin, "_hash_gate", lambda _app: hashes)
+    body = {"org": org.name, "username": "alice", "password": "wrong"}
+    crowd = [
+        in_thread(lambda: app.test_client().post("/api/auth/login", json=body).status_code)
+        for _ in range(gate.slots + 2)
+    ]
+    try:
+        for _ in range(600):  # every sign-in is parked at the hash gate (or still waits for a place)
+            if hashes.waiting >= gate.slots:
+                break
+            threading.Event().wait(0.05)
+        assert hashes.waiting >= gate.slots
+        me, answered = in_thread(lambda: api.get("/api/auth/me").status_code)
+        me.join(10)
+        assert answered == [200], "a sign-in queued for its hash kept an admission place"
+    finally:
+        hashes.opened.set()
+    for thread, status in crowd:
+        thread.join(30)
+        assert status == [401]

@@ -31,12 +31,34 @@ class Admission:
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self._places = _semaphore(slots)
+        self._mine = threading.local()  # greenlet-local under gevent: whether this one holds a place
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         """Hold a place while the block runs."""
         with self._places:
+            self._mine.held = True
+            try:
+                yield
+            finally:
+                self._mine.held = False
+
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """Give this request's place back while the block runs, and wait for one again after it.
+
+        For work that queues behind a gate of its own (a sign-in waiting for a password check,
+        webapp/signin.py): held places would let a crowd of sign-ins stall every other request."""
+        if not getattr(self._mine, "held", False):
             yield
+            return
+        self._mine.held = False
+        self._places.release()
+        try:
+            yield
+        finally:
+            self._places.acquire()
+            self._mine.held = True
 
 
 def _semaphore(slots: int) -> Any:

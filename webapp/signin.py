@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from webapp.admission import admission
 from webapp.ratelimit import signin_limits
 from webapp.security.accounts import (
     THROTTLE_WINDOW,
@@ -92,13 +93,16 @@ def sign_in(app: Flask, orgname: str, username: str, password: str, remote: str)
         raise SignInRefused(429, "throttled", "Too many failed sign-ins; wait a few minutes and try again.", window)
     # Slow on purpose, and no transaction is open. At most HASHES_AT_ONCE at a time in a process,
     # so a crowd of sign-ins queues here instead of taking every core from the other requests.
+    # The request's admission place is given back meanwhile (webapp/admission.py): the hash
+    # gate bounds this work itself, and other users' requests go on.
     gate = _hash_gate(app)
-    if not gate.acquire(timeout=HASH_QUEUE_SECONDS):
-        raise SignInRefused(429, "rate_limited", "Too many sign-ins at once; try again in a few seconds.", 5)
-    try:
-        right = password_matches(svc.hasher, found, password)
-    finally:
-        gate.release()
+    with admission(app).aside():
+        if not gate.acquire(timeout=HASH_QUEUE_SECONDS):
+            raise SignInRefused(429, "rate_limited", "Too many sign-ins at once; try again in a few seconds.", 5)
+        try:
+            right = password_matches(svc.hasher, found, password)
+        finally:
+            gate.release()
     with svc.db.session(write=True) as write:
         if not right or found is None:
             record_failure(write, orgname, username, remote)
