@@ -87,11 +87,17 @@ async ({cases, doc, entity}) => {
 
 RUN_MONEY = """
 async ({table, doc}) => {
-  const {formatMoney, ruleOf} = await import('/static/js/ruledata.js');
+  const {formatMoney, ruleOf, showsAmount} = await import('/static/js/ruledata.js');
   const [entity, name] = table.rule_of;
   const meta = doc.entities.find((e) => e.logical_name === entity);
   const rule = ruleOf(meta.attributes.find((a) => a.logical_name === name), 'places');
-  return table.cases.map((c) => formatMoney(c.value, c.symbol, rule));
+  // What it shows; and whether the table's text is taken as still showing the value (a list
+  // trusts a formatted value only then), but not for another amount.
+  return table.cases.map((c) => [
+    formatMoney(c.value, c.symbol, rule),
+    showsAmount(c.shown, c.value, rule),
+    showsAmount(c.shown, Number(c.value) + 1, rule),
+  ]);
 }
 """
 
@@ -152,7 +158,9 @@ def test_the_device_validates_and_moves_states_exactly_as_the_case_tables_say(
         if answer != case["derived"]:
             wrong.append((case["name"], answer, case["derived"]))
     got = phone_page.evaluate(RUN_MONEY, {"table": MONEY, "doc": doc})
-    for case, answer in zip(MONEY["cases"], got, strict=True):
+    for case, (answer, shows, shows_another) in zip(MONEY["cases"], got, strict=True):
         if answer != case["shown"]:
             wrong.append((case["name"], answer, case["shown"]))
+        if (shows, shows_another) != (True, False):
+            wrong.append((case["name"], f"showsAmount {shows}/{shows_another}", "True/False"))
     assert not wrong, "\n".join(f"{name}: device {answer} != table {expected}" for name, answer, expected in wrong)

@@ -132,6 +132,19 @@ export function formatMoney(value, symbol, rule) {
   return `${digits < 0n ? "-" : ""}${symbol}${grouped}${part === undefined ? "" : `.${part}`}`;
 }
 
+/**
+ * Whether a formatted amount (the server's, or one made here earlier) still shows `value` as its
+ * places rule would: the same digits once rounded to `display_places`, whatever the symbol.
+ * @param {unknown} formatted @param {number|string} value @param {Rule} rule
+ */
+export function showsAmount(formatted, value, rule) {
+  if (typeof formatted !== "string") return false;
+  const places = Number(rule.display_places);
+  const digits = roundExact(exact(value), places, String(rule.rounding));
+  const text = `${digits < 0n ? "-" : ""}${decimalText(digits < 0n ? -digits : digits, places)}`;
+  return formatted.replace(/[^0-9.-]/g, "") === text;
+}
+
 /** The message when a typed, non-null value breaks a constraint rule, else null. @param {Rule} rule @param {any} value */
 export function failure(rule, value) {
   switch (rule.check) {

@@ -8,7 +8,7 @@
  * usable in a page or a worker.
  */
 
-import { derive, formatMoney, pairState, ruleOf, stateMachine } from "./ruledata.js";
+import { derive, formatMoney, pairState, ruleOf, showsAmount, stateMachine } from "./ruledata.js";
 
 export const LOOKUP_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname";
 export const FORMATTED = "@OData.Community.Display.V1.FormattedValue";
@@ -91,9 +91,9 @@ export function labelMoney(meta, view, symbol) {
       delete view[key];
       continue;
     }
-    const shown = view[key];
-    const matches = typeof shown === "string" && Math.abs(Number(shown.replace(/[^0-9.-]/g, "")) - Number(value)) < 0.005;
-    if (known !== null && (symbol !== null || !matches)) view[key] = formatMoney(value, known, /** @type {any} */ (ruleOf(a, "places")));
+    const rule = /** @type {any} */ (ruleOf(a, "places"));
+    const matches = showsAmount(view[key], value, rule);
+    if (known !== null && (symbol !== null || !matches)) view[key] = formatMoney(value, known, rule);
   }
 }
 

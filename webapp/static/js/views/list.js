@@ -27,6 +27,7 @@
  * Also the helpers the other screens share: formatting values, links and permissions.
  */
 import { h } from "../dom.js";
+import { formatMoney, ruleOf, showsAmount } from "../ruledata.js";
 import { listCommands } from "./commands.js";
 
 export const live = "data";
@@ -147,16 +148,19 @@ export function localDateTime(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** A money value with its currency, trusting the server's formatted value only while it still matches. @param {any} record @param {string} name */
-export function moneyText(record, name) {
+/**
+ * A money value with its currency: the formatted value the record carries while it still shows
+ * the amount, else formatted here by the attribute's places rule (ruledata.js, as the server does).
+ * @param {any} record @param {any} attr @param {string} symbol the base currency's, for a record without one
+ */
+export function moneyText(record, attr, symbol) {
+  const name = attr.logical_name;
   const value = record[name];
   if (value === null || value === undefined) return "";
+  const rule = ruleOf(attr, "places");
   const formatted = record[`${name}${FORMATTED}`];
-  if (typeof formatted === "string") {
-    const amount = Number(formatted.replace(/[^0-9.-]/g, ""));
-    if (Math.abs(amount - Number(value)) < 0.005) return formatted;
-  }
-  return Number(value).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (!rule) return typeof formatted === "string" ? formatted : String(value);
+  return showsAmount(formatted, value, rule) ? formatted : formatMoney(value, symbol, rule);
 }
 
 /**
@@ -179,7 +183,7 @@ export function formatValue(ctx, meta, record, name) {
     case "optionset":
       return String(record[`${name}${FORMATTED}`] ?? attr.options?.find((/** @type {any} */ o) => o.value === value)?.label ?? value);
     case "money":
-      return moneyText(record, name);
+      return moneyText(record, attr, ctx.store?.baseCurrencySymbol ?? "$");
     case "integer":
     case "decimal":
       return Number(value).toLocaleString();

@@ -203,7 +203,7 @@ function scalarControl(ctx, meta, attr, record, editable) {
         );
         raw = () => control.value;
         typed = (r) => (r === "" ? null : Number(r));
-        if (attr.type === "money" && record && value !== null && value !== undefined) hint.textContent = moneyText(record, name);
+        if (attr.type === "money" && record && value !== null && value !== undefined) hint.textContent = moneyText(record, attr, ctx.store?.baseCurrencySymbol ?? "$");
         break;
       }
       case "boolean":
