@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tests.conftest import Org
+from tests.test_replay_sets import statements
 from webapp.crm.orgs import create_team
 from webapp.crm.records import Actor, Owner, fetch, insert_record, update_record
 from webapp.crm.registry import OrgModel
@@ -43,25 +42,6 @@ class Device:
     channel: Channel
     sub: Any
     user: str
-
-
-@contextmanager
-def statements(app: Flask) -> Iterator[list[str]]:
-    """Every SQL statement the app runs inside the block."""
-    seen: list[str] = []
-
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    db = services(app).db
-    engines = {db.read_engine, db.write_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", note)
 
 
 class World:
