@@ -16,6 +16,7 @@ import pytest
 import simple_websocket
 
 from benchmarks.live import HttpSession, LiveServer, SyncClient
+from tests.test_faults import change_numbers_in_seq_order
 from webapp.sync import stream
 
 
@@ -255,18 +256,7 @@ def replay_with_kills(tmp: Path, ops_count: int, kills: int, seed: int) -> None:
         assert per_record == {rid: 2 for rid in ids}, f"not exactly once (seed {seed})"  # one create, one update
         names = dict(db.execute(f"SELECT accountid, name FROM account WHERE accountid IN ({marks})", ids).fetchall())
         assert names == {rid: f"Op {i:03d} updated" for i, rid in enumerate(ids)}, f"seed {seed}"
-        # Applied in seq order: the k-th op on a record made that record's k-th change, and those
-        # changes are numbered in the ops' seq order (the ledger keeps records by id only).
-        numbers: dict[str, list[int]] = {}
-        for rid, number in db.execute(
-            f"SELECT recordid, changenum FROM changelog WHERE entity = 'account' AND recordid IN ({marks})"
-            " ORDER BY changenum",
-            ids,
-        ):
-            numbers.setdefault(rid, []).append(number)
-        made: list[int] = []
-        for (rid,) in db.execute("SELECT recordid FROM opledger WHERE deviceid = ? ORDER BY seq", (device_id,)):
-            made.append(numbers[rid].pop(0))
+        made = change_numbers_in_seq_order(db, device_id, ids)
         assert made == sorted(made), f"not applied in seq order (seed {seed})"
     finally:
         db.close()
