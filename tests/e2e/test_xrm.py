@@ -264,7 +264,8 @@ REFERENCE = {
 
 ERROR_CASES = [
     # (call as JavaScript over `api` (Xrm.WebApi.offline), `mobile`, `ids`; expected string `code`)
-    ("api.createRecord('account', {nme: 'x'})", "unknown_attribute"),
+    # An unknown attribute is refused as the server refuses it (validation_failed, by field).
+    ("api.createRecord('account', {name: 'x', nme: 'x'})", "validation_failed"),
     ("api.createRecord('account', {name: 5})", "validation_failed"),
     ("api.createRecord('account', {name: 'x', revenue: 'lots'})", "validation_failed"),
     ("api.createRecord('account', {name: 'x', industrycode: 99})", "validation_failed"),
